@@ -1,0 +1,4 @@
+// The WebAssembly module: every CPU kernel. Each file holds one family of kernels with its
+// forward and backward side by side; the TypeScript side (src/wasm/) owns all memory and passes
+// byte offsets into the shared linear memory.
+export * from "./memory";

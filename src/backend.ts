@@ -1,0 +1,152 @@
+// The one interface both backends implement (WASM SIMD on the CPU, WGSL on WebGPU). The model
+// (src/model.ts) and the trainer are written once against it.
+//
+// Conventions
+// - Every tensor is float32, allocated once by the backend and reused for the whole run.
+//   Class labels travel as float32 holding small integers (exact).
+// - Activations are channels-last (NHWC): an activation [B, H, W, C] is also the matrix
+//   [B·H·W, C], so the pointwise conv is a plain GEMM and depthwise/BatchNorm vectorise over C.
+// - Parameter layouts are PyTorch's except the depthwise weight, kept as [k, k, C] so a tap is
+//   one vector over channels (checkpoints convert on save/load, src/checkpoint.ts).
+// - Ops are enqueued in call order. On WebGPU nothing is read back until `read`; the WASM
+//   backend runs each op before returning.
+// - "overwrite" outputs are fully written; "accumulate" outputs are added to (dx += ...).
+// - Inputs and outputs of one call never alias unless stated.
+
+export interface Tensor {
+  readonly shape: readonly number[];
+  /** Number of elements. */
+  readonly size: number;
+}
+
+export type OptimizerKind = "adamw" | "sgd";
+
+export interface OptimizerHyper {
+  kind: OptimizerKind;
+  lr: number;
+  weightDecay: number;
+  /** AdamW only. */
+  beta1: number;
+  beta2: number;
+  eps: number;
+  /** 1-based step count, for AdamW's bias correction. */
+  step: number;
+  /** Clip gradients to this global L2 norm (0 = no clipping). */
+  clipNorm: number;
+}
+
+export interface Backend {
+  readonly name: "wasm" | "webgpu";
+  /** One line for logs: the device and how it is used. */
+  readonly description: string;
+
+  // ---- memory -------------------------------------------------------------------------------
+  /** A zero-filled tensor. */
+  tensor(shape: readonly number[]): Tensor;
+  /** A tensor that shares `t`'s storage: the first prod(shape) elements (partial batches). */
+  view(t: Tensor, shape: readonly number[]): Tensor;
+  /** Copies host data into t (data.length == t.size). */
+  write(t: Tensor, data: Float32Array): void;
+  /** Copies t to the host after all queued work. */
+  read(t: Tensor): Promise<Float32Array>;
+  /** Sets every element of t to value. */
+  fill(t: Tensor, value: number): void;
+  /** Resolves when all queued work has finished. */
+  flush(): Promise<void>;
+  dispose(): void;
+
+  // ---- stem: patch embedding, a conv with kernel p and stride p (no bias here) ---------------
+  /** images [B, H, W, 3], weight [C, 3, p, p], out [B, H/p, W/p, C] (overwrite). H, W divisible by p. */
+  patchEmbedForward(images: Tensor, weight: Tensor, out: Tensor): void;
+  /** dWeight [C, 3, p, p] (overwrite) from images and dOut [B, H/p, W/p, C]. */
+  patchEmbedBackwardWeight(images: Tensor, dOut: Tensor, dWeight: Tensor): void;
+
+  // ---- depthwise conv k×k, stride 1, 'same' zero padding (k odd, pad (k-1)/2), no bias -------
+  /** x [B, H, W, C], weight [k, k, C], out [B, H, W, C] (overwrite). */
+  depthwiseConvForward(x: Tensor, weight: Tensor, out: Tensor): void;
+  /** dx [B, H, W, C] (accumulate: dx += convᵀ(dOut)); the residual's gradient is already in dx. */
+  depthwiseConvBackwardInput(dOut: Tensor, weight: Tensor, dx: Tensor): void;
+  /** dWeight [k, k, C] (overwrite) = Σ over B·H·W of x-shifted · dOut. */
+  depthwiseConvBackwardWeight(x: Tensor, dOut: Tensor, dWeight: Tensor): void;
+
+  // ---- linear: the pointwise conv (bias null, applied later) and the head ---------------------
+  /** out [M, N] = x [M, K] · weightᵀ (weight [N, K]) + bias [N] (bias may be null). Overwrite. */
+  linearForward(x: Tensor, weight: Tensor, bias: Tensor | null, out: Tensor): void;
+  /** dx [M, K] = dOut [M, N] · weight [N, K] (overwrite). */
+  linearBackwardInput(dOut: Tensor, weight: Tensor, dx: Tensor): void;
+  /** dWeight [N, K] = dOutᵀ · x; dBias [N] = Σ rows of dOut (both overwrite; dBias may be null). */
+  linearBackwardWeight(x: Tensor, dOut: Tensor, dWeight: Tensor, dBias: Tensor | null): void;
+
+  // ---- the unit after every conv: bias, exact GELU, BatchNorm2d (+ the block's residual) ----
+  /**
+   * u = GELU(z + bias) (exact, erf);  out = gamma·(u − mean)/√(var + 1e-5) + beta (+ residual).
+   * z, out, residual: [B, H, W, C] seen as [N, C], N = B·H·W; bias, gamma, beta, running*: [C].
+   * training: mean/var are the batch's (biased var), saved [2, C] gets (mean, 1/√(var+eps)), and
+   *   runningMean = 0.9·runningMean + 0.1·mean, runningVar = 0.9·runningVar + 0.1·var·N/(N−1).
+   * eval: mean/var are the running statistics; saved and running* are not written.
+   * residual may be null; it may not alias out.
+   */
+  biasGeluBatchNormForward(
+    z: Tensor,
+    bias: Tensor,
+    gamma: Tensor,
+    beta: Tensor,
+    runningMean: Tensor,
+    runningVar: Tensor,
+    saved: Tensor,
+    residual: Tensor | null,
+    out: Tensor,
+    training: boolean,
+  ): void;
+  /**
+   * Backward of the training-mode forward (the residual's gradient is dOut itself, handled by the
+   * caller). dz [N, C] (overwrite; may alias dOut), dBias, dGamma, dBeta [C] (overwrite).
+   */
+  biasGeluBatchNormBackward(
+    z: Tensor,
+    bias: Tensor,
+    gamma: Tensor,
+    saved: Tensor,
+    dOut: Tensor,
+    dz: Tensor,
+    dBias: Tensor,
+    dGamma: Tensor,
+    dBeta: Tensor,
+  ): void;
+
+  // ---- head -----------------------------------------------------------------------------------
+  /** x [B, H, W, C] → out [B, C], the mean over H·W (overwrite). */
+  averagePoolForward(x: Tensor, out: Tensor): void;
+  /** dx [B, H, W, C] = dOut [B, C] / (H·W), broadcast (overwrite). */
+  averagePoolBackward(dOut: Tensor, dx: Tensor): void;
+  /**
+   * Softmax cross-entropy, mean over the batch. logits [B, K], labels [B] (class index as f32).
+   * dLogits [B, K] = (softmax − onehot)/B (overwrite; null in eval).
+   * metrics [3] accumulates: += Σ per-sample loss, += number correct (argmax == label, first max
+   * wins), += B. Nothing is read back.
+   */
+  softmaxCrossEntropy(logits: Tensor, labels: Tensor, dLogits: Tensor | null, metrics: Tensor): void;
+
+  // ---- optimizer --------------------------------------------------------------------------------
+  /** sumSquares [1] += Σ g² (gradient-norm clipping: call for every gradient, then update). */
+  accumulateSquares(g: Tensor, sumSquares: Tensor): void;
+  /**
+   * One step for one parameter. g is scaled by min(1, clipNorm/(√sumSquares + 1e-6)) first when
+   * clipNorm > 0 (torch.nn.utils.clip_grad_norm_). Then
+   *  adamw (torch.optim.AdamW): p −= lr·wd·p; m = β1·m + (1−β1)g; v = β2·v + (1−β2)g²;
+   *         p −= lr·(m/(1−β1^t)) / (√(v/(1−β2^t)) + eps)
+   *  sgd (torch.optim.SGD, no momentum): p −= lr·(g + wd·p)   (m, v unused)
+   */
+  optimizerStep(
+    param: Tensor,
+    grad: Tensor,
+    m: Tensor,
+    v: Tensor,
+    sumSquares: Tensor,
+    hyper: OptimizerHyper,
+  ): void;
+}
+
+export function numel(shape: readonly number[]): number {
+  return shape.reduce((a, b) => a * b, 1);
+}
