@@ -1,0 +1,388 @@
+// Checks any Backend against the float64 reference (tests/reference.ts), op by op, on random
+// shapes chosen to hit the edges: k 3/5/7/9, p 1/2/4, batch 1, channel counts that are not
+// multiples of 4 (the SIMD width) nor of 16/64 (GEMM tiles), odd N = B·H·W. Overwrite outputs start
+// full of garbage (so a partial write fails); accumulate outputs start random. Results come back
+// only through backend.read, so the same harness serves the WASM and the WebGPU backend:
+//
+//   conformanceTests("wasm", () => WasmBackend.create(), { rel: 1e-5, abs: 1e-6 });
+//
+// An output passes when max|backend − reference| <= abs + rel·max|reference|: float32 rounding of a
+// sum of many terms scales with the largest magnitudes involved, not with each element.
+import assert from "node:assert/strict";
+import type { Backend, OptimizerHyper, Tensor } from "../src/backend.ts";
+import * as ref from "./reference.ts";
+import type { RefTensor } from "./reference.ts";
+
+export interface Tolerance {
+  rel: number;
+  abs: number;
+}
+
+/** A backend tensor and its float64 twin, holding the same values. */
+interface Pair {
+  t: Tensor;
+  r: RefTensor;
+}
+
+/** Builds pairs on one backend and compares them. */
+class Harness {
+  #random = ref.seededRandom(20240611);
+
+  constructor(readonly backend: Backend, readonly tolerance: Tolerance) {}
+
+  /** Random values in [−scale, scale) on both sides. */
+  random(shape: number[], scale = 1): Pair {
+    return this.of(shape, ref.randomValues(shape.reduce((a, b) => a * b, 1), this.#random, scale));
+  }
+
+  /** Random values in [low, high) (e.g. positive variances). */
+  uniform(shape: number[], low: number, high: number): Pair {
+    const values = ref.randomValues(shape.reduce((a, b) => a * b, 1), this.#random, 1);
+    return this.of(shape, values.map((x) => low + (x + 1) / 2 * (high - low)));
+  }
+
+  /** An overwrite output: garbage on both sides, so an element the op forgets to write fails. */
+  garbage(shape: number[]): Pair {
+    return this.random(shape, 1e3);
+  }
+
+  of(shape: number[], values: Float32Array): Pair {
+    const t = this.backend.tensor(shape);
+    this.backend.write(t, values);
+    return { t, r: ref.refTensor(shape, values) };
+  }
+
+  integer(max: number): number {
+    return Math.floor(this.#random() * max);
+  }
+
+  /** Asserts that the backend's tensor matches the reference within the tolerance. */
+  async expectClose(what: string, pair: Pair, tolerance = this.tolerance): Promise<void> {
+    const actual = await this.backend.read(pair.t);
+    assert.equal(actual.length, pair.r.data.length, `${what}: read ${actual.length} elements`);
+    let scale = 0, worst = 0, worstIndex = 0;
+    for (let i = 0; i < actual.length; i++) {
+      scale = Math.max(scale, Math.abs(pair.r.data[i]));
+      const error = Math.abs(actual[i] - pair.r.data[i]);
+      if (!(error <= worst)) [worst, worstIndex] = [error, i]; // NaN counts as the worst
+    }
+    const allowed = tolerance.abs + tolerance.rel * scale;
+    assert.ok(
+      worst <= allowed,
+      `${what} [${pair.r.shape}]: |Δ| ${worst} > ${allowed} at ${worstIndex} ` +
+        `(got ${actual[worstIndex]}, want ${pair.r.data[worstIndex]}, max|want| ${scale})`,
+    );
+  }
+}
+
+/** Registers one Deno test, with a step per op family, running `name`'s backend against the reference. */
+export function conformanceTests(
+  name: string,
+  makeBackend: () => Promise<Backend>,
+  tolerance: Tolerance,
+): void {
+  Deno.test({
+    name: `${name} backend matches the float64 reference`,
+    sanitizeOps: false,
+    sanitizeResources: false,
+    async fn(t) {
+      const backend = await makeBackend();
+      const h = new Harness(backend, tolerance);
+      try {
+        await t.step("write, read, fill, view", () => memory(h));
+        await t.step("patch embedding p 1/2/4", () => patchEmbed(h));
+        await t.step("depthwise conv k 3/5/7/9: forward, dx (accumulate), dWeight", () => depthwise(h));
+        await t.step("linear: bias / no bias, dBias / none, sizes off the tiles", () => linear(h));
+        await t.step(
+          "bias-GELU-BatchNorm: training, eval, residual, running stats, backward",
+          () => batchNorm(h),
+        );
+        await t.step("average pool forward and backward", () => averagePool(h));
+        await t.step("softmax cross-entropy: dLogits, ties, metrics accumulate", () => crossEntropy(h));
+        await t.step(
+          "accumulateSquares and optimizerStep: adamw / sgd, clipping off / on / inactive",
+          () => optimizer(h),
+        );
+        await t.step("partial batches through view()", () => partialBatch(h));
+      } finally {
+        backend.dispose();
+      }
+    },
+  });
+}
+
+async function memory(h: Harness): Promise<void> {
+  const b = h.backend, fresh = b.tensor([3, 5]);
+  assert.deepEqual(await b.read(fresh), new Float32Array(15), "tensor() is zero-filled");
+  const x = h.random([3, 5]);
+  assert.deepEqual(await b.read(x.t), Float32Array.from(x.r.data), "write then read");
+  const head = b.view(x.t, [2, 5]);
+  assert.deepEqual(head.shape, [2, 5]);
+  assert.equal(head.size, 10);
+  b.fill(head, 2.5);
+  const expected = Float32Array.from(x.r.data).fill(2.5, 0, 10);
+  assert.deepEqual(await b.read(x.t), expected, "fill through a view changes only its elements");
+  assert.deepEqual(await b.read(head), expected.subarray(0, 10), "read of a view");
+  b.fill(x.t, -1);
+  assert.deepEqual(await b.read(x.t), new Float32Array(15).fill(-1));
+}
+
+async function patchEmbed(h: Harness): Promise<void> {
+  for (
+    const [p, B, rows, cols, C] of [[1, 1, 3, 5, 5], [2, 3, 2, 3, 17], [4, 1, 3, 3, 70], [2, 1, 5, 5, 16]]
+  ) {
+    const images = h.random([B, rows * p, cols * p, 3]), weight = h.random([C, 3, p, p], 0.5);
+    const out = h.garbage([B, rows, cols, C]);
+    h.backend.patchEmbedForward(images.t, weight.t, out.t);
+    ref.patchEmbedForward(images.r, weight.r, out.r);
+    await h.expectClose(`patchEmbedForward p=${p}`, out);
+
+    const dOut = h.random(out.r.shape), dWeight = h.garbage(weight.r.shape);
+    h.backend.patchEmbedBackwardWeight(images.t, dOut.t, dWeight.t);
+    ref.patchEmbedBackwardWeight(images.r, dOut.r, dWeight.r);
+    await h.expectClose(`patchEmbedBackwardWeight p=${p}`, dWeight);
+  }
+}
+
+async function depthwise(h: Harness): Promise<void> {
+  const shapes = [ // [k, B, H, W, C]; k = 9 on a 5×7 image makes every tap hit the border.
+    [3, 1, 5, 7, 3],
+    [5, 2, 7, 5, 13],
+    [7, 1, 9, 9, 20],
+    [9, 1, 5, 7, 7],
+    [9, 1, 11, 11, 70],
+    [5, 1, 16, 16, 36],
+  ];
+  for (const [k, B, H, W, C] of shapes) {
+    const what = `k=${k} [${B},${H},${W},${C}]`;
+    const x = h.random([B, H, W, C]), weight = h.random([k, k, C], 0.5), out = h.garbage(x.r.shape);
+    h.backend.depthwiseConvForward(x.t, weight.t, out.t);
+    ref.depthwiseConvForward(x.r, weight.r, out.r);
+    await h.expectClose(`depthwiseConvForward ${what}`, out);
+
+    const dOut = h.random(x.r.shape), dx = h.random(x.r.shape);
+    h.backend.depthwiseConvBackwardInput(dOut.t, weight.t, dx.t);
+    ref.depthwiseConvBackwardInput(dOut.r, weight.r, dx.r);
+    await h.expectClose(`depthwiseConvBackwardInput (accumulate) ${what}`, dx);
+
+    const dWeight = h.garbage(weight.r.shape);
+    h.backend.depthwiseConvBackwardWeight(x.t, dOut.t, dWeight.t);
+    ref.depthwiseConvBackwardWeight(x.r, dOut.r, dWeight.r);
+    await h.expectClose(`depthwiseConvBackwardWeight ${what}`, dWeight);
+  }
+}
+
+async function linear(h: Harness): Promise<void> {
+  const shapes = [[1, 3, 10], [37, 19, 10], [129, 70, 67], [65, 256, 17], [17, 5, 256]]; // [M, K, N]
+  for (const [index, [M, K, N]] of shapes.entries()) {
+    const withBias = index % 2 === 0, what = `[${M},${K}]·[${N},${K}]ᵀ ${withBias ? "bias" : "no bias"}`;
+    const x = h.random([M, K]), weight = h.random([N, K], 0.5), bias = withBias ? h.random([N]) : null;
+    const out = h.garbage([M, N]);
+    h.backend.linearForward(x.t, weight.t, bias?.t ?? null, out.t);
+    ref.linearForward(x.r, weight.r, bias?.r ?? null, out.r);
+    await h.expectClose(`linearForward ${what}`, out);
+
+    const dOut = h.random([M, N]), dx = h.garbage([M, K]);
+    h.backend.linearBackwardInput(dOut.t, weight.t, dx.t);
+    ref.linearBackwardInput(dOut.r, weight.r, dx.r);
+    await h.expectClose(`linearBackwardInput ${what}`, dx);
+
+    const dWeight = h.garbage([N, K]), dBias = withBias ? h.garbage([N]) : null;
+    h.backend.linearBackwardWeight(x.t, dOut.t, dWeight.t, dBias?.t ?? null);
+    ref.linearBackwardWeight(x.r, dOut.r, dWeight.r, dBias?.r ?? null);
+    await h.expectClose(`linearBackwardWeight dWeight ${what}`, dWeight);
+    if (dBias !== null) await h.expectClose(`linearBackwardWeight dBias ${what}`, dBias);
+  }
+}
+
+async function batchNorm(h: Harness): Promise<void> {
+  for (const [B, H, W, C] of [[1, 3, 5, 7], [2, 5, 5, 20], [1, 7, 7, 67], [3, 4, 4, 16]]) {
+    const what = `[${B},${H},${W},${C}]`, shape = [B, H, W, C];
+    const z = h.random(shape, 3), bias = h.random([C]), gamma = h.random([C]), beta = h.random([C]);
+    const runningMean = h.random([C]), runningVar = h.uniform([C], 0.5, 1.5);
+    const saved = h.garbage([2, C]);
+    for (const residual of [null, h.random(shape)]) {
+      const mode = `${what} residual ${residual === null ? "null" : "added"}`;
+      const out = h.garbage(shape);
+      const forward = <K extends "t" | "r">(side: K) =>
+        [
+          z[side],
+          bias[side],
+          gamma[side],
+          beta[side],
+          runningMean[side],
+          runningVar[side],
+          saved[side],
+        ] as const;
+      h.backend.biasGeluBatchNormForward(...forward("t"), residual?.t ?? null, out.t, true);
+      ref.biasGeluBatchNormForward(...forward("r"), residual?.r ?? null, out.r, true);
+      await h.expectClose(`biasGeluBatchNormForward training ${mode}`, out);
+      await h.expectClose(`biasGeluBatchNormForward saved ${mode}`, saved);
+      await h.expectClose(`biasGeluBatchNormForward runningMean ${mode}`, runningMean);
+      await h.expectClose(`biasGeluBatchNormForward runningVar ${mode}`, runningVar);
+
+      const evalOut = h.garbage(shape);
+      h.backend.biasGeluBatchNormForward(...forward("t"), residual?.t ?? null, evalOut.t, false);
+      ref.biasGeluBatchNormForward(...forward("r"), residual?.r ?? null, evalOut.r, false);
+      await h.expectClose(`biasGeluBatchNormForward eval ${mode}`, evalOut);
+      await h.expectClose(`eval leaves saved alone ${mode}`, saved);
+      await h.expectClose(`eval leaves runningMean alone ${mode}`, runningMean);
+      await h.expectClose(`eval leaves runningVar alone ${mode}`, runningVar);
+    }
+
+    // Backward of the last training forward (saved holds its statistics); dz separate, then aliasing dOut.
+    for (const aliased of [false, true]) {
+      const dOut = h.random(shape), dz = aliased ? dOut : h.garbage(shape);
+      const dBias = h.garbage([C]), dGamma = h.garbage([C]), dBeta = h.garbage([C]);
+      h.backend.biasGeluBatchNormBackward(
+        z.t,
+        bias.t,
+        gamma.t,
+        saved.t,
+        dOut.t,
+        dz.t,
+        dBias.t,
+        dGamma.t,
+        dBeta.t,
+      );
+      ref.biasGeluBatchNormBackward(z.r, bias.r, gamma.r, saved.r, dOut.r, dz.r, dBias.r, dGamma.r, dBeta.r);
+      const mode = `${what}${aliased ? " dz aliases dOut" : ""}`;
+      await h.expectClose(`biasGeluBatchNormBackward dz ${mode}`, dz);
+      await h.expectClose(`biasGeluBatchNormBackward dBias ${mode}`, dBias);
+      await h.expectClose(`biasGeluBatchNormBackward dGamma ${mode}`, dGamma);
+      await h.expectClose(`biasGeluBatchNormBackward dBeta ${mode}`, dBeta);
+    }
+  }
+}
+
+async function averagePool(h: Harness): Promise<void> {
+  for (const shape of [[1, 3, 5, 7], [3, 4, 4, 20], [2, 5, 3, 67]]) {
+    const x = h.random(shape), out = h.garbage([shape[0], shape[3]]);
+    h.backend.averagePoolForward(x.t, out.t);
+    ref.averagePoolForward(x.r, out.r);
+    await h.expectClose(`averagePoolForward [${shape}]`, out);
+
+    const dOut = h.random(out.r.shape), dx = h.garbage(shape);
+    h.backend.averagePoolBackward(dOut.t, dx.t);
+    ref.averagePoolBackward(dOut.r, dx.r);
+    await h.expectClose(`averagePoolBackward [${shape}]`, dx);
+  }
+}
+
+async function crossEntropy(h: Harness): Promise<void> {
+  const metrics = h.of([3], Float32Array.of(1.5, 2, 3));
+  for (const [B, K] of [[1, 10], [7, 3], [33, 10]]) {
+    const logits = h.random([B, K], 5);
+    const labels = h.of([B], Float32Array.from({ length: B }, () => h.integer(K)));
+    if (K >= 3) { // a three-way tie in the first row: the first maximum (index 0) is the prediction
+      const row = Float32Array.from({ length: K }, (_, k) => (k < 3 ? 7 : -1));
+      h.backend.write(h.backend.view(logits.t, [1, K]), row);
+      logits.r.data.set(row);
+    }
+    for (const dLogits of [h.garbage([B, K]), null]) {
+      const what = `[${B},${K}] ${dLogits === null ? "eval" : "training"}`;
+      h.backend.softmaxCrossEntropy(logits.t, labels.t, dLogits?.t ?? null, metrics.t);
+      ref.softmaxCrossEntropy(logits.r, labels.r, dLogits?.r ?? null, metrics.r);
+      if (dLogits !== null) await h.expectClose(`softmaxCrossEntropy dLogits ${what}`, dLogits);
+      const got = await h.backend.read(metrics.t);
+      assert.deepEqual([got[1], got[2]], [metrics.r.data[1], metrics.r.data[2]], `correct, count ${what}`);
+      await h.expectClose(`softmaxCrossEntropy metrics ${what}`, metrics);
+    }
+  }
+}
+
+async function optimizer(h: Harness): Promise<void> {
+  const sizes = [7, 1031];
+  const grads = sizes.map((size) => h.random([size]));
+  const sumSquares = h.of([1], Float32Array.of(0.25));
+  for (const g of grads) {
+    h.backend.accumulateSquares(g.t, sumSquares.t);
+    ref.accumulateSquares(g.r, sumSquares.r);
+  }
+  await h.expectClose("accumulateSquares", sumSquares);
+  const norm = Math.sqrt(sumSquares.r.data[0]);
+
+  for (const kind of ["adamw", "sgd"] as const) {
+    for (const clipNorm of [0, norm / 3, norm * 3]) {
+      const hyper: OptimizerHyper = {
+        kind,
+        lr: 0.05,
+        weightDecay: 0.1,
+        beta1: 0.9,
+        beta2: 0.99,
+        eps: 1e-8,
+        step: 3,
+        clipNorm,
+      };
+      for (const [i, size] of sizes.entries()) {
+        const what = `${kind} clipNorm ${
+          clipNorm === 0 ? "0" : clipNorm < norm ? "active" : "inactive"
+        } [${size}]`;
+        const param = h.random([size]), m = h.random([size], 0.1), v = h.uniform([size], 1e-4, 1e-2);
+        const before = Float64Array.from(param.r.data);
+        h.backend.optimizerStep(param.t, grads[i].t, m.t, v.t, sumSquares.t, hyper);
+        ref.optimizerStep(param.r, grads[i].r, m.r, v.r, sumSquares.r, hyper);
+        // Compare the update itself (p_new − p_old): it is ~lr, far smaller than p.
+        const after = await h.backend.read(param.t);
+        const update = (data: ArrayLike<number>) => Float32Array.from(before, (p, j) => data[j] - p);
+        const step = h.of([size], update(after));
+        step.r.data.set(Float64Array.from(before, (p, j) => param.r.data[j] - p));
+        await h.expectClose(`optimizerStep update ${what}`, step);
+        if (kind === "adamw") {
+          await h.expectClose(`optimizerStep m ${what}`, m);
+          await h.expectClose(`optimizerStep v ${what}`, v);
+        }
+      }
+    }
+  }
+}
+
+/** The last batch of an epoch is smaller: ops on views must touch only the view's elements. */
+async function partialBatch(h: Harness): Promise<void> {
+  const [B, b, H, W, C] = [4, 3, 5, 5, 7];
+  const backend = h.backend;
+  const x = h.random([B, H, W, C]), weight = h.random([3, 3, C], 0.5);
+  const z = h.garbage([B, H, W, C]), out = h.garbage([B, H, W, C]), pooled = h.garbage([B, C]);
+  const bias = h.random([C]), gamma = h.random([C]), beta = h.random([C]);
+  const runningMean = h.random([C]), runningVar = h.uniform([C], 0.5, 1.5), saved = h.garbage([2, C]);
+  const view = (pair: Pair, shape: number[]): Pair => ({
+    t: backend.view(pair.t, shape),
+    r: { shape, data: pair.r.data.subarray(0, shape.reduce((p, q) => p * q, 1)) },
+  });
+  const [xv, zv, outv] = [x, z, out].map((pair) => view(pair, [b, H, W, C]));
+  const pooledView = view(pooled, [b, C]);
+  backend.depthwiseConvForward(xv.t, weight.t, zv.t);
+  ref.depthwiseConvForward(xv.r, weight.r, zv.r);
+  backend.biasGeluBatchNormForward(
+    zv.t,
+    bias.t,
+    gamma.t,
+    beta.t,
+    runningMean.t,
+    runningVar.t,
+    saved.t,
+    xv.t,
+    outv.t,
+    true,
+  );
+  ref.biasGeluBatchNormForward(
+    zv.r,
+    bias.r,
+    gamma.r,
+    beta.r,
+    runningMean.r,
+    runningVar.r,
+    saved.r,
+    xv.r,
+    outv.r,
+    true,
+  );
+  backend.averagePoolForward(outv.t, pooledView.t);
+  ref.averagePoolForward(outv.r, pooledView.r);
+  // The full tensors: the view's part computed, the last sample still garbage.
+  await h.expectClose("depthwise on a view", z);
+  await h.expectClose("bias-GELU-BN on a view", out);
+  await h.expectClose("BN statistics of a partial batch", saved);
+  await h.expectClose("running statistics of a partial batch", runningVar);
+  await h.expectClose("average pool on a view", pooled);
+}
