@@ -36,7 +36,7 @@ export interface OptimizerHyper {
 }
 
 export interface Backend {
-  readonly name: "wasm" | "webgpu";
+  readonly name: string;
   /** One line for logs: the device and how it is used. */
   readonly description: string;
 

@@ -1,0 +1,76 @@
+// `deno task eval --checkpoint CKPT`: test loss and accuracy of a timm-named checkpoint (ours or
+// PyTorch's); --predictions writes index,label,pred,logit_0,…,logit_9 per test record, in file order.
+import { EVAL_USAGE, type EvalOptions, parseEvalArgs, UsageError } from "./options.ts";
+import { selectBackend } from "./select_backend.ts";
+import { ConvMixer } from "./model.ts";
+import { loadCheckpoint } from "./checkpoint.ts";
+import { openCifar } from "./data/cifar.ts";
+import { BatchLoader } from "./data/loader.ts";
+import { type EvalResult, evaluate } from "./evaluate.ts";
+
+export async function evalCheckpoint(options: EvalOptions): Promise<EvalResult> {
+  const checkpoint = await loadCheckpoint(options.checkpoint);
+  if (checkpoint.config.classes !== 10) {
+    throw new Error(
+      `${options.checkpoint}: head has ${checkpoint.config.classes} classes, CIFAR-10 needs 10`,
+    );
+  }
+  const data = await openCifar(options.data);
+  const { backend, reason } = await selectBackend(options.backend);
+  console.error(`backend: ${backend.description} (${reason})`);
+  const loader = await BatchLoader.create(data.test, {
+    batch: Math.min(options.batch, data.test.count),
+    shuffle: false,
+    seed: 0,
+    augment: null,
+    dropLast: false,
+  });
+  try {
+    const model = new ConvMixer(backend, checkpoint.config, Math.min(options.batch, data.test.count));
+    model.loadStateDict(checkpoint.state);
+    const result = await evaluate(model, loader, data.test.count, {
+      keepLogits: options.predictions !== undefined,
+      progress: true,
+    });
+    if (options.predictions) await writePredictions(options.predictions, data.test.labels, result.logits!);
+    return result;
+  } finally {
+    loader.close();
+    backend.dispose();
+  }
+}
+
+async function writePredictions(path: string, labels: Uint8Array, logits: Float32Array) {
+  const classes = logits.length / labels.length;
+  const header = ["index", "label", "pred", ...Array.from({ length: classes }, (_, c) => `logit_${c}`)];
+  const lines = [header.join(",")];
+  for (let i = 0; i < labels.length; i++) {
+    const row = logits.subarray(i * classes, (i + 1) * classes);
+    let pred = 0;
+    for (let c = 1; c < classes; c++) if (row[c] > row[pred]) pred = c;
+    lines.push(`${i},${labels[i]},${pred},${Array.from(row, (x) => x.toPrecision(7)).join(",")}`);
+  }
+  const temporary = `${path}.tmp-${Deno.pid}`;
+  await Deno.writeTextFile(temporary, lines.join("\n") + "\n");
+  await Deno.rename(temporary, path);
+}
+
+if (import.meta.main) {
+  try {
+    const options = parseEvalArgs(Deno.args);
+    if (options.help) {
+      console.log(EVAL_USAGE);
+      Deno.exit(0);
+    }
+    const result = await evalCheckpoint(options);
+    console.log(
+      `test loss ${result.loss.toFixed(4)} accuracy ${
+        (100 * result.accuracy).toFixed(2)
+      }% (${result.count} images)`,
+    );
+    Deno.exit(0);
+  } catch (e) {
+    console.error(`eval: ${(e as Error).message}`);
+    Deno.exit(e instanceof UsageError ? 2 : 1);
+  }
+}

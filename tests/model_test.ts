@@ -1,0 +1,80 @@
+// The model's wiring (src/model.ts): a whole tiny ConvMixer on the float64 reference backend,
+// every parameter's gradient against central finite differences of the training loss.
+import assert from "node:assert";
+import { ConvMixer } from "../src/model.ts";
+import { ReferenceBackend } from "./reference_backend.ts";
+import { randomValues, seededRandom } from "./reference.ts";
+
+function tinyModel(
+  config: { hdim: number; depth: number; kernel: number; patch: number },
+  batch: number,
+  size: number,
+) {
+  const backend = new ReferenceBackend();
+  const model = new ConvMixer(backend, { ...config, classes: 10 }, batch, size);
+  model.initialize(7);
+  const random = seededRandom(11);
+  // Non-trivial BN affine parameters, so their gradients are exercised too.
+  for (const [name, t] of model.params) {
+    if (/\.(fn\.2|3|stem\.2)\./.test(`.${name}`)) backend.write(t, randomValues(t.size, random, 1));
+  }
+  const a = model.setBatch(
+    randomValues(batch * size * size * 3, random, 2),
+    Float32Array.from({ length: batch }, () => Math.floor(random() * 10)),
+  );
+  return { backend, model, a, random };
+}
+
+for (
+  const config of [
+    { hdim: 5, depth: 2, kernel: 3, patch: 2, batch: 3, size: 8 },
+    { hdim: 3, depth: 1, kernel: 5, patch: 1, batch: 1, size: 6 },
+    { hdim: 6, depth: 1, kernel: 7, patch: 4, batch: 2, size: 16 },
+  ]
+) {
+  Deno.test(`ConvMixer-${config.hdim}/${config.depth} k${config.kernel} p${config.patch} B${config.batch}: every gradient matches finite differences`, () => {
+    const { backend, model, a, random } = tinyModel(config, config.batch, config.size);
+    const loss = () => {
+      backend.fill(model.metrics, 0);
+      model.forward(a, true);
+      return backend.values(model.metrics)[0] / config.batch;
+    };
+    loss();
+    model.backward(a);
+    const h = 1e-5;
+    let checked = 0;
+    for (const [name, param] of model.params) {
+      const values = backend.values(param), grad = backend.values(model.grads.get(name)!);
+      const scale = Math.max(1e-3, ...Array.from(grad, Math.abs));
+      for (let trial = 0; trial < Math.min(4, values.length); trial++) {
+        const i = Math.floor(random() * values.length);
+        const saved = values[i];
+        values[i] = saved + h;
+        const plus = loss();
+        values[i] = saved - h;
+        const minus = loss();
+        values[i] = saved;
+        const numeric = (plus - minus) / (2 * h);
+        assert(
+          Math.abs(numeric - grad[i]) <= 1e-6 * scale + 1e-7,
+          `${name}[${i}]: backward ${grad[i]}, finite difference ${numeric}`,
+        );
+        checked++;
+      }
+    }
+    assert(checked > 20);
+  });
+}
+
+Deno.test("state dict round trip keeps every parameter and counts BN batches", async () => {
+  const { model } = tinyModel({ hdim: 4, depth: 2, kernel: 3, patch: 2 }, 2, 4);
+  model.forward(model.activations(2), true);
+  const state = await model.stateDict();
+  assert.equal(state.get("blocks.1.3.num_batches_tracked")!.data[0], 1);
+  assert.deepEqual(state.get("blocks.0.0.fn.0.weight")!.shape, [3, 3, 4]);
+  const other = new ConvMixer(new ReferenceBackend(), model.config, 2, 4);
+  other.loadStateDict(state);
+  for (const [name, entry] of await other.stateDict()) {
+    assert.deepEqual(entry.data, state.get(name)!.data, name);
+  }
+});

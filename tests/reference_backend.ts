@@ -1,0 +1,138 @@
+// The float64 reference (tests/reference.ts) behind the Backend interface, so the model code itself
+// (src/model.ts: the wiring of forward, backward and optimizer) can be checked by finite differences
+// and against PyTorch without float32 noise. Views share storage like the real backends'.
+import type { Backend, OptimizerHyper, Tensor } from "../src/backend.ts";
+import * as ref from "./reference.ts";
+
+type ReferenceTensor = ref.RefTensor & { size: number };
+
+const r = (t: Tensor) => t as unknown as ReferenceTensor;
+const rn = (t: Tensor | null) => (t === null ? null : r(t));
+
+export class ReferenceBackend implements Backend {
+  readonly name = "reference";
+  readonly description = "float64 reference (tests/reference.ts)";
+
+  tensor(shape: readonly number[]): Tensor {
+    const t = ref.refTensor(shape);
+    return Object.assign(t, { size: t.data.length }) as Tensor;
+  }
+  view(t: Tensor, shape: readonly number[]): Tensor {
+    const size = shape.reduce((a, b) => a * b, 1);
+    if (size > t.size) throw new Error(`view [${shape}] larger than [${t.shape}]`);
+    return { shape: [...shape], size, data: r(t).data.subarray(0, size) } as Tensor;
+  }
+  write(t: Tensor, data: Float32Array) {
+    if (data.length !== t.size) throw new Error(`write: ${data.length} values into [${t.shape}]`);
+    r(t).data.set(data);
+  }
+  read(t: Tensor): Promise<Float32Array> {
+    return Promise.resolve(Float32Array.from(r(t).data));
+  }
+  /** The float64 values, for finite-difference checks. */
+  values(t: Tensor): Float64Array {
+    return r(t).data;
+  }
+  fill(t: Tensor, value: number) {
+    r(t).data.fill(value);
+  }
+  flush() {
+    return Promise.resolve();
+  }
+  dispose() {}
+
+  patchEmbedForward(images: Tensor, weight: Tensor, out: Tensor) {
+    ref.patchEmbedForward(r(images), r(weight), r(out));
+  }
+  patchEmbedBackwardWeight(images: Tensor, dOut: Tensor, dWeight: Tensor) {
+    ref.patchEmbedBackwardWeight(r(images), r(dOut), r(dWeight));
+  }
+  depthwiseConvForward(x: Tensor, weight: Tensor, out: Tensor) {
+    ref.depthwiseConvForward(r(x), r(weight), r(out));
+  }
+  depthwiseConvBackwardInput(dOut: Tensor, weight: Tensor, dx: Tensor) {
+    ref.depthwiseConvBackwardInput(r(dOut), r(weight), r(dx));
+  }
+  depthwiseConvBackwardWeight(x: Tensor, dOut: Tensor, dWeight: Tensor) {
+    ref.depthwiseConvBackwardWeight(r(x), r(dOut), r(dWeight));
+  }
+  linearForward(x: Tensor, weight: Tensor, bias: Tensor | null, out: Tensor) {
+    ref.linearForward(r(x), r(weight), rn(bias), r(out));
+  }
+  linearBackwardInput(dOut: Tensor, weight: Tensor, dx: Tensor) {
+    ref.linearBackwardInput(r(dOut), r(weight), r(dx));
+  }
+  linearBackwardWeight(x: Tensor, dOut: Tensor, dWeight: Tensor, dBias: Tensor | null) {
+    ref.linearBackwardWeight(r(x), r(dOut), r(dWeight), rn(dBias));
+  }
+  biasGeluBatchNormForward(
+    z: Tensor,
+    bias: Tensor,
+    gamma: Tensor,
+    beta: Tensor,
+    runningMean: Tensor,
+    runningVar: Tensor,
+    saved: Tensor,
+    residual: Tensor | null,
+    out: Tensor,
+    training: boolean,
+  ) {
+    ref.biasGeluBatchNormForward(
+      r(z),
+      r(bias),
+      r(gamma),
+      r(beta),
+      r(runningMean),
+      r(runningVar),
+      r(saved),
+      rn(residual),
+      r(out),
+      training,
+    );
+  }
+  biasGeluBatchNormBackward(
+    z: Tensor,
+    bias: Tensor,
+    gamma: Tensor,
+    saved: Tensor,
+    dOut: Tensor,
+    dz: Tensor,
+    dBias: Tensor,
+    dGamma: Tensor,
+    dBeta: Tensor,
+  ) {
+    ref.biasGeluBatchNormBackward(
+      r(z),
+      r(bias),
+      r(gamma),
+      r(saved),
+      r(dOut),
+      r(dz),
+      r(dBias),
+      r(dGamma),
+      r(dBeta),
+    );
+  }
+  averagePoolForward(x: Tensor, out: Tensor) {
+    ref.averagePoolForward(r(x), r(out));
+  }
+  averagePoolBackward(dOut: Tensor, dx: Tensor) {
+    ref.averagePoolBackward(r(dOut), r(dx));
+  }
+  softmaxCrossEntropy(logits: Tensor, labels: Tensor, dLogits: Tensor | null, metrics: Tensor) {
+    ref.softmaxCrossEntropy(r(logits), r(labels), rn(dLogits), r(metrics));
+  }
+  accumulateSquares(g: Tensor, sumSquares: Tensor) {
+    ref.accumulateSquares(r(g), r(sumSquares));
+  }
+  optimizerStep(
+    param: Tensor,
+    grad: Tensor,
+    m: Tensor,
+    v: Tensor,
+    sumSquares: Tensor,
+    hyper: OptimizerHyper,
+  ) {
+    ref.optimizerStep(r(param), r(grad), r(m), r(v), r(sumSquares), hyper);
+  }
+}
