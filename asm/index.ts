@@ -2,3 +2,5 @@
 // forward and backward side by side; the TypeScript side (src/wasm/) owns all memory and passes
 // byte offsets into the shared linear memory.
 export * from "./memory";
+export * from "./gemm";
+export * from "./patch_embed";

@@ -1,0 +1,412 @@
+// The CPU backend: every op is a WebAssembly SIMD kernel (asm/) run on all threads of a pool over
+// one shared memory, synchronously, before the method returns. The linear layers and the patch
+// embedding are GEMMs (asm/gemm.ts) and live here; the other layers are in layer_ops.ts.
+import { type Backend, numel, type OptimizerHyper, type Tensor } from "../backend.ts";
+import * as layerOps from "./layer_ops.ts";
+import {
+  alignUp,
+  Arena,
+  createSharedMemory,
+  loadWasmModule,
+  type WasmContext,
+  type WasmTensor,
+} from "./module.ts";
+import { ThreadPool } from "./threads.ts";
+
+/** One GEMM call: C[M,N] = alpha·op(A)·op(B) + beta·C (+ bias[N] per row); offsets in bytes. */
+export interface GemmArgs {
+  transA: boolean;
+  transB: boolean;
+  M: number;
+  N: number;
+  K: number;
+  alpha?: number;
+  a: number;
+  lda: number;
+  b: number;
+  ldb: number;
+  /** 0 (C is not read) or 1 (accumulate); default 0. */
+  beta?: number;
+  c: number;
+  ldc: number;
+  /** Byte offset of bias[N], or 0 for none. */
+  bias?: number;
+  /** Byte offset of gemmScratchBytes(threads) bytes; default ctx.scratch(). */
+  scratch?: number;
+}
+
+/** Scratch bytes one GEMM needs on `threads` threads. */
+export function gemmScratchBytes(ctx: WasmContext): number {
+  return ctx.pool.threads * (ctx.pool.exports.gemmScratchBytes() as number);
+}
+
+/** Runs asm/gemm.ts on every thread of the pool. */
+export function gemm(ctx: WasmContext, g: GemmArgs): void {
+  if (g.M === 0 || g.N === 0) return;
+  const scratch = g.scratch ?? ctx.scratch(gemmScratchBytes(ctx));
+  ctx.pool.run("gemm", [
+    g.transA ? 1 : 0,
+    g.transB ? 1 : 0,
+    g.M,
+    g.N,
+    g.K,
+    g.alpha ?? 1,
+    g.a,
+    g.lda,
+    g.b,
+    g.ldb,
+    g.beta ?? 0,
+    g.c,
+    g.ldc,
+    g.bias ?? 0,
+    scratch,
+  ]);
+}
+
+function shapeText(t: Tensor): string {
+  return `[${t.shape.join(", ")}]`;
+}
+
+function check(ok: boolean, message: () => string): void {
+  if (!ok) throw new Error(`wasm backend: ${message()}`);
+}
+
+/** A [..., last] tensor as the matrix [size/last, last]: its row count, after checking `last`. */
+function rowsOf(op: string, name: string, t: Tensor, last: number): number {
+  check(
+    t.shape.length >= 1 && t.shape[t.shape.length - 1] === last,
+    () => `${op}: ${name} ${shapeText(t)} must end in ${last}`,
+  );
+  return t.size / last;
+}
+
+export class WasmBackend implements Backend {
+  readonly name = "wasm";
+  readonly description: string;
+  readonly ctx: WasmContext;
+  readonly #arena: Arena;
+  readonly #pool: ThreadPool;
+
+  private constructor(arena: Arena, pool: ThreadPool) {
+    this.#arena = arena;
+    this.#pool = pool;
+    const memory = arena.memory;
+    this.ctx = {
+      memory,
+      pool,
+      scratch: (bytes) => arena.scratch(bytes),
+      f32: (t) => new Float32Array(memory.buffer, t.offset, t.size),
+    };
+    this.description = `wasm: WebAssembly SIMD on ${pool.threads} thread${pool.threads === 1 ? "" : "s"}`;
+  }
+
+  static async create(options: { threads?: number } = {}): Promise<WasmBackend> {
+    const module = await loadWasmModule();
+    const memory = createSharedMemory();
+    const pool = await ThreadPool.create(module, memory, options.threads ?? navigator.hardwareConcurrency);
+    return new WasmBackend(new Arena(memory, pool.exports.heapBase()), pool);
+  }
+
+  // ---- memory ---------------------------------------------------------------------------------
+
+  tensor(shape: readonly number[]): WasmTensor {
+    check(
+      shape.every((d) => Number.isInteger(d) && d >= 0),
+      () => `tensor: bad shape [${shape.join(", ")}]`,
+    );
+    const size = numel(shape);
+    const t: WasmTensor = { shape: [...shape], size, offset: this.#arena.alloc(size * 4) };
+    this.ctx.f32(t).fill(0);
+    return t;
+  }
+
+  view(t: Tensor, shape: readonly number[]): WasmTensor {
+    const size = numel(shape);
+    check(size <= t.size, () => `view: [${shape.join(", ")}] is larger than ${shapeText(t)}`);
+    return { shape: [...shape], size, offset: (t as WasmTensor).offset };
+  }
+
+  write(t: Tensor, data: Float32Array): void {
+    check(data.length === t.size, () => `write: ${data.length} values for a tensor ${shapeText(t)}`);
+    this.ctx.f32(t as WasmTensor).set(data);
+  }
+
+  read(t: Tensor): Promise<Float32Array> {
+    return Promise.resolve(this.ctx.f32(t as WasmTensor).slice());
+  }
+
+  fill(t: Tensor, value: number): void {
+    this.ctx.f32(t as WasmTensor).fill(value);
+  }
+
+  flush(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  dispose(): void {
+    this.#pool.close();
+  }
+
+  // ---- stem: patch embedding (im2col, then a GEMM) ----------------------------------------------
+
+  /** Checks the stem's shapes; returns [B, H, W, C, p, patch rows]. */
+  #patchShapes(op: string, images: Tensor, weight: Tensor, out: Tensor): number[] {
+    check(
+      weight.shape.length === 4 && weight.shape[1] === 3 && weight.shape[2] === weight.shape[3],
+      () => `${op}: weight ${shapeText(weight)} must be [C, 3, p, p]`,
+    );
+    const [C, , p] = weight.shape;
+    check(
+      images.shape.length === 4 && images.shape[3] === 3 && images.shape[1] % p === 0 &&
+        images.shape[2] % p === 0,
+      () => `${op}: images ${shapeText(images)} must be [B, H, W, 3] with H, W divisible by p = ${p}`,
+    );
+    const [B, H, W] = images.shape;
+    const expected = [B, H / p, W / p, C];
+    check(
+      out.shape.length === 4 && out.shape.every((d, i) => d === expected[i]),
+      () => `${op}: ${shapeText(out)} must be [${expected.join(", ")}]`,
+    );
+    return [B, H, W, C, p, B * (H / p) * (W / p)];
+  }
+
+  /** images → patch rows [B·H/p·W/p, 3·p·p] in scratch, followed by the GEMM's scratch. */
+  #im2col(images: Tensor, B: number, H: number, W: number, p: number, rows: number): [number, number] {
+    const patchBytes = alignUp(rows * 3 * p * p * 4);
+    const patches = this.ctx.scratch(patchBytes + gemmScratchBytes(this.ctx));
+    this.#pool.run("patchIm2col", [(images as WasmTensor).offset, B, H, W, p, patches]);
+    return [patches, patches + patchBytes];
+  }
+
+  patchEmbedForward(images: Tensor, weight: Tensor, out: Tensor): void {
+    const [B, H, W, C, p, rows] = this.#patchShapes("patchEmbedForward", images, weight, out);
+    const K = 3 * p * p;
+    const [patches, scratch] = this.#im2col(images, B, H, W, p, rows);
+    gemm(this.ctx, {
+      transA: false,
+      transB: true,
+      M: rows,
+      N: C,
+      K,
+      a: patches,
+      lda: K,
+      b: (weight as WasmTensor).offset,
+      ldb: K,
+      c: (out as WasmTensor).offset,
+      ldc: C,
+      scratch,
+    });
+  }
+
+  patchEmbedBackwardWeight(images: Tensor, dOut: Tensor, dWeight: Tensor): void {
+    const [B, H, W, C, p, rows] = this.#patchShapes("patchEmbedBackwardWeight", images, dWeight, dOut);
+    const K = 3 * p * p;
+    const [patches, scratch] = this.#im2col(images, B, H, W, p, rows);
+    gemm(this.ctx, {
+      transA: true,
+      transB: false,
+      M: C,
+      N: K,
+      K: rows,
+      a: (dOut as WasmTensor).offset,
+      lda: C,
+      b: patches,
+      ldb: K,
+      c: (dWeight as WasmTensor).offset,
+      ldc: K,
+      scratch,
+    });
+  }
+
+  // ---- depthwise conv ---------------------------------------------------------------------------
+
+  depthwiseConvForward(x: Tensor, weight: Tensor, out: Tensor): void {
+    layerOps.depthwiseConvForward(this.ctx, x as WasmTensor, weight as WasmTensor, out as WasmTensor);
+  }
+
+  depthwiseConvBackwardInput(dOut: Tensor, weight: Tensor, dx: Tensor): void {
+    layerOps.depthwiseConvBackwardInput(this.ctx, dOut as WasmTensor, weight as WasmTensor, dx as WasmTensor);
+  }
+
+  depthwiseConvBackwardWeight(x: Tensor, dOut: Tensor, dWeight: Tensor): void {
+    layerOps.depthwiseConvBackwardWeight(
+      this.ctx,
+      x as WasmTensor,
+      dOut as WasmTensor,
+      dWeight as WasmTensor,
+    );
+  }
+
+  // ---- linear (pointwise conv and head): GEMMs ----------------------------------------------------
+
+  /** Checks x [M, K] (any leading dims), weight [N, K], y [M, N]; returns [M, N, K]. */
+  #linearShapes(op: string, x: Tensor, weight: Tensor, y: Tensor, yName: string): [number, number, number] {
+    check(weight.shape.length === 2, () => `${op}: weight ${shapeText(weight)} must be [N, K]`);
+    const [N, K] = weight.shape;
+    const M = rowsOf(op, "x", x, K);
+    check(
+      rowsOf(op, yName, y, N) === M,
+      () => `${op}: x ${shapeText(x)} and ${yName} ${shapeText(y)} differ in rows`,
+    );
+    return [M, N, K];
+  }
+
+  linearForward(x: Tensor, weight: Tensor, bias: Tensor | null, out: Tensor): void {
+    const [M, N, K] = this.#linearShapes("linearForward", x, weight, out, "out");
+    check(bias === null || bias.size === N, () => `linearForward: bias ${shapeText(bias!)} must be [${N}]`);
+    gemm(this.ctx, {
+      transA: false,
+      transB: true,
+      M,
+      N,
+      K,
+      a: (x as WasmTensor).offset,
+      lda: K,
+      b: (weight as WasmTensor).offset,
+      ldb: K,
+      c: (out as WasmTensor).offset,
+      ldc: N,
+      bias: bias === null ? 0 : (bias as WasmTensor).offset,
+    });
+  }
+
+  linearBackwardInput(dOut: Tensor, weight: Tensor, dx: Tensor): void {
+    const [M, N, K] = this.#linearShapes("linearBackwardInput", dx, weight, dOut, "dOut");
+    gemm(this.ctx, {
+      transA: false,
+      transB: false,
+      M,
+      N: K,
+      K: N,
+      a: (dOut as WasmTensor).offset,
+      lda: N,
+      b: (weight as WasmTensor).offset,
+      ldb: K,
+      c: (dx as WasmTensor).offset,
+      ldc: K,
+    });
+  }
+
+  linearBackwardWeight(x: Tensor, dOut: Tensor, dWeight: Tensor, dBias: Tensor | null): void {
+    const [M, N, K] = this.#linearShapes("linearBackwardWeight", x, dWeight, dOut, "dOut");
+    check(
+      dBias === null || dBias.size === N,
+      () => `linearBackwardWeight: dBias ${shapeText(dBias!)} must be [${N}]`,
+    );
+    gemm(this.ctx, {
+      transA: true,
+      transB: false,
+      M: N,
+      N: K,
+      K: M,
+      a: (dOut as WasmTensor).offset,
+      lda: N,
+      b: (x as WasmTensor).offset,
+      ldb: K,
+      c: (dWeight as WasmTensor).offset,
+      ldc: K,
+    });
+    if (dBias !== null) {
+      this.#pool.run("columnSums", [(dOut as WasmTensor).offset, M, N, (dBias as WasmTensor).offset]);
+    }
+  }
+
+  // ---- bias + GELU + BatchNorm ------------------------------------------------------------------
+
+  biasGeluBatchNormForward(
+    z: Tensor,
+    bias: Tensor,
+    gamma: Tensor,
+    beta: Tensor,
+    runningMean: Tensor,
+    runningVar: Tensor,
+    saved: Tensor,
+    residual: Tensor | null,
+    out: Tensor,
+    training: boolean,
+  ): void {
+    layerOps.biasGeluBatchNormForward(
+      this.ctx,
+      z as WasmTensor,
+      bias as WasmTensor,
+      gamma as WasmTensor,
+      beta as WasmTensor,
+      runningMean as WasmTensor,
+      runningVar as WasmTensor,
+      saved as WasmTensor,
+      residual as WasmTensor | null,
+      out as WasmTensor,
+      training,
+    );
+  }
+
+  biasGeluBatchNormBackward(
+    z: Tensor,
+    bias: Tensor,
+    gamma: Tensor,
+    saved: Tensor,
+    dOut: Tensor,
+    dz: Tensor,
+    dBias: Tensor,
+    dGamma: Tensor,
+    dBeta: Tensor,
+  ): void {
+    layerOps.biasGeluBatchNormBackward(
+      this.ctx,
+      z as WasmTensor,
+      bias as WasmTensor,
+      gamma as WasmTensor,
+      saved as WasmTensor,
+      dOut as WasmTensor,
+      dz as WasmTensor,
+      dBias as WasmTensor,
+      dGamma as WasmTensor,
+      dBeta as WasmTensor,
+    );
+  }
+
+  // ---- head -------------------------------------------------------------------------------------
+
+  averagePoolForward(x: Tensor, out: Tensor): void {
+    layerOps.averagePoolForward(this.ctx, x as WasmTensor, out as WasmTensor);
+  }
+
+  averagePoolBackward(dOut: Tensor, dx: Tensor): void {
+    layerOps.averagePoolBackward(this.ctx, dOut as WasmTensor, dx as WasmTensor);
+  }
+
+  softmaxCrossEntropy(logits: Tensor, labels: Tensor, dLogits: Tensor | null, metrics: Tensor): void {
+    layerOps.softmaxCrossEntropy(
+      this.ctx,
+      logits as WasmTensor,
+      labels as WasmTensor,
+      dLogits as WasmTensor | null,
+      metrics as WasmTensor,
+    );
+  }
+
+  // ---- optimizer --------------------------------------------------------------------------------
+
+  accumulateSquares(g: Tensor, sumSquares: Tensor): void {
+    layerOps.accumulateSquares(this.ctx, g as WasmTensor, sumSquares as WasmTensor);
+  }
+
+  optimizerStep(
+    param: Tensor,
+    grad: Tensor,
+    m: Tensor,
+    v: Tensor,
+    sumSquares: Tensor,
+    hyper: OptimizerHyper,
+  ): void {
+    layerOps.optimizerStep(
+      this.ctx,
+      param as WasmTensor,
+      grad as WasmTensor,
+      m as WasmTensor,
+      v as WasmTensor,
+      sumSquares as WasmTensor,
+      hyper,
+    );
+  }
+}
