@@ -110,10 +110,11 @@ def nhwc(x):
 
 def train_step(model, images, labels, max_norm, optimizer, activations):
     """Forward (recording activations), backward, clip, AdamW. Returns (logits, loss, grads, norm)."""
-    hooks = [model.stem.register_forward_hook(lambda m, i, o: activations.__setitem__("act.stem", nhwc(o)))]
-    for i, block in enumerate(model.blocks):
-        hooks.append(block.register_forward_hook(lambda m, inp, o, i=i: activations.__setitem__(f"act.blocks.{i}", nhwc(o))))
-    hooks.append(model.pooling.register_forward_hook(lambda m, i, o: activations.__setitem__("act.pool", o)))
+    def record(module, name, layout=nhwc):
+        return module.register_forward_hook(lambda m, inputs, out: activations.__setitem__(name, layout(out)))
+
+    hooks = [record(model.stem, "act.stem"), record(model.pooling, "act.pool", lambda out: out)]
+    hooks += [record(block, f"act.blocks.{i}") for i, block in enumerate(model.blocks)]
     optimizer.zero_grad()
     logits = model(images)
     loss = F.cross_entropy(logits, labels)
