@@ -1,6 +1,6 @@
 // Command-line flags of `task train` and `task eval`. The flag names are a contract: scripts
 // outside the repo use them. Parsing is node:util's parseArgs (the Deno std library lives on JSR).
-import { parseArgs } from "node:util";
+import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
 import type { OptimizerKind } from "./backend.ts";
 import type { ScheduleKind } from "./schedule.ts";
 
@@ -135,7 +135,7 @@ export const TRAIN_USAGE = `Usage: deno task train [flags]
   --resume RUNDIR        continue a run from its last checkpoint
   --out RUNDIR           where config.json, metrics.jsonl and last.safetensors go (default runs/<time>)`;
 
-function parseFlags<T extends Parameters<typeof parseArgs>[0]["options"]>(args: string[], options: T) {
+function parseFlags<T extends ParseArgsOptionsConfig>(args: string[], options: T) {
   try {
     return parseArgs({ args, options, strict: true, allowPositionals: false }).values;
   } catch (e) {

@@ -112,9 +112,19 @@ export async function train(options: TrainOptions): Promise<{ runDir: string; te
         const started = performance.now();
         backend.fill(model.metrics, 0);
         const progress = new Progress(`epoch ${epoch + 1}/${recipe.epochs}`, perEpoch * recipe.batch, "img");
-        let pendingRead: Promise<void> | null = null;
+        // Metrics are read back without waiting: the read resolves later and is shown on a later step.
+        let pendingRead: Promise<Float32Array> | null = null;
+        let readAt = { images: 0, ms: 0 };
         let lr = 0, images = 0;
         const first = epoch === position.epoch ? position.batchInEpoch : 0;
+        const show = ([loss, correct, count]: Float32Array) => {
+          checkFinite(loss / count, position);
+          progress.update(
+            readAt.images + first * recipe.batch,
+            `loss ${(loss / count).toFixed(3)} acc ${(100 * correct / count).toFixed(1)}% ` +
+              `lr ${lr.toPrecision(3)} ${(readAt.images / readAt.ms * 1000).toFixed(0)} img/s`,
+          );
+        };
         for await (const batch of trainLoader.epoch(epoch, first)) {
           lr = learningRate(recipe.schedule, recipe.lr, recipe.epochs, epoch, batch.index, perEpoch);
           const a = model.setBatch(batch.images, batch.labels);
@@ -132,27 +142,23 @@ export async function train(options: TrainOptions): Promise<{ runDir: string; te
           });
           position = { step: position.step + 1, epoch, batchInEpoch: batch.index + 1 };
           images += batch.count;
-          if (!pendingRead && (batch.index + 1) % readEvery === 0) {
-            const seen = images, elapsed = performance.now() - started;
-            pendingRead = backend.read(model.metrics).then(([loss, correct, count]) => {
-              checkFinite(loss / count, position);
-              progress.update(
-                seen + first * recipe.batch,
-                `loss ${(loss / count).toFixed(3)} acc ${(100 * correct / count).toFixed(1)}% ` +
-                  `lr ${lr.toPrecision(3)} ${(seen / elapsed * 1000).toFixed(0)} img/s`,
-              );
-              pendingRead = null;
-            });
+          if ((batch.index + 1) % readEvery === 0) {
+            if (pendingRead) show(await pendingRead);
+            readAt = { images, ms: performance.now() - started };
+            pendingRead = backend.read(model.metrics);
           }
           const stepLimit = options.steps !== undefined && position.step >= options.steps;
           if (stepLimit || stopRequested || Date.now() - lastSave > SAVE_INTERVAL_MS) {
-            await pendingRead;
+            if (pendingRead) show(await pendingRead);
+            pendingRead = null;
+            const [loss, , count] = await backend.read(model.metrics);
+            checkFinite(loss / count, position);
             await saveTrainingState(model, runDir, position, perEpoch);
             lastSave = Date.now();
           }
           if (stepLimit || stopRequested) break;
         }
-        await pendingRead;
+        if (pendingRead) await pendingRead;
         const [lossSum, correct, count] = await backend.read(model.metrics);
         checkFinite(lossSum / count, position);
         const seconds = (performance.now() - started) / 1000;
