@@ -86,8 +86,49 @@ export function gemm(
 
 /** op(A)[i0:i0+mc, p0:p0+kc] → MR-tall panels, each k-major: panel[k·MR + r]. */
 function packA(transA: i32, a: usize, lda: i32, i0: i32, mc: i32, p0: i32, kc: i32, out: usize): void {
+  const stride = <usize>lda * 4;
   for (let ir = 0; ir < mc; ir += MR) {
     const rows = min(MR, mc - ir);
+    if (rows == MR && transA) {
+      // op(A)'s column k is MR consecutive floats of A's row p0 + k.
+      let src = a + (<usize>p0 * lda + i0 + ir) * 4;
+      for (let k = 0; k < kc; k++) {
+        v128.store(out, v128.load(src));
+        store<u64>(out, load<u64>(src, 16), 16);
+        src += stride;
+        out += MR * 4;
+      }
+      continue;
+    }
+    if (rows == MR) {
+      // MR rows of A, 4 k at a time: rows 0-3 by a 4×4 transpose, rows 4-5 interleaved in pairs.
+      const src = a + (<usize>(i0 + ir) * lda + p0) * 4;
+      let k = 0;
+      for (; k + 4 <= kc; k += 4) {
+        const at = src + <usize>k * 4;
+        const x0 = v128.load(at), x1 = v128.load(at + stride);
+        const x2 = v128.load(at + 2 * stride), x3 = v128.load(at + 3 * stride);
+        const x4 = v128.load(at + 4 * stride), x5 = v128.load(at + 5 * stride);
+        const t0 = v128.shuffle<f32>(x0, x1, 0, 4, 1, 5), t1 = v128.shuffle<f32>(x0, x1, 2, 6, 3, 7);
+        const t2 = v128.shuffle<f32>(x2, x3, 0, 4, 1, 5), t3 = v128.shuffle<f32>(x2, x3, 2, 6, 3, 7);
+        const u0 = v128.shuffle<f32>(x4, x5, 0, 4, 1, 5), u1 = v128.shuffle<f32>(x4, x5, 2, 6, 3, 7);
+        v128.store(out, v128.shuffle<u64>(t0, t2, 0, 2));
+        v128.store64_lane(out, u0, 0, 16);
+        v128.store(out, v128.shuffle<u64>(t0, t2, 1, 3), 24);
+        v128.store64_lane(out, u0, 1, 40);
+        v128.store(out, v128.shuffle<u64>(t1, t3, 0, 2), 48);
+        v128.store64_lane(out, u1, 0, 64);
+        v128.store(out, v128.shuffle<u64>(t1, t3, 1, 3), 72);
+        v128.store64_lane(out, u1, 1, 88);
+        out += 4 * MR * 4;
+      }
+      for (; k < kc; k++) {
+        const at = src + <usize>k * 4;
+        for (let r = 0; r < MR; r++) store<f32>(out + r * 4, load<f32>(at + r * stride));
+        out += MR * 4;
+      }
+      continue;
+    }
     for (let k = 0; k < kc; k++) {
       for (let r = 0; r < MR; r++) {
         let value: f32 = 0;
