@@ -1,0 +1,55 @@
+//!include gelu.wgsl
+// Last pass of biasGeluBatchNormBackward, given sums = (Σ dOut, Σ dOut·x̂) per channel:
+//   du = gamma·invStd·(dOut − Σ dOut/N − x̂·Σ dOut·x̂/N),  dz = du·GELU'(z + bias),
+// and the first level of dBias = Σ dz in the same pass. Workgroup (x, chunk): 64 channels ×
+// rowsPerChunk rows, 4 lanes over every 4th row: partial[chunk, c]; sum_slices.wgsl adds the
+// chunks. dOut and dz may be the same buffer (both bound read_write; each element is read
+// before it is written, by the same thread).
+
+struct Params {
+  R: u32,
+  C: u32,
+  rowsPerChunk: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> z: array<f32>;
+@group(0) @binding(2) var<storage, read> bias: array<f32>;
+@group(0) @binding(3) var<storage, read> gamma: array<f32>;
+@group(0) @binding(4) var<storage, read> saved: array<f32>; // (mean[C], invStd[C])
+@group(0) @binding(5) var<storage, read> sums: array<f32>; // (Σ dOut[C], Σ dOut·x̂[C])
+@group(0) @binding(6) var<storage, read_write> dOut: array<f32>;
+@group(0) @binding(7) var<storage, read_write> dz: array<f32>;
+@group(0) @binding(8) var<storage, read_write> partial: array<f32>;
+
+var<workgroup> lanes: array<f32, 256>;
+
+@compute @workgroup_size(64, 4)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let C = params.C;
+  let c = wid.x * 64u + lid.x;
+  let start = wid.z * params.rowsPerChunk;
+  let end = min(params.R, start + params.rowsPerChunk);
+  var sumDz = 0.0;
+  if (c < C) {
+    let b = bias[c];
+    let mean = saved[c];
+    let invStd = saved[C + c];
+    let scale = gamma[c] * invStd;
+    let meanDOut = sums[c] / f32(params.R);
+    let meanDOutXhat = sums[C + c] / f32(params.R);
+    for (var r = start + lid.y; r < end; r += 4u) {
+      let i = r * C + c;
+      let x = z[i] + b;
+      let xhat = (gelu(x) - mean) * invStd;
+      let g = scale * (dOut[i] - meanDOut - xhat * meanDOutXhat) * geluGrad(x);
+      dz[i] = g;
+      sumDz += g;
+    }
+  }
+  lanes[lid.y * 64u + lid.x] = sumDz;
+  workgroupBarrier();
+  if (lid.y == 0u && c < C) {
+    partial[wid.z * C + c] = lanes[lid.x] + lanes[64u + lid.x] + lanes[128u + lid.x] + lanes[192u + lid.x];
+  }
+}

@@ -1,0 +1,36 @@
+//!include gelu.wgsl
+// Last pass of biasGeluBatchNormForward, one thread per element of [N, C]:
+//   out = gamma·(GELU(z + bias) − mean)·invStd + beta (+ residual, the ConvMixer block's skip).
+// GELU is recomputed rather than stored: one more erf is cheaper than a round trip to memory.
+
+struct Params {
+  n: u32, // N·C
+  C: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> z: array<f32>;
+@group(0) @binding(2) var<storage, read> bias: array<f32>;
+@group(0) @binding(3) var<storage, read> gamma: array<f32>;
+@group(0) @binding(4) var<storage, read> beta: array<f32>;
+@group(0) @binding(5) var<storage, read> stats: array<f32>; // (mean[C], invStd[C])
+@group(0) @binding(6) var<storage, read> residual: array<f32>;
+@group(0) @binding(7) var<storage, read_write> out: array<f32>;
+
+override HAS_RESIDUAL: bool = false;
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+  let i = (wid.y * groups.x + wid.x) * 256u + lid;
+  if (i >= params.n) {
+    return;
+  }
+  let c = i % params.C;
+  let u = gelu(z[i] + bias[c]);
+  var y = gamma[c] * (u - stats[c]) * stats[params.C + c] + beta[c];
+  if (HAS_RESIDUAL) {
+    y += residual[i];
+  }
+  out[i] = y;
+}

@@ -1,0 +1,18 @@
+// out[i] = value, one thread per element.
+
+struct Params {
+  n: u32,
+  value: f32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+  let i = (wid.y * groups.x + wid.x) * 256u + lid;
+  if (i < params.n) {
+    out[i] = params.value;
+  }
+}

@@ -1,0 +1,52 @@
+// First level of the patch-embedding weight gradient
+//   dW[c, ch, dy, dx] = Σ_{b, i, j} dOut[b, i, j, c] · images[b, i·p+dy, j·p+dx, ch],
+// a contraction over all B·(H/p)·(W/p) output pixels. Workgroup (x, tap, chunk) owns 64
+// channels × one tap (ch, dy, dx) × one chunk of pixels; 4 lanes take every 4th pixel and add
+// up in workgroup memory: partial[chunk, c, tap]. sum_slices.wgsl adds the chunks.
+
+struct Params {
+  pixels: u32, // B·(H/p)·(W/p)
+  H: u32,
+  W: u32,
+  C: u32,
+  p: u32,
+  pixelsPerChunk: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> images: array<f32>;
+@group(0) @binding(2) var<storage, read> dOut: array<f32>;
+@group(0) @binding(3) var<storage, read_write> partial: array<f32>;
+
+var<workgroup> lanes: array<f32, 256>;
+
+@compute @workgroup_size(64, 4)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let p = params.p;
+  let taps = 3u * p * p;
+  let c = wid.x * 64u + lid.x;
+  let tap = wid.y; // (ch·p + dy)·p + dx
+  let ch = tap / (p * p);
+  let dy = (tap / p) % p;
+  let dx = tap % p;
+  let Wp = params.W / p;
+  let Hp = params.H / p;
+  let start = wid.z * params.pixelsPerChunk;
+  let end = min(params.pixels, start + params.pixelsPerChunk);
+  var sum = 0.0;
+  if (c < params.C) {
+    for (var pixel = start + lid.y; pixel < end; pixel += 4u) {
+      let j = pixel % Wp;
+      let i = (pixel / Wp) % Hp;
+      let b = pixel / (Wp * Hp);
+      let image = images[((b * params.H + i * p + dy) * params.W + j * p + dx) * 3u + ch];
+      sum += image * dOut[pixel * params.C + c];
+    }
+  }
+  lanes[lid.y * 64u + lid.x] = sum;
+  workgroupBarrier();
+  if (lid.y == 0u && c < params.C) {
+    partial[(wid.z * params.C + c) * taps + tap] = lanes[lid.x] + lanes[64u + lid.x] +
+      lanes[128u + lid.x] + lanes[192u + lid.x];
+  }
+}

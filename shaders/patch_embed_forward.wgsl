@@ -1,0 +1,44 @@
+// Patch embedding (the stem): a conv with kernel p and stride p, so each output pixel sees its
+// own p×p×3 patch. out[b, i, j, c] = Σ_{ch, dy, dx} images[b, i·p+dy, j·p+dx, ch] · W[c, ch, dy, dx].
+// One thread per output element (consecutive threads: consecutive channels of one pixel, which
+// share the patch reads); the contraction is only 3·p² long.
+
+struct Params {
+  n: u32, // B·(H/p)·(W/p)·C
+  H: u32,
+  W: u32,
+  C: u32,
+  p: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> images: array<f32>;
+@group(0) @binding(2) var<storage, read> weight: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+  let o = (wid.y * groups.x + wid.x) * 256u + lid;
+  if (o >= params.n) {
+    return;
+  }
+  let p = params.p;
+  let Wp = params.W / p;
+  let Hp = params.H / p;
+  let c = o % params.C;
+  let pixel = o / params.C;
+  let j = pixel % Wp;
+  let i = (pixel / Wp) % Hp;
+  let b = pixel / (Wp * Hp);
+  var sum = 0.0;
+  for (var dy = 0u; dy < p; dy++) {
+    let rowStart = ((b * params.H + i * p + dy) * params.W + j * p) * 3u;
+    for (var dx = 0u; dx < p; dx++) {
+      for (var ch = 0u; ch < 3u; ch++) {
+        sum += images[rowStart + dx * 3u + ch] * weight[((c * 3u + ch) * p + dy) * p + dx];
+      }
+    }
+  }
+  out[o] = sum;
+}

@@ -1,0 +1,792 @@
+// The WebGPU backend: every op is one or a few compute dispatches of the WGSL kernels in
+// shaders/, recorded into one command encoder and submitted only when the host needs a result
+// (read, flush, write) or the uniform ring fills up, so a training step is a handful of submits.
+//
+// Memory: each tensor is one GPU buffer allocated once (views bind a prefix of it). Scratch
+// buffers for the two-level reductions (split-K partials, per-chunk sums) are shared by all ops
+// and grow on demand. Per-dispatch parameters go in a ring of 256-byte uniform slots bound with
+// a dynamic offset, written with one queue.writeBuffer just before each submit, so bind groups
+// can be cached per (kernel, buffers, sizes).
+
+import { type Backend, numel, type OptimizerHyper, type Tensor } from "../backend.ts";
+import { type GpuHandle, requestGpu } from "./device.ts";
+
+const UNIFORM_BYTES = 64;
+const RING_SLOTS = 2048;
+const WORKGROUP = 256;
+/** The GEMM's output tile and contraction step (shaders/gemm.wgsl). */
+const GEMM_TILE = 64;
+const GEMM_TILE_T = 16;
+
+/** Limits that bound the batch: the largest activation must fit one storage binding. */
+export interface BufferLimits {
+  maxStorageBufferBindingSize: number;
+  maxBufferSize: number;
+}
+
+/** The model dimensions that decide the largest tensor (src/model.ts's config has these fields). */
+export interface ActivationShape {
+  dim: number;
+  patchSize: number;
+  imageSize: number;
+}
+
+/** The largest batch whose biggest tensor (images or an activation) fits in one buffer binding. */
+export function maxBatchForLimits(limits: BufferLimits, config: ActivationShape): number {
+  const side = config.imageSize / config.patchSize;
+  const floatsPerSample = Math.max(config.imageSize * config.imageSize * 3, side * side * config.dim);
+  const bytes = Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
+  return Math.floor(bytes / (floatsPerSample * 4));
+}
+
+class GpuTensor implements Tensor {
+  constructor(
+    readonly shape: readonly number[],
+    readonly size: number,
+    readonly buffer: GPUBuffer,
+    /** Identifies the buffer (shared by views) in bind-group cache keys. */
+    readonly bufferId: number,
+  ) {}
+}
+
+type BindingKind = "uniform" | "read-only-storage" | "storage";
+
+interface Kernel {
+  module: GPUShaderModule;
+  layout: GPUPipelineLayout;
+  bindGroupLayout: GPUBindGroupLayout;
+  /** Number of storage bindings after the uniform at binding 0. */
+  storageBindings: number;
+}
+
+interface Uniforms {
+  u32?: number[];
+  f32?: number[];
+}
+
+type Constants = Record<string, boolean>;
+
+const shaderDir = new URL("../../shaders/", import.meta.url);
+
+/** Reads a kernel's WGSL, splicing in `//!include file.wgsl` lines. */
+function loadShader(file: string): string {
+  const source = Deno.readTextFileSync(new URL(file, shaderDir));
+  return source.replace(/^\/\/!include (\S+)$/gm, (_, name: string) => loadShader(name));
+}
+
+/** The bindings a kernel declares, in binding order: binding 0 must be its uniform. */
+function parseBindings(file: string, source: string): BindingKind[] {
+  const kinds: BindingKind[] = [];
+  const pattern = /@binding\((\d+)\)\s*var<(uniform|storage,\s*read_write|storage,\s*read)>/g;
+  for (const match of source.matchAll(pattern)) {
+    const kind: BindingKind = match[2] === "uniform"
+      ? "uniform"
+      : match[2].endsWith("read_write")
+      ? "storage"
+      : "read-only-storage";
+    kinds[Number(match[1])] = kind;
+  }
+  if (kinds[0] !== "uniform" || kinds.some((k) => k === undefined)) {
+    throw new Error(`shaders/${file}: bindings must be 0 (uniform), 1, 2, ... in group 0`);
+  }
+  return kinds;
+}
+
+/** Splits `rows` into chunks so that the whole grid has about `target` workgroups. */
+function chunking(rows: number, otherWorkgroups: number, target = 2048) {
+  const wanted = Math.max(1, Math.min(Math.ceil(target / otherWorkgroups), Math.ceil(rows / 4)));
+  const rowsPerChunk = Math.ceil(rows / wanted);
+  return { rowsPerChunk, chunks: Math.ceil(rows / rowsPerChunk) };
+}
+
+function describeShape(shape: readonly number[]): string {
+  return `[${shape.join(", ")}]`;
+}
+
+export class WebGpuBackend implements Backend {
+  readonly name = "webgpu" as const;
+  readonly description: string;
+  readonly device: GPUDevice;
+  readonly isFallback: boolean;
+
+  private readonly kernels = new Map<string, Kernel>();
+  private readonly pipelines = new Map<string, GPUComputePipeline>();
+  private readonly bindGroups = new Map<string, GPUBindGroup>();
+  private readonly buffers = new Set<GPUBuffer>();
+  private nextBufferId = 0;
+
+  private readonly ring: GPUBuffer;
+  private readonly ringHost: ArrayBuffer;
+  private readonly ringSlot: number;
+  private ringUsed = 0;
+
+  private encoder: GPUCommandEncoder | null = null;
+  private pass: GPUComputePassEncoder | null = null;
+  private readonly dummy: GpuTensor;
+  private readonly scratchTensors = new Map<string, GpuTensor>();
+  private retired: GPUBuffer[] = [];
+  private readonly stagingPool = new Map<number, GPUBuffer[]>();
+
+  private pendingErrors: Promise<GPUError | null>[] = [];
+  private lostMessage: string | null = null;
+  private uncapturedMessage: string | null = null;
+
+  private constructor(device: GPUDevice, description: string, isFallback: boolean) {
+    this.device = device;
+    this.isFallback = isFallback;
+    this.description = `webgpu: ${description}`;
+    device.lost.then((info) => {
+      this.lostMessage ??= `WebGPU device lost (${info.reason}): ${info.message}`;
+    });
+    device.addEventListener("uncapturederror", (event) => {
+      this.uncapturedMessage ??= (event as GPUUncapturedErrorEvent).error.message;
+    });
+    this.pushErrorScopes();
+    this.ringSlot = Math.max(UNIFORM_BYTES, device.limits.minUniformBufferOffsetAlignment);
+    this.ringHost = new ArrayBuffer(this.ringSlot * RING_SLOTS);
+    this.ring = this.createBuffer(this.ringHost.byteLength, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
+    this.dummy = this.tensor([4]) as GpuTensor;
+  }
+
+  /**
+   * Opens the GPU (or uses `gpu`, already opened by requestGpu); throws when there is none, or
+   * only a software one and allowFallback is false.
+   */
+  static async create(options: { allowFallback?: boolean; gpu?: GpuHandle } = {}): Promise<WebGpuBackend> {
+    const gpu = options.gpu ?? await requestGpu(options);
+    if (!gpu) {
+      throw new Error(
+        options.allowFallback === false
+          ? "WebGPU: no hardware adapter found (software adapters were not allowed)"
+          : "WebGPU: no adapter found (navigator.gpu.requestAdapter returned null)",
+      );
+    }
+    return new WebGpuBackend(gpu.device, gpu.description, gpu.isFallback);
+  }
+
+  // ---- memory ---------------------------------------------------------------------------------
+
+  tensor(shape: readonly number[]): Tensor {
+    if (shape.some((d) => !Number.isInteger(d) || d < 0)) {
+      throw new Error(`WebGPU tensor: bad shape ${describeShape(shape)}`);
+    }
+    const size = numel(shape);
+    const bytes = size * 4;
+    const limit = Math.min(this.device.limits.maxStorageBufferBindingSize, this.device.limits.maxBufferSize);
+    if (bytes > limit) {
+      const perRow = bytes / shape[0];
+      throw new Error(
+        `WebGPU tensor ${describeShape(shape)} needs ${bytes} bytes, over this device's ` +
+          `maxStorageBufferBindingSize (${limit}); at most ${Math.floor(limit / perRow)} rows of its ` +
+          `leading (batch) dimension fit`,
+      );
+    }
+    const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+    const buffer = this.createBuffer(Math.max(16, Math.ceil(bytes / 16) * 16), usage);
+    return new GpuTensor([...shape], size, buffer, this.nextBufferId++);
+  }
+
+  view(t: Tensor, shape: readonly number[]): Tensor {
+    const base = this.gpu(t);
+    const size = numel(shape);
+    if (shape.some((d) => !Number.isInteger(d) || d < 0) || size > base.size) {
+      throw new Error(
+        `WebGPU view: shape ${describeShape(shape)} does not fit in ${describeShape(base.shape)}`,
+      );
+    }
+    return new GpuTensor([...shape], size, base.buffer, base.bufferId);
+  }
+
+  write(t: Tensor, data: Float32Array): void {
+    const target = this.gpu(t);
+    if (data.length !== target.size) {
+      throw new Error(
+        `WebGPU write: ${data.length} values for a tensor of ${target.size} ${describeShape(t.shape)}`,
+      );
+    }
+    this.checkAlive();
+    // Queue writes take effect at once, so earlier recorded work must be submitted first.
+    if (this.encoder) this.submit();
+    // writeBuffer takes no shared memory (the WASM backend's heap is a SharedArrayBuffer).
+    const source = data.buffer instanceof ArrayBuffer
+      ? data as Float32Array<ArrayBuffer>
+      : new Float32Array(data);
+    this.device.queue.writeBuffer(target.buffer, 0, source.buffer, source.byteOffset, source.byteLength);
+  }
+
+  async read(t: Tensor): Promise<Float32Array> {
+    const source = this.gpu(t);
+    this.checkAlive();
+    const bytes = source.size * 4;
+    if (bytes === 0) {
+      await this.flush();
+      return new Float32Array(0);
+    }
+    const staging = this.stagingPool.get(bytes)?.pop() ??
+      this.createBuffer(bytes, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
+    this.endPass();
+    this.encoder ??= this.device.createCommandEncoder();
+    this.encoder.copyBufferToBuffer(source.buffer, 0, staging, 0, bytes);
+    this.submit();
+    try {
+      await staging.mapAsync(GPUMapMode.READ, 0, bytes);
+    } catch (error) {
+      await this.checkErrors();
+      throw new Error(`WebGPU read failed: ${(error as Error).message}`);
+    }
+    const result = new Float32Array(staging.getMappedRange(0, bytes).slice(0));
+    staging.unmap();
+    const pool = this.stagingPool.get(bytes) ?? [];
+    pool.push(staging);
+    this.stagingPool.set(bytes, pool);
+    await this.checkErrors();
+    return result;
+  }
+
+  fill(t: Tensor, value: number): void {
+    const out = this.gpu(t);
+    this.dispatch("fill.wgsl", {}, [out], { u32: [out.size], f32: [value] }, this.grid1D(out.size));
+  }
+
+  async flush(): Promise<void> {
+    this.checkAlive();
+    this.submit();
+    await this.device.queue.onSubmittedWorkDone();
+    await this.checkErrors();
+  }
+
+  dispose(): void {
+    this.encoder = null;
+    this.pass = null;
+    for (const buffer of this.buffers) buffer.destroy();
+    this.buffers.clear();
+    this.bindGroups.clear();
+    this.device.destroy();
+  }
+
+  // ---- stem -----------------------------------------------------------------------------------
+
+  patchEmbedForward(images: Tensor, weight: Tensor, out: Tensor): void {
+    const [, H, W] = images.shape;
+    const [C, , p] = weight.shape;
+    const o = this.gpu(out);
+    this.dispatch(
+      "patch_embed_forward.wgsl",
+      {},
+      [this.gpu(images), this.gpu(weight), o],
+      { u32: [o.size, H, W, C, p] },
+      this.grid1D(o.size),
+    );
+  }
+
+  patchEmbedBackwardWeight(images: Tensor, dOut: Tensor, dWeight: Tensor): void {
+    const [B, H, W] = images.shape;
+    const [C, , p] = dWeight.shape;
+    const pixels = B * (H / p) * (W / p);
+    const taps = 3 * p * p;
+    const cBlocks = Math.ceil(C / 64);
+    const { rowsPerChunk, chunks } = chunking(pixels, cBlocks * taps);
+    const partial = this.scratch("partial", chunks * C * taps);
+    this.dispatch(
+      "patch_embed_backward_weight.wgsl",
+      {},
+      [this.gpu(images), this.gpu(dOut), partial],
+      { u32: [pixels, H, W, C, p, rowsPerChunk] },
+      [cBlocks, taps, chunks],
+    );
+    this.sumSlices(partial, chunks, C * taps, this.gpu(dWeight), null, false);
+  }
+
+  // ---- depthwise conv -------------------------------------------------------------------------
+
+  depthwiseConvForward(x: Tensor, weight: Tensor, out: Tensor): void {
+    this.depthwiseConv(x, weight, out, false);
+  }
+
+  depthwiseConvBackwardInput(dOut: Tensor, weight: Tensor, dx: Tensor): void {
+    this.depthwiseConv(dOut, weight, dx, true);
+  }
+
+  depthwiseConvBackwardWeight(x: Tensor, dOut: Tensor, dWeight: Tensor): void {
+    const [B, H, W, C] = x.shape;
+    const k = dWeight.shape[0];
+    const cBlocks = Math.ceil(C / 64);
+    const { rowsPerChunk, chunks } = chunking(B * H, cBlocks * k * k);
+    const partial = this.scratch("partial", chunks * k * k * C);
+    this.dispatch(
+      "depthwise_conv_backward_weight.wgsl",
+      {},
+      [this.gpu(x), this.gpu(dOut), partial],
+      { u32: [B * H, H, W, C, k, rowsPerChunk] },
+      [cBlocks, k * k, chunks],
+    );
+    this.sumSlices(partial, chunks, k * k * C, this.gpu(dWeight), null, false);
+  }
+
+  /** The forward conv, or (transposed) the input gradient: the kernel flipped, added into out. */
+  private depthwiseConv(x: Tensor, weight: Tensor, out: Tensor, backward: boolean): void {
+    const [, H, W, C] = x.shape;
+    const k = weight.shape[0];
+    const o = this.gpu(out);
+    this.dispatch(
+      "depthwise_conv.wgsl",
+      { FLIP: backward, ACCUMULATE: backward },
+      [this.gpu(x), this.gpu(weight), o],
+      { u32: [o.size, H, W, C, k] },
+      this.grid1D(o.size),
+    );
+  }
+
+  // ---- linear ---------------------------------------------------------------------------------
+
+  linearForward(x: Tensor, weight: Tensor, bias: Tensor | null, out: Tensor): void {
+    const [N, K] = weight.shape;
+    this.gemm(this.gpu(x), this.gpu(weight), bias && this.gpu(bias), this.gpu(out), x.size / K, N, K, {
+      TRANS_A: false,
+      TRANS_B: true,
+    });
+  }
+
+  linearBackwardInput(dOut: Tensor, weight: Tensor, dx: Tensor): void {
+    const [N, K] = weight.shape;
+    this.gemm(this.gpu(dOut), this.gpu(weight), null, this.gpu(dx), dOut.size / N, K, N, {
+      TRANS_A: false,
+      TRANS_B: false,
+    });
+  }
+
+  linearBackwardWeight(x: Tensor, dOut: Tensor, dWeight: Tensor, dBias: Tensor | null): void {
+    const [N, K] = dWeight.shape;
+    const M = x.size / K;
+    const d = this.gpu(dOut);
+    this.gemm(d, this.gpu(x), null, this.gpu(dWeight), N, K, M, { TRANS_A: true, TRANS_B: false });
+    if (dBias) this.columnSums(d, M, N, this.gpu(dBias));
+  }
+
+  /**
+   * out[R, S] = A · B (+ bias), contracting over T. Few output tiles with a long contraction
+   * (the weight gradient) use split-K: partial products per T slice, then sum_slices.
+   */
+  private gemm(
+    a: GpuTensor,
+    b: GpuTensor,
+    bias: GpuTensor | null,
+    out: GpuTensor,
+    R: number,
+    S: number,
+    T: number,
+    transpose: { TRANS_A: boolean; TRANS_B: boolean },
+  ): void {
+    if (out.size === 0) return;
+    const tiles = Math.ceil(R / GEMM_TILE) * Math.ceil(S / GEMM_TILE);
+    const wantedSlices = Math.max(1, Math.min(Math.floor(512 / tiles), Math.ceil(T / 64)));
+    const tPerSlice = Math.max(GEMM_TILE_T, Math.ceil(T / wantedSlices / GEMM_TILE_T) * GEMM_TILE_T);
+    const slices = Math.max(1, Math.ceil(T / tPerSlice));
+    const grid: [number, number, number] = [Math.ceil(S / GEMM_TILE), Math.ceil(R / GEMM_TILE), slices];
+    if (slices === 1) {
+      this.dispatch(
+        "gemm.wgsl",
+        { ...transpose, HAS_BIAS: bias !== null, SPLIT_K: false },
+        [a, b, bias ?? this.dummy, out],
+        { u32: [R, S, T, Math.max(T, 1)] },
+        grid,
+      );
+      return;
+    }
+    const partial = this.scratch("partial", slices * R * S);
+    this.dispatch(
+      "gemm.wgsl",
+      { ...transpose, HAS_BIAS: false, SPLIT_K: true },
+      [a, b, this.dummy, partial],
+      { u32: [R, S, T, tPerSlice] },
+      grid,
+    );
+    this.sumSlices(partial, slices, R * S, out, bias, false);
+  }
+
+  /** out[c] = Σ rows of x [R, C]: per-chunk sums, then sum_slices. */
+  private columnSums(x: GpuTensor, R: number, C: number, out: GpuTensor): void {
+    const cBlocks = Math.ceil(C / 64);
+    const { rowsPerChunk, chunks } = chunking(R, cBlocks);
+    const partial = this.scratch("partial", chunks * C);
+    this.dispatch("column_sums.wgsl", {}, [x, partial], { u32: [R, C, rowsPerChunk] }, [cBlocks, 1, chunks]);
+    this.sumSlices(partial, chunks, C, out, null, false);
+  }
+
+  /** out[i] (+)= Σ_z partial[offset + z·stride + i] (+ bias[i % bias.size]) for i < len. */
+  private sumSlices(
+    partial: GpuTensor,
+    slices: number,
+    len: number,
+    out: GpuTensor,
+    bias: GpuTensor | null,
+    accumulate: boolean,
+    stride = len,
+    offset = 0,
+  ): void {
+    this.dispatch(
+      "sum_slices.wgsl",
+      { HAS_BIAS: bias !== null, ACCUMULATE: accumulate },
+      [partial, bias ?? this.dummy, out],
+      { u32: [len, slices, stride, offset, bias?.size ?? 1] },
+      this.grid1D(len),
+    );
+  }
+
+  // ---- bias + GELU + BatchNorm ----------------------------------------------------------------
+
+  biasGeluBatchNormForward(
+    z: Tensor,
+    bias: Tensor,
+    gamma: Tensor,
+    beta: Tensor,
+    runningMean: Tensor,
+    runningVar: Tensor,
+    saved: Tensor,
+    residual: Tensor | null,
+    out: Tensor,
+    training: boolean,
+  ): void {
+    const C = bias.size;
+    const R = z.size / C;
+    const cBlocks = Math.ceil(C / 64);
+    let stats: GpuTensor;
+    if (training) {
+      const { rowsPerChunk, chunks } = chunking(R, cBlocks);
+      const partial = this.scratch("partial", chunks * 2 * C);
+      stats = this.gpu(saved);
+      this.dispatch(
+        "bias_gelu_statistics.wgsl",
+        {},
+        [this.gpu(z), this.gpu(bias), partial],
+        { u32: [R, C, rowsPerChunk] },
+        [cBlocks, 1, chunks],
+      );
+      this.dispatch(
+        "batchnorm_finalize.wgsl",
+        { TRAINING: true },
+        [partial, this.gpu(runningMean), this.gpu(runningVar), stats],
+        { u32: [R, C, rowsPerChunk, chunks] },
+        [cBlocks, 1, 1],
+      );
+    } else {
+      stats = this.scratch("stats", 2 * C);
+      this.dispatch(
+        "batchnorm_finalize.wgsl",
+        { TRAINING: false },
+        [this.dummy, this.gpu(runningMean), this.gpu(runningVar), stats],
+        { u32: [R, C, 1, 0] },
+        [cBlocks, 1, 1],
+      );
+    }
+    const o = this.gpu(out);
+    this.dispatch(
+      "bias_gelu_batchnorm_normalize.wgsl",
+      { HAS_RESIDUAL: residual !== null },
+      [
+        this.gpu(z),
+        this.gpu(bias),
+        this.gpu(gamma),
+        this.gpu(beta),
+        stats,
+        residual ? this.gpu(residual) : this.dummy,
+        o,
+      ],
+      { u32: [o.size, C] },
+      this.grid1D(o.size),
+    );
+  }
+
+  biasGeluBatchNormBackward(
+    z: Tensor,
+    bias: Tensor,
+    gamma: Tensor,
+    saved: Tensor,
+    dOut: Tensor,
+    dz: Tensor,
+    dBias: Tensor,
+    dGamma: Tensor,
+    dBeta: Tensor,
+  ): void {
+    const C = bias.size;
+    const R = z.size / C;
+    const cBlocks = Math.ceil(C / 64);
+    const { rowsPerChunk, chunks } = chunking(R, cBlocks);
+    const partial = this.scratch("partial", chunks * 2 * C);
+    const sums = this.scratch("sums", 2 * C);
+    const [zT, biasT, savedT] = [this.gpu(z), this.gpu(bias), this.gpu(saved)];
+    this.dispatch(
+      "batchnorm_backward_sums.wgsl",
+      {},
+      [zT, biasT, savedT, this.gpu(dOut), partial],
+      { u32: [R, C, rowsPerChunk] },
+      [cBlocks, 1, chunks],
+    );
+    this.sumSlices(partial, chunks, 2 * C, sums, null, false);
+    this.sumSlices(sums, 1, C, this.gpu(dBeta), null, false, C, 0);
+    this.sumSlices(sums, 1, C, this.gpu(dGamma), null, false, C, C);
+    this.dispatch(
+      "bias_gelu_batchnorm_backward.wgsl",
+      {},
+      [zT, biasT, this.gpu(gamma), savedT, sums, this.gpu(dOut), this.gpu(dz), partial],
+      { u32: [R, C, rowsPerChunk] },
+      [cBlocks, 1, chunks],
+    );
+    this.sumSlices(partial, chunks, C, this.gpu(dBias), null, false);
+  }
+
+  // ---- head -----------------------------------------------------------------------------------
+
+  averagePoolForward(x: Tensor, out: Tensor): void {
+    const [B, H, W, C] = x.shape;
+    this.dispatch(
+      "average_pool_forward.wgsl",
+      {},
+      [this.gpu(x), this.gpu(out)],
+      { u32: [B * C, H * W, C] },
+      this.grid1D(B * C),
+    );
+  }
+
+  averagePoolBackward(dOut: Tensor, dx: Tensor): void {
+    const [, H, W, C] = dx.shape;
+    this.dispatch(
+      "average_pool_backward.wgsl",
+      {},
+      [this.gpu(dOut), this.gpu(dx)],
+      { u32: [dx.size, H * W, C] },
+      this.grid1D(dx.size),
+    );
+  }
+
+  softmaxCrossEntropy(logits: Tensor, labels: Tensor, dLogits: Tensor | null, metrics: Tensor): void {
+    const [B, K] = logits.shape;
+    this.dispatch(
+      "softmax_cross_entropy.wgsl",
+      { HAS_GRAD: dLogits !== null },
+      [this.gpu(logits), this.gpu(labels), dLogits ? this.gpu(dLogits) : this.dummy, this.gpu(metrics)],
+      { u32: [B, K] },
+      [1, 1, 1],
+    );
+  }
+
+  // ---- optimizer ------------------------------------------------------------------------------
+
+  accumulateSquares(g: Tensor, sumSquares: Tensor): void {
+    const n = g.size;
+    const groups = Math.max(1, Math.min(256, Math.ceil(n / (WORKGROUP * 16))));
+    const partial = this.scratch("squares", groups);
+    this.dispatch("sum_squares.wgsl", {}, [this.gpu(g), partial], { u32: [n] }, [groups, 1, 1]);
+    this.sumSlices(partial, groups, 1, this.gpu(sumSquares), null, true);
+  }
+
+  optimizerStep(
+    param: Tensor,
+    grad: Tensor,
+    m: Tensor,
+    v: Tensor,
+    sumSquares: Tensor,
+    hyper: OptimizerHyper,
+  ): void {
+    if (hyper.kind !== "adamw" && hyper.kind !== "sgd") {
+      throw new Error(`WebGPU optimizerStep: unknown optimizer "${hyper.kind}"`);
+    }
+    const p = this.gpu(param);
+    this.dispatch(
+      "optimizer_step.wgsl",
+      {},
+      [p, this.gpu(grad), this.gpu(m), this.gpu(v), this.gpu(sumSquares)],
+      {
+        u32: [p.size, hyper.kind === "adamw" ? 1 : 0],
+        f32: [
+          hyper.lr,
+          hyper.weightDecay,
+          hyper.beta1,
+          hyper.beta2,
+          hyper.eps,
+          1 - Math.pow(hyper.beta1, hyper.step),
+          1 - Math.pow(hyper.beta2, hyper.step),
+          hyper.clipNorm,
+        ],
+      },
+      this.grid1D(p.size),
+    );
+  }
+
+  // ---- plumbing -------------------------------------------------------------------------------
+
+  private gpu(t: Tensor): GpuTensor {
+    if (!(t instanceof GpuTensor)) throw new Error("WebGPU backend: tensor was not created by this backend");
+    return t;
+  }
+
+  private createBuffer(size: number, usage: number): GPUBuffer {
+    const buffer = this.device.createBuffer({ size, usage });
+    this.buffers.add(buffer);
+    return buffer;
+  }
+
+  /** A shared scratch tensor of at least `floats` elements, grown (never shrunk) on demand. */
+  private scratch(name: string, floats: number): GpuTensor {
+    const current = this.scratchTensors.get(name);
+    if (current && current.size >= floats) return this.view(current, [floats]) as GpuTensor;
+    if (current) {
+      // Recorded commands may still use the old buffer: destroy it after the next submit.
+      this.retired.push(current.buffer);
+      for (const key of this.bindGroups.keys()) {
+        if (key.includes(`#${current.bufferId}:`)) this.bindGroups.delete(key);
+      }
+    }
+    const grown = this.tensor([Math.max(floats, 2 * (current?.size ?? 0))]) as GpuTensor;
+    this.scratchTensors.set(name, grown);
+    return this.view(grown, [floats]) as GpuTensor;
+  }
+
+  /** A 1-D grid of 256-thread workgroups covering n threads (2-D past the per-dimension limit). */
+  private grid1D(n: number): [number, number, number] {
+    const groups = Math.ceil(n / WORKGROUP);
+    const x = Math.min(groups, this.device.limits.maxComputeWorkgroupsPerDimension);
+    return [x, Math.ceil(groups / x), 1];
+  }
+
+  private kernel(file: string): Kernel {
+    let kernel = this.kernels.get(file);
+    if (kernel) return kernel;
+    const code = loadShader(file);
+    const kinds = parseBindings(file, code);
+    const bindGroupLayout = this.device.createBindGroupLayout({
+      label: file,
+      entries: kinds.map((type, binding) => ({
+        binding,
+        visibility: GPUShaderStage.COMPUTE,
+        buffer: { type, hasDynamicOffset: type === "uniform" },
+      })),
+    });
+    kernel = {
+      module: this.device.createShaderModule({ label: file, code }),
+      layout: this.device.createPipelineLayout({ bindGroupLayouts: [bindGroupLayout] }),
+      bindGroupLayout,
+      storageBindings: kinds.length - 1,
+    };
+    this.kernels.set(file, kernel);
+    return kernel;
+  }
+
+  private pipeline(file: string, constants: Constants): GpuPipeline {
+    const key = `${file}${JSON.stringify(constants)}`;
+    const kernel = this.kernel(file);
+    let pipeline = this.pipelines.get(key);
+    if (!pipeline) {
+      const values: Record<string, number> = {};
+      for (const [name, value] of Object.entries(constants)) values[name] = value ? 1 : 0;
+      pipeline = this.device.createComputePipeline({
+        label: key,
+        layout: kernel.layout,
+        compute: { module: kernel.module, entryPoint: "main", constants: values },
+      });
+      this.pipelines.set(key, pipeline);
+    }
+    return { key, kernel, pipeline };
+  }
+
+  /** Records one dispatch; `tensors` fill bindings 1, 2, ... in order. */
+  private dispatch(
+    file: string,
+    constants: Constants,
+    tensors: GpuTensor[],
+    uniforms: Uniforms,
+    grid: [number, number, number],
+  ): void {
+    this.checkAlive();
+    if (grid[0] * grid[1] * grid[2] === 0) return;
+    const { key, kernel, pipeline } = this.pipeline(file, constants);
+    if (tensors.length !== kernel.storageBindings) {
+      throw new Error(`shaders/${file}: ${tensors.length} tensors for ${kernel.storageBindings} bindings`);
+    }
+    if (tensors.some((t) => t.size === 0)) return;
+    if (this.ringUsed + this.ringSlot > this.ringHost.byteLength) this.submit();
+    const offset = this.ringUsed;
+    this.ringUsed += this.ringSlot;
+    const words = new DataView(this.ringHost, offset, UNIFORM_BYTES);
+    let at = 0;
+    for (const value of uniforms.u32 ?? []) words.setUint32(4 * at++, value, true);
+    for (const value of uniforms.f32 ?? []) words.setFloat32(4 * at++, value, true);
+
+    const groupKey = key + tensors.map((t) => `#${t.bufferId}:${t.size}`).join("");
+    let bindGroup = this.bindGroups.get(groupKey);
+    if (!bindGroup) {
+      bindGroup = this.device.createBindGroup({
+        layout: kernel.bindGroupLayout,
+        entries: [
+          { binding: 0, resource: { buffer: this.ring, offset: 0, size: UNIFORM_BYTES } },
+          ...tensors.map((t, i) => ({
+            binding: i + 1,
+            resource: { buffer: t.buffer, offset: 0, size: t.size * 4 },
+          })),
+        ],
+      });
+      this.bindGroups.set(groupKey, bindGroup);
+    }
+    const pass = this.openPass();
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, bindGroup, [offset]);
+    pass.dispatchWorkgroups(grid[0], grid[1], grid[2]);
+  }
+
+  private openPass(): GPUComputePassEncoder {
+    this.encoder ??= this.device.createCommandEncoder();
+    this.pass ??= this.encoder.beginComputePass();
+    return this.pass;
+  }
+
+  private endPass(): void {
+    this.pass?.end();
+    this.pass = null;
+  }
+
+  /** Submits the recorded work with its uniforms; errors are collected for the next flush/read. */
+  private submit(): void {
+    this.endPass();
+    if (this.encoder) {
+      this.device.queue.writeBuffer(this.ring, 0, this.ringHost, 0, this.ringUsed);
+      this.device.queue.submit([this.encoder.finish()]);
+      this.encoder = null;
+      this.ringUsed = 0;
+    }
+    for (const buffer of this.retired) {
+      buffer.destroy();
+      this.buffers.delete(buffer);
+    }
+    this.retired = [];
+    this.pendingErrors.push(this.device.popErrorScope(), this.device.popErrorScope());
+    this.pushErrorScopes();
+  }
+
+  private pushErrorScopes(): void {
+    this.device.pushErrorScope("out-of-memory");
+    this.device.pushErrorScope("validation");
+  }
+
+  private checkAlive(): void {
+    if (this.lostMessage) throw new Error(this.lostMessage);
+  }
+
+  private async checkErrors(): Promise<void> {
+    const errors = await Promise.all(this.pendingErrors);
+    this.pendingErrors = [];
+    this.checkAlive();
+    for (const error of errors) {
+      if (error instanceof GPUOutOfMemoryError) {
+        throw new Error(`WebGPU ran out of memory (${error.message}): use a smaller batch`);
+      }
+      if (error) throw new Error(`WebGPU error: ${error.message}`);
+    }
+    if (this.uncapturedMessage) throw new Error(`WebGPU error: ${this.uncapturedMessage}`);
+  }
+}
+
+interface GpuPipeline {
+  key: string;
+  kernel: Kernel;
+  pipeline: GPUComputePipeline;
+}
