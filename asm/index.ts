@@ -4,3 +4,4 @@
 export * from "./memory";
 export * from "./gemm";
 export * from "./patch_embed";
+export * from "./augment";

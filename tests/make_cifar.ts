@@ -59,3 +59,18 @@ export function writeFolder(dir: string, files: Record<string, Uint8Array>): voi
   Deno.mkdirSync(dir, { recursive: true });
   for (const [name, data] of Object.entries(files)) Deno.writeFileSync(`${dir}/${name}`, data);
 }
+
+/** A CifarSplit of `count` records from makeRecords. */
+export function makeSplit(
+  count: number,
+  offset = 0,
+): { images: Uint8Array; labels: Uint8Array; count: number } {
+  const records = makeRecords(count, offset);
+  const images = new Uint8Array(count * 3072);
+  const labels = new Uint8Array(count);
+  for (let i = 0; i < count; i++) {
+    labels[i] = records[i * RECORD];
+    images.set(records.subarray(i * RECORD + 1, (i + 1) * RECORD), i * 3072);
+  }
+  return { images, labels, count };
+}

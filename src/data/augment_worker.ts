@@ -1,0 +1,54 @@
+// A data worker: holds the split's images (shared, not copied) and an Augmenter with a WebAssembly
+// memory of its own, and answers each batch request with transferred image and label buffers.
+/// <reference lib="deno.worker" />
+import { type AugmentConfig, Augmenter } from "./augment.ts";
+
+export interface WorkerInit {
+  kind: "init";
+  id: number;
+  images: Uint8Array;
+  labels: Uint8Array;
+  batch: number;
+  augment: AugmentConfig | null;
+  seed: number;
+}
+
+export interface WorkerJob {
+  kind: "job";
+  id: number;
+  epoch: number;
+  indices: Int32Array;
+}
+
+export interface BatchReply {
+  id: number;
+  images: Float32Array<ArrayBuffer>;
+  labels: Float32Array<ArrayBuffer>;
+}
+
+export type WorkerReply = BatchReply | { id: number; error: string };
+
+let ready: Promise<{ init: WorkerInit; augmenter: Augmenter }> | null = null;
+
+self.onmessage = async (event: MessageEvent<WorkerInit | WorkerJob>) => {
+  const message = event.data;
+  if (message.kind === "init") {
+    ready = Augmenter.create(message.batch).then((augmenter) => ({ init: message, augmenter }));
+    try {
+      await ready;
+      self.postMessage({ id: message.id, images: new Float32Array(0), labels: new Float32Array(0) });
+    } catch (e) {
+      self.postMessage({ id: message.id, error: (e as Error).message });
+    }
+    return;
+  }
+  try {
+    const { init, augmenter } = await ready!;
+    const images = augmenter.run(init.images, message.indices, init.augment, init.seed, message.epoch);
+    const labels = Float32Array.from(message.indices, (i) => init.labels[i]);
+    const reply: BatchReply = { id: message.id, images, labels };
+    self.postMessage(reply, [images.buffer, labels.buffer]);
+  } catch (e) {
+    self.postMessage({ id: message.id, error: (e as Error).message });
+  }
+};
