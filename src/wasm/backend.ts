@@ -71,6 +71,12 @@ function check(ok: boolean, message: () => string): void {
   if (!ok) throw new Error(`wasm backend: ${message()}`);
 }
 
+/** The element count of a shape of non-negative integers. */
+function sizeOf(op: string, shape: readonly number[]): number {
+  check(shape.every((d) => Number.isInteger(d) && d >= 0), () => `${op}: bad shape [${shape.join(", ")}]`);
+  return numel(shape);
+}
+
 /** A [..., last] tensor as the matrix [size/last, last]: its row count, after checking `last`. */
 function rowsOf(op: string, name: string, t: Tensor, last: number): number {
   check(
@@ -110,18 +116,14 @@ export class WasmBackend implements Backend {
   // ---- memory ---------------------------------------------------------------------------------
 
   tensor(shape: readonly number[]): WasmTensor {
-    check(
-      shape.every((d) => Number.isInteger(d) && d >= 0),
-      () => `tensor: bad shape [${shape.join(", ")}]`,
-    );
-    const size = numel(shape);
+    const size = sizeOf("tensor", shape);
     const t: WasmTensor = { shape: [...shape], size, offset: this.#arena.alloc(size * 4) };
     this.ctx.f32(t).fill(0);
     return t;
   }
 
   view(t: Tensor, shape: readonly number[]): WasmTensor {
-    const size = numel(shape);
+    const size = sizeOf("view", shape);
     check(size <= t.size, () => `view: [${shape.join(", ")}] is larger than ${shapeText(t)}`);
     return { shape: [...shape], size, offset: (t as WasmTensor).offset };
   }
