@@ -5,3 +5,7 @@ export * from "./memory";
 export * from "./gemm";
 export * from "./patch_embed";
 export * from "./augment";
+export * from "./depthwise";
+export * from "./gelu_batchnorm";
+export * from "./head";
+export * from "./optimizer";

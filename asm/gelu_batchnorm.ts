@@ -1,0 +1,258 @@
+// The unit after every conv in ConvMixer: bias, exact GELU, BatchNorm2d (+ the block's residual),
+// on z [N, C] (N = B·H·W, NHWC), vectorised over channels, threads splitting the rows.
+//
+//   u = GELU(z + bias) = x·Φ(x),   out = gamma·(u − mean)·rstd + beta (+ residual)
+//
+// Forward, training: (1) biasGeluBatchNormStatistics writes u into out and per-thread float64 sums
+// of (u − shift) and (u − shift)², shift = u of row 0 (shifted sums: no cancellation when the mean
+// is large against the spread); (2) biasGeluBatchNormFinalize (thread 0) turns them into mean,
+// rstd, the saved and running statistics and a per-channel table; (3) biasGeluBatchNormApply
+// normalises. Eval: Finalize from the running statistics, then Apply computing u on the fly.
+// Backward (training statistics): BackwardStatistics sums dOut and dOut·x̂ per thread; BackwardApply
+// forms dz = gamma·rstd·(dOut − ΣdOut/N − x̂·ΣdOut·x̂/N)·GELU'(x) and per-thread sums of dz, which
+// sumPartials (depthwise.ts) adds into dBias.
+import { addToFloat64, loadLanes, shareStart, storeLanes } from "./lanes";
+
+const BATCH_NORM_EPS: f64 = 1e-5;
+const MOMENTUM: f64 = 0.1;
+
+// ---- exact GELU in float32 ------------------------------------------------------------------
+
+/** e^x for x <= 0: x = n·ln2 + r, |r| <= ln2/2, e^r by its degree-7 Taylor polynomial (error < 1e-8). */
+@inline function expNonPositive(x: v128): v128 {
+  x = f32x4.max(x, f32x4.splat(-87));
+  const n = f32x4.nearest(f32x4.mul(x, f32x4.splat(1.44269504)));
+  let r = f32x4.relaxed_nmadd(n, f32x4.splat(0.693359375), x); // ln2 split in two (Cody-Waite)
+  r = f32x4.relaxed_nmadd(n, f32x4.splat(-2.12194440e-4), r);
+  let p = f32x4.splat(1.0 / 5040);
+  p = f32x4.relaxed_madd(p, r, f32x4.splat(1.0 / 720));
+  p = f32x4.relaxed_madd(p, r, f32x4.splat(1.0 / 120));
+  p = f32x4.relaxed_madd(p, r, f32x4.splat(1.0 / 24));
+  p = f32x4.relaxed_madd(p, r, f32x4.splat(1.0 / 6));
+  p = f32x4.relaxed_madd(p, r, f32x4.splat(0.5));
+  p = f32x4.relaxed_madd(p, r, f32x4.splat(1));
+  p = f32x4.relaxed_madd(p, r, f32x4.splat(1));
+  const twoToN = i32x4.shl(i32x4.add(i32x4.trunc_sat_f32x4_s(n), i32x4.splat(127)), 23);
+  return f32x4.mul(p, twoToN);
+}
+
+/**
+ * Φ(x), the standard normal CDF, = ½·erfc(t) for x < 0 and 1 − ½·erfc(t) otherwise, t = |x|/√2.
+ * erfc(t) = exp(t·P(t/4)) with P of degree 10 fitted to log(erfc(t))/t on [0, 4] (t is clamped
+ * there: Φ(−5.66) < 1e-8). |Φ error| < 1e-7 everywhere; relative error < 3e-6 for the tiny Φ(x < 0).
+ */
+@inline function normalCdf(x: v128): v128 {
+  const t = f32x4.min(f32x4.mul(f32x4.abs(x), f32x4.splat(0.70710678)), f32x4.splat(4));
+  const s = f32x4.mul(t, f32x4.splat(0.25));
+  let p = f32x4.splat(0.08387244492769241);
+  p = f32x4.relaxed_madd(p, s, f32x4.splat(-0.5505687594413757));
+  p = f32x4.relaxed_madd(p, s, f32x4.splat(1.6069707870483398));
+  p = f32x4.relaxed_madd(p, s, f32x4.splat(-2.723357915878296));
+  p = f32x4.relaxed_madd(p, s, f32x4.splat(2.8753654956817627));
+  p = f32x4.relaxed_madd(p, s, f32x4.splat(-1.7211213111877441));
+  p = f32x4.relaxed_madd(p, s, f32x4.splat(0.019027557224035263));
+  p = f32x4.relaxed_madd(p, s, f32x4.splat(1.2330915927886963));
+  p = f32x4.relaxed_madd(p, s, f32x4.splat(-1.6454235315322876));
+  p = f32x4.relaxed_madd(p, s, f32x4.splat(-2.5464205741882324));
+  p = f32x4.relaxed_madd(p, s, f32x4.splat(-1.128380298614502));
+  const halfErfc = f32x4.mul(expNonPositive(f32x4.mul(p, t)), f32x4.splat(0.5));
+  return v128.bitselect(halfErfc, f32x4.sub(f32x4.splat(1), halfErfc), f32x4.lt(x, f32x4.splat(0)));
+}
+
+/** φ(x) = e^{−x²/2}/√(2π), the standard normal density. */
+@inline function normalDensity(x: v128): v128 {
+  const halfSquare = f32x4.mul(f32x4.mul(x, x), f32x4.splat(-0.5));
+  return f32x4.mul(expNonPositive(halfSquare), f32x4.splat(0.39894228));
+}
+
+@inline function gelu(x: v128): v128 {
+  return f32x4.mul(x, normalCdf(x));
+}
+
+/** Floats of one padded per-channel row: C rounded up to whole vectors. */
+@inline function paddedChannels(C: i32): i32 {
+  return (C + 3) & ~3;
+}
+
+// ---- forward -----------------------------------------------------------------------------------
+
+/**
+ * Training pass 1. For its rows, thread t writes u = GELU(z + bias) into out and fills its
+ * partial at partials + t·5·Cp·4 bytes (Cp = C rounded up to 4): shift f32 [Cp], then
+ * Σ(u − shift) f64 [Cp], Σ(u − shift)² f64 [Cp].
+ */
+export function biasGeluBatchNormStatistics(
+  z: usize, bias: usize, out: usize, partials: usize, N: i32, C: i32, thread: i32, threads: i32,
+): void {
+  const Cp = paddedChannels(C), rowBytes = <usize>C * 4;
+  const shift = partials + <usize>thread * Cp * 20, sums = shift + <usize>Cp * 4, squares = sums + <usize>Cp * 8;
+  memory.fill(sums, 0, <usize>Cp * 16);
+  for (let c = 0; c < C; c += 4) {
+    const lanes = min(4, C - c), at = <usize>c * 4;
+    v128.store(shift + at, gelu(f32x4.add(loadLanes(z + at, lanes), loadLanes(bias + at, lanes))));
+  }
+  const n1 = shareStart(N, thread + 1, threads);
+  for (let n = shareStart(N, thread, threads); n < n1; n++) {
+    const row = <usize>n * rowBytes;
+    for (let c = 0; c < C; c += 4) {
+      const lanes = min(4, C - c), at = <usize>c * 4;
+      const u = gelu(f32x4.add(loadLanes(z + row + at, lanes), loadLanes(bias + at, lanes)));
+      storeLanes(out + row + at, u, lanes);
+      const d = f32x4.sub(u, v128.load(shift + at));
+      addToFloat64(sums + at * 2, d);
+      addToFloat64(squares + at * 2, f32x4.mul(d, d));
+    }
+  }
+}
+
+/**
+ * Thread 0 only. training: combines the `count` partials into mean and (biased) var, writes saved
+ * [2, C] = (mean, rstd) and the running statistics (unbiased var). eval: mean and var are the
+ * running statistics. Either way writes table [3, Cp] = (mean, gamma·rstd, beta) for Apply.
+ */
+export function biasGeluBatchNormFinalize(
+  partials: usize, count: i32, N: i32, C: i32, gamma: usize, beta: usize,
+  runningMean: usize, runningVar: usize, saved: usize, table: usize, training: i32,
+  thread: i32, threads: i32,
+): void {
+  if (thread != 0) return;
+  const Cp = paddedChannels(C);
+  memory.fill(table, 0, <usize>Cp * 12);
+  for (let c = 0; c < C; c++) {
+    const at = <usize>c * 4;
+    let mean: f64, variance: f64;
+    if (training) {
+      let sum: f64 = 0, squares: f64 = 0;
+      for (let p = 0; p < count; p++) {
+        const partial = partials + <usize>p * Cp * 20 + <usize>Cp * 4;
+        sum += load<f64>(partial + at * 2);
+        squares += load<f64>(partial + <usize>Cp * 8 + at * 2);
+      }
+      const meanShift = sum / N;
+      mean = <f64>load<f32>(partials + at) + meanShift;
+      variance = max(squares / N - meanShift * meanShift, 0);
+      store<f32>(saved + at, <f32>mean);
+      store<f32>(saved + <usize>C * 4 + at, <f32>(1 / Math.sqrt(variance + BATCH_NORM_EPS)));
+      store<f32>(runningMean + at, <f32>((1 - MOMENTUM) * load<f32>(runningMean + at) + MOMENTUM * mean));
+      const unbiased = variance * N / (N - 1);
+      store<f32>(runningVar + at, <f32>((1 - MOMENTUM) * load<f32>(runningVar + at) + MOMENTUM * unbiased));
+    } else {
+      mean = load<f32>(runningMean + at);
+      variance = load<f32>(runningVar + at);
+    }
+    store<f32>(table + at, <f32>mean);
+    store<f32>(table + <usize>Cp * 4 + at, <f32>(load<f32>(gamma + at) / Math.sqrt(variance + BATCH_NORM_EPS)));
+    store<f32>(table + <usize>Cp * 8 + at, load<f32>(beta + at));
+  }
+}
+
+/**
+ * out = (u − mean)·scale + beta (+ residual, when residual != 0) from Finalize's table, u read
+ * from out (uInOut = 1, after Statistics) or computed as GELU(z + bias) (eval).
+ */
+export function biasGeluBatchNormApply(
+  z: usize, bias: usize, table: usize, residual: usize, out: usize, N: i32, C: i32, uInOut: i32,
+  thread: i32, threads: i32,
+): void {
+  const Cp = paddedChannels(C), rowBytes = <usize>C * 4;
+  const means = table, scales = table + <usize>Cp * 4, betas = table + <usize>Cp * 8;
+  const n1 = shareStart(N, thread + 1, threads);
+  for (let n = shareStart(N, thread, threads); n < n1; n++) {
+    const row = <usize>n * rowBytes;
+    for (let c = 0; c < C; c += 4) {
+      const lanes = min(4, C - c), at = <usize>c * 4;
+      const u = uInOut
+        ? loadLanes(out + row + at, lanes)
+        : gelu(f32x4.add(loadLanes(z + row + at, lanes), loadLanes(bias + at, lanes)));
+      let y = f32x4.relaxed_madd(
+        f32x4.sub(u, v128.load(means + at)), v128.load(scales + at), v128.load(betas + at),
+      );
+      if (residual != 0) y = f32x4.add(y, loadLanes(residual + row + at, lanes));
+      storeLanes(out + row + at, y, lanes);
+    }
+  }
+}
+
+// ---- backward ----------------------------------------------------------------------------------
+
+/** x̂ = (GELU(x) − mean)·rstd for one channel vector (mean, rstd from saved [2, C]). */
+@inline function normalised(u: v128, saved: usize, C: i32, at: usize, lanes: i32): v128 {
+  return f32x4.mul(f32x4.sub(u, loadLanes(saved + at, lanes)), loadLanes(saved + <usize>C * 4 + at, lanes));
+}
+
+/**
+ * Backward pass 1: thread t fills partials + t·2·Cp·8 bytes with ΣdOut f64 [Cp], then ΣdOut·x̂ f64
+ * [Cp] over its rows.
+ */
+export function biasGeluBatchNormBackwardStatistics(
+  z: usize, bias: usize, saved: usize, dOut: usize, partials: usize, N: i32, C: i32,
+  thread: i32, threads: i32,
+): void {
+  const Cp = paddedChannels(C), rowBytes = <usize>C * 4;
+  const sums = partials + <usize>thread * Cp * 16, products = sums + <usize>Cp * 8;
+  memory.fill(sums, 0, <usize>Cp * 16);
+  const n1 = shareStart(N, thread + 1, threads);
+  for (let n = shareStart(N, thread, threads); n < n1; n++) {
+    const row = <usize>n * rowBytes;
+    for (let c = 0; c < C; c += 4) {
+      const lanes = min(4, C - c), at = <usize>c * 4;
+      const g = loadLanes(dOut + row + at, lanes);
+      const u = gelu(f32x4.add(loadLanes(z + row + at, lanes), loadLanes(bias + at, lanes)));
+      addToFloat64(sums + at * 2, g);
+      addToFloat64(products + at * 2, f32x4.mul(g, normalised(u, saved, C, at, lanes)));
+    }
+  }
+}
+
+/**
+ * Backward pass 2. Every thread combines the `threads` partials of pass 1 into its own table at
+ * tables + t·3·Cp·4 bytes: (gamma·rstd, ΣdOut/N, ΣdOut·x̂/N); thread 0 writes dBeta = ΣdOut and
+ * dGamma = ΣdOut·x̂. Then, for its rows, dz = gamma·rstd·(dOut − ΣdOut/N − x̂·ΣdOut·x̂/N)·GELU'(x)
+ * (dz may alias dOut) and Σdz into the f64 [Cp] at dzPartials + t·Cp·8 bytes.
+ */
+export function biasGeluBatchNormBackwardApply(
+  z: usize, bias: usize, gamma: usize, saved: usize, dOut: usize, dz: usize, partials: usize,
+  tables: usize, dzPartials: usize, dGamma: usize, dBeta: usize, N: i32, C: i32,
+  thread: i32, threads: i32,
+): void {
+  const Cp = paddedChannels(C), rowBytes = <usize>C * 4;
+  const table = tables + <usize>thread * Cp * 12;
+  const scales = table, meanDOut = table + <usize>Cp * 4, meanProduct = table + <usize>Cp * 8;
+  memory.fill(table, 0, <usize>Cp * 12);
+  for (let c = 0; c < C; c++) {
+    const at = <usize>c * 4;
+    let sum: f64 = 0, product: f64 = 0;
+    for (let p = 0; p < threads; p++) {
+      sum += load<f64>(partials + <usize>p * Cp * 16 + at * 2);
+      product += load<f64>(partials + <usize>p * Cp * 16 + <usize>Cp * 8 + at * 2);
+    }
+    store<f32>(scales + at, load<f32>(gamma + at) * load<f32>(saved + <usize>C * 4 + at));
+    store<f32>(meanDOut + at, <f32>(sum / N));
+    store<f32>(meanProduct + at, <f32>(product / N));
+    if (thread == 0) {
+      store<f32>(dBeta + at, <f32>sum);
+      store<f32>(dGamma + at, <f32>product);
+    }
+  }
+  const dzSums = dzPartials + <usize>thread * Cp * 8;
+  memory.fill(dzSums, 0, <usize>Cp * 8);
+  const n1 = shareStart(N, thread + 1, threads);
+  for (let n = shareStart(N, thread, threads); n < n1; n++) {
+    const row = <usize>n * rowBytes;
+    for (let c = 0; c < C; c += 4) {
+      const lanes = min(4, C - c), at = <usize>c * 4;
+      const x = f32x4.add(loadLanes(z + row + at, lanes), loadLanes(bias + at, lanes));
+      const cdf = normalCdf(x);
+      const xHat = normalised(f32x4.mul(x, cdf), saved, C, at, lanes);
+      const centred = f32x4.sub(loadLanes(dOut + row + at, lanes), v128.load(meanDOut + at));
+      const du = f32x4.mul(
+        v128.load(scales + at),
+        f32x4.relaxed_nmadd(xHat, v128.load(meanProduct + at), centred),
+      );
+      const geluSlope = f32x4.relaxed_madd(x, normalDensity(x), cdf);
+      const g = f32x4.mul(du, geluSlope);
+      storeLanes(dz + row + at, g, lanes);
+      addToFloat64(dzSums + at * 2, g);
+    }
+  }
+}
