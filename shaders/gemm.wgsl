@@ -1,13 +1,18 @@
 // Tiled GEMM, the pointwise conv and the head: out[R, S] = A[R, T] · B[T, S] (+ bias[S]).
 // A is stored [R, T] or, with TRANS_A, [T, R]; B is stored [T, S] or, with TRANS_B, [S, T]:
-//   linearForward         x[M, K] · W[N, K]ᵀ   (TRANS_B)
+//   linearForward         x[M, K] · W[N, K]ᵀ    (TRANS_B)
 //   linearBackwardInput   dOut[M, N] · W[N, K]
-//   linearBackwardWeight  dOut[M, N]ᵀ · x[M, K] (TRANS_A, SPLIT_K: contracts over M = B·H·W)
-// Tiling: a workgroup of 16×16 threads owns a 64×64 output tile; each step stages a 64×16 slice
-// of A and a 16×64 slice of B in workgroup memory (k-major, so the inner loop reads rows of 4),
-// and each thread accumulates a 4×4 register block. Loads are bounds-checked (zero padding), so
-// any R, S, T work. SPLIT_K: workgroup z contracts T range [z·tPerSlice, (z+1)·tPerSlice) and
-// writes its partial product to out[z, R, S]; sum_slices.wgsl adds the slices (no float atomics).
+//   linearBackwardWeight  dOut[M, N]ᵀ · x[M, K]  (TRANS_A, SPLIT_K: contracts over M = B·H·W)
+//
+// Tiling: a workgroup of 16×16 threads owns a 128×128 output tile; thread (tr, tc) holds an 8×8
+// register block: rows {4tr..4tr+3, 64+4tr..64+4tr+3} × columns {4tc.., 64+4tc..}. Each step
+// stages a 16-deep slice of A and of B in workgroup memory, k-major (a k-row of 128 values, padded
+// to 132 so the transposing stores of a row-major operand hit different banks), so the inner loop
+// reads four vec4s for 64 FMAs. The next slice is fetched into registers while this one is
+// multiplied. Global reads walk the stored matrix along its contiguous dimension. Loads are
+// bounds-checked (zero padding), so any R, S, T work.
+// SPLIT_K: workgroup z contracts over T range [z·tPerSlice, (z+1)·tPerSlice) and writes its
+// partial product to out[z, R, S]; sum_slices.wgsl adds the slices (no float atomics).
 
 struct Params {
   R: u32,
@@ -27,104 +32,147 @@ override TRANS_B: bool = false;
 override HAS_BIAS: bool = false;
 override SPLIT_K: bool = false;
 
-const TILE = 64u;
+const TILE = 128u;
 const TILE_T = 16u;
+const ROW_VEC4 = 33u; // one k-row of a staged tile: 128 values + 4 of padding, in vec4s
 
-var<workgroup> tileA: array<vec4<f32>, 256>; // [TILE_T][TILE / 4]: 4 consecutive rows of A
-var<workgroup> tileB: array<vec4<f32>, 256>; // [TILE_T][TILE / 4]: 4 consecutive columns of B
+var<workgroup> tileA: array<vec4<f32>, 528>; // [TILE_T][ROW_VEC4]
+var<workgroup> tileB: array<vec4<f32>, 528>;
 
-fn loadA(row: u32, t: u32, tEnd: u32) -> f32 {
-  if (row >= params.R || t >= tEnd) {
-    return 0.0;
+fn load(isA: bool, index: u32) -> f32 {
+  if (isA) {
+    return a[index];
   }
-  if (TRANS_A) {
-    return a[t * params.R + row];
-  }
-  return a[row * params.T + t];
+  return b[index];
 }
 
-fn loadB(t: u32, col: u32, tEnd: u32) -> f32 {
-  if (col >= params.S || t >= tEnd) {
-    return 0.0;
+/**
+ * Four values of a stored operand for staging part e (0 or 1) of the slice at t0. `along` is
+ * true when the tile's rows/columns are contiguous in memory (element (t, i) at t·ld + i): then
+ * a warp reads a whole k-row; otherwise element (i, t) is at i·ld + t and each thread reads 4
+ * consecutive t of one row.
+ */
+fn fetch(isA: bool, along: bool, base: u32, extent: u32, t0: u32, tEnd: u32, e: u32, tid: u32) -> vec4<f32> {
+  var v = vec4<f32>();
+  if (along) {
+    let i = base + (tid % 32u) * 4u;
+    let t = t0 + tid / 32u + 8u * e;
+    if (t < tEnd) {
+      for (var j = 0u; j < 4u; j++) {
+        if (i + j < extent) {
+          v[j] = load(isA, t * extent + i + j);
+        }
+      }
+    }
+  } else {
+    let i = base + tid / 4u + 64u * e;
+    let t = t0 + (tid % 4u) * 4u;
+    if (i < extent) {
+      for (var j = 0u; j < 4u; j++) {
+        if (t + j < tEnd) {
+          v[j] = load(isA, i * params.T + t + j);
+        }
+      }
+    }
   }
-  if (TRANS_B) {
-    return b[col * params.T + t];
-  }
-  return b[t * params.S + col];
+  return v;
 }
 
-@compute @workgroup_size(16, 16)
+fn stageA(along: bool, v: vec4<f32>, e: u32, tid: u32) {
+  if (along) {
+    tileA[(tid / 32u + 8u * e) * ROW_VEC4 + tid % 32u] = v;
+  } else {
+    let i = tid / 4u + 64u * e;
+    let t = (tid % 4u) * 4u;
+    for (var j = 0u; j < 4u; j++) {
+      tileA[(t + j) * ROW_VEC4 + i / 4u][i % 4u] = v[j];
+    }
+  }
+}
+
+fn stageB(along: bool, v: vec4<f32>, e: u32, tid: u32) {
+  if (along) {
+    tileB[(tid / 32u + 8u * e) * ROW_VEC4 + tid % 32u] = v;
+  } else {
+    let i = tid / 4u + 64u * e;
+    let t = (tid % 4u) * 4u;
+    for (var j = 0u; j < 4u; j++) {
+      tileB[(t + j) * ROW_VEC4 + i / 4u][i % 4u] = v[j];
+    }
+  }
+}
+
+@compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
   let rowBase = wid.y * TILE;
   let colBase = wid.x * TILE;
   let tStart = wid.z * params.tPerSlice;
   let tEnd = min(params.T, tStart + params.tPerSlice);
-  let tr = tid / 16u; // this thread's rows: rowBase + 4·tr + i
-  let tc = tid % 16u; // this thread's columns: colBase + 4·tc + j
+  let tr = tid / 16u;
+  let tc = tid % 16u;
+  let alongA = TRANS_A; // A stored [T, R]: rows contiguous
+  let alongB = !TRANS_B; // B stored [T, S]: columns contiguous
 
-  // Each thread stages 4 elements of each tile, walking the stored matrix along its
-  // contiguous dimension so neighbouring threads read neighbouring addresses.
-  var aRow: u32;
-  var aT: u32;
-  var aStep: vec2<u32>; // (row step, t step) between this thread's 4 elements
-  if (TRANS_A) {
-    aT = tid / 16u;
-    aRow = (tid % 16u) * 4u;
-    aStep = vec2<u32>(1u, 0u);
-  } else {
-    aRow = tid / 4u;
-    aT = (tid % 4u) * 4u;
-    aStep = vec2<u32>(0u, 1u);
-  }
-  var bCol: u32;
-  var bT: u32;
-  var bStep: vec2<u32>; // (column step, t step)
-  if (TRANS_B) {
-    bCol = tid / 4u;
-    bT = (tid % 4u) * 4u;
-    bStep = vec2<u32>(0u, 1u);
-  } else {
-    bT = tid / 16u;
-    bCol = (tid % 16u) * 4u;
-    bStep = vec2<u32>(1u, 0u);
-  }
-
-  var acc: array<vec4<f32>, 4>;
+  var nextA0 = fetch(true, alongA, rowBase, params.R, tStart, tEnd, 0u, tid);
+  var nextA1 = fetch(true, alongA, rowBase, params.R, tStart, tEnd, 1u, tid);
+  var nextB0 = fetch(false, alongB, colBase, params.S, tStart, tEnd, 0u, tid);
+  var nextB1 = fetch(false, alongB, colBase, params.S, tStart, tEnd, 1u, tid);
+  var acc: array<vec4<f32>, 16>; // acc[2i + h]: row i of the block, column half h
   for (var t0 = tStart; t0 < tEnd; t0 += TILE_T) {
-    for (var e = 0u; e < 4u; e++) {
-      let r = aRow + e * aStep.x;
-      let t = aT + e * aStep.y;
-      tileA[t * 16u + r / 4u][r % 4u] = loadA(rowBase + r, t0 + t, tEnd);
-      let c = bCol + e * bStep.x;
-      let tb = bT + e * bStep.y;
-      tileB[tb * 16u + c / 4u][c % 4u] = loadB(tb + t0, colBase + c, tEnd);
-    }
+    stageA(alongA, nextA0, 0u, tid);
+    stageA(alongA, nextA1, 1u, tid);
+    stageB(alongB, nextB0, 0u, tid);
+    stageB(alongB, nextB1, 1u, tid);
     workgroupBarrier();
+    let t1 = t0 + TILE_T;
+    if (t1 < tEnd) {
+      nextA0 = fetch(true, alongA, rowBase, params.R, t1, tEnd, 0u, tid);
+      nextA1 = fetch(true, alongA, rowBase, params.R, t1, tEnd, 1u, tid);
+      nextB0 = fetch(false, alongB, colBase, params.S, t1, tEnd, 0u, tid);
+      nextB1 = fetch(false, alongB, colBase, params.S, t1, tEnd, 1u, tid);
+    }
     for (var t = 0u; t < TILE_T; t++) {
-      let av = tileA[t * 16u + tr];
-      let bv = tileB[t * 16u + tc];
-      acc[0] += av.x * bv;
-      acc[1] += av.y * bv;
-      acc[2] += av.z * bv;
-      acc[3] += av.w * bv;
+      let a0 = tileA[t * ROW_VEC4 + tr];
+      let a1 = tileA[t * ROW_VEC4 + 16u + tr];
+      let b0 = tileB[t * ROW_VEC4 + tc];
+      let b1 = tileB[t * ROW_VEC4 + 16u + tc];
+      acc[0] += a0.x * b0;
+      acc[1] += a0.x * b1;
+      acc[2] += a0.y * b0;
+      acc[3] += a0.y * b1;
+      acc[4] += a0.z * b0;
+      acc[5] += a0.z * b1;
+      acc[6] += a0.w * b0;
+      acc[7] += a0.w * b1;
+      acc[8] += a1.x * b0;
+      acc[9] += a1.x * b1;
+      acc[10] += a1.y * b0;
+      acc[11] += a1.y * b1;
+      acc[12] += a1.z * b0;
+      acc[13] += a1.z * b1;
+      acc[14] += a1.w * b0;
+      acc[15] += a1.w * b1;
     }
     workgroupBarrier();
   }
 
   let sliceOffset = select(0u, wid.z * params.R * params.S, SPLIT_K);
-  for (var i = 0u; i < 4u; i++) {
-    let row = rowBase + tr * 4u + i;
+  for (var i = 0u; i < 8u; i++) {
+    let row = rowBase + (i / 4u) * 64u + tr * 4u + i % 4u;
     if (row >= params.R) {
-      break;
+      continue;
     }
-    for (var j = 0u; j < 4u; j++) {
-      let col = colBase + tc * 4u + j;
-      if (col < params.S) {
-        var v = acc[i][j];
-        if (HAS_BIAS) {
-          v += bias[col];
+    for (var h = 0u; h < 2u; h++) {
+      let col0 = colBase + h * 64u + tc * 4u;
+      for (var j = 0u; j < 4u; j++) {
+        let col = col0 + j;
+        if (col < params.S) {
+          var v = acc[2u * i + h][j];
+          if (HAS_BIAS) {
+            v += bias[col];
+          }
+          out[sliceOffset + row * params.S + col] = v;
         }
-        out[sliceOffset + row * params.S + col] = v;
       }
     }
   }

@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { maxBatchForLimits, WebGpuBackend } from "../src/webgpu/backend.ts";
 import { conformanceTests } from "./conformance.ts";
+import * as ref from "./reference.ts";
 
 const adapter = "gpu" in navigator ? await navigator.gpu.requestAdapter() : null;
 const noAdapter = adapter === null;
@@ -26,9 +27,9 @@ if (!noAdapter) conformanceTests("webgpu", () => WebGpuBackend.create(), toleran
 Deno.test("maxBatchForLimits: the largest activation fits one binding", () => {
   const limits = { maxStorageBufferBindingSize: 128 << 20, maxBufferSize: 256 << 20 };
   // ConvMixer-256/8 on 32×32 images with p 2: 16·16·256 floats = 256 KiB per sample.
-  assert.equal(maxBatchForLimits(limits, { dim: 256, patchSize: 2, imageSize: 32 }), 512);
+  assert.equal(maxBatchForLimits(limits, { hdim: 256, patch: 2 }), 512);
   // p 1 keeps the full resolution: 1 MiB per sample.
-  assert.equal(maxBatchForLimits(limits, { dim: 256, patchSize: 1, imageSize: 32 }), 128);
+  assert.equal(maxBatchForLimits(limits, { hdim: 256, patch: 1 }), 128);
 });
 
 Deno.test({
@@ -48,6 +49,55 @@ Deno.test({
         () => backend.write(backend.tensor([3]), new Float32Array(2)),
         /2 values for a tensor of 3/,
       );
+    } finally {
+      backend.dispose();
+    }
+  },
+});
+
+/** max|got − want| ≤ rel·max|want|: float32 sums of `terms` products against float64. */
+function assertClose(got: Float32Array, want: ref.RefTensor, rel: number, what: string): void {
+  let scale = 0, worst = 0;
+  for (let i = 0; i < got.length; i++) {
+    scale = Math.max(scale, Math.abs(want.data[i]));
+    const error = Math.abs(got[i] - want.data[i]);
+    if (!(error <= worst)) worst = error;
+  }
+  assert.ok(worst <= rel * scale, `${what}: max |error| ${worst} > ${rel} · ${scale}`);
+}
+
+Deno.test({
+  name: "webgpu GEMM over several 128×128 tiles with ragged edges, and split-K over a long contraction",
+  ignore: noAdapter,
+  sanitizeResources: false,
+  async fn() {
+    const backend = await WebGpuBackend.create();
+    const random = ref.seededRandom(7);
+    const pair = (shape: number[]) => {
+      const values = ref.randomValues(shape.reduce((p, q) => p * q, 1), random);
+      const t = backend.tensor(shape);
+      backend.write(t, values);
+      return { t, r: ref.refTensor(shape, values) };
+    };
+    try {
+      // [M, K, N]: 3×2×2 tiles; then M = 1100 rows, which dWeight contracts in 4 split-K slices.
+      for (const [M, K, N] of [[300, 130, 135], [1100, 20, 131]]) {
+        const what = `[${M},${K}]·[${N},${K}]ᵀ`;
+        const x = pair([M, K]), weight = pair([N, K]), bias = pair([N]), dOut = pair([M, N]);
+        const out = ref.refTensor([M, N]), dx = ref.refTensor([M, K]);
+        const dWeight = ref.refTensor([N, K]), dBias = ref.refTensor([N]);
+        const [outT, dxT, dWeightT, dBiasT] = [[M, N], [M, K], [N, K], [N]].map((s) => backend.tensor(s));
+        backend.linearForward(x.t, weight.t, bias.t, outT);
+        backend.linearBackwardInput(dOut.t, weight.t, dxT);
+        backend.linearBackwardWeight(x.t, dOut.t, dWeightT, dBiasT);
+        ref.linearForward(x.r, weight.r, bias.r, out);
+        ref.linearBackwardInput(dOut.r, weight.r, dx);
+        ref.linearBackwardWeight(x.r, dOut.r, dWeight, dBias);
+        assertClose(await backend.read(outT), out, 1e-5, `linearForward ${what}`);
+        assertClose(await backend.read(dxT), dx, 1e-5, `linearBackwardInput ${what}`);
+        assertClose(await backend.read(dWeightT), dWeight, 1e-5, `linearBackwardWeight ${what}`);
+        assertClose(await backend.read(dBiasT), dBias, 1e-5, `linearBackwardWeight dBias ${what}`);
+      }
     } finally {
       backend.dispose();
     }

@@ -15,7 +15,7 @@ const UNIFORM_BYTES = 64;
 const RING_SLOTS = 2048;
 const WORKGROUP = 256;
 /** The GEMM's output tile and contraction step (shaders/gemm.wgsl). */
-const GEMM_TILE = 64;
+const GEMM_TILE = 128;
 const GEMM_TILE_T = 16;
 
 /** Limits that bound the batch: the largest activation must fit one storage binding. */
@@ -24,17 +24,17 @@ export interface BufferLimits {
   maxBufferSize: number;
 }
 
-/** The model dimensions that decide the largest tensor (src/model.ts's config has these fields). */
-export interface ActivationShape {
-  dim: number;
-  patchSize: number;
-  imageSize: number;
-}
-
-/** The largest batch whose biggest tensor (images or an activation) fits in one buffer binding. */
-export function maxBatchForLimits(limits: BufferLimits, config: ActivationShape): number {
-  const side = config.imageSize / config.patchSize;
-  const floatsPerSample = Math.max(config.imageSize * config.imageSize * 3, side * side * config.dim);
+/**
+ * The largest batch whose biggest tensor (the images or an activation [B, H/p, W/p, hdim]) fits
+ * one buffer binding; `config` is the model's ConvMixerConfig (only hdim and patch matter).
+ */
+export function maxBatchForLimits(
+  limits: BufferLimits,
+  config: { hdim: number; patch: number },
+  imageSize = 32,
+): number {
+  const side = Math.floor(imageSize / config.patch);
+  const floatsPerSample = Math.max(imageSize * imageSize * 3, side * side * config.hdim);
   const bytes = Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
   return Math.floor(bytes / (floatsPerSample * 4));
 }
@@ -65,6 +65,24 @@ interface Uniforms {
 }
 
 type Constants = Record<string, boolean>;
+
+/** GPU time of one kernel (file and specialisation) over the dispatches since the last takeProfile. */
+export interface KernelTime {
+  kernel: string;
+  dispatches: number;
+  ms: number;
+}
+
+/** Timestamp queries around every dispatch (profile mode; each dispatch gets its own pass). */
+interface Profiler {
+  querySet: GPUQuerySet;
+  /** Kernel label of each recorded dispatch in the current encoder. */
+  labels: string[];
+  /** Resolved timestamps of submitted encoders, waiting to be read. */
+  submitted: { readback: GPUBuffer; labels: string[] }[];
+}
+
+const PROFILE_CAPACITY = 1024;
 
 const shaderDir = new URL("../../shaders/", import.meta.url);
 
@@ -99,6 +117,13 @@ function chunking(rows: number, otherWorkgroups: number, target = 2048) {
   return { rowsPerChunk, chunks: Math.ceil(rows / rowsPerChunk) };
 }
 
+/** "gemm.wgsl{"TRANS_A":true,"SPLIT_K":false}" → "[TRANS_A]": the specialisations that are on. */
+function describeConstants(pipelineKey: string): string {
+  const json = pipelineKey.slice(pipelineKey.indexOf("{"));
+  const on = Object.entries(JSON.parse(json) as Constants).filter(([, v]) => v).map(([k]) => k);
+  return on.length ? `[${on.join(",")}]` : "";
+}
+
 function describeShape(shape: readonly number[]): string {
   return `[${shape.join(", ")}]`;
 }
@@ -127,11 +152,12 @@ export class WebGpuBackend implements Backend {
   private retired: GPUBuffer[] = [];
   private readonly stagingPool = new Map<number, GPUBuffer[]>();
 
+  private readonly profiler: Profiler | null = null;
   private pendingErrors: Promise<GPUError | null>[] = [];
   private lostMessage: string | null = null;
   private uncapturedMessage: string | null = null;
 
-  private constructor(device: GPUDevice, description: string, isFallback: boolean) {
+  private constructor(device: GPUDevice, description: string, isFallback: boolean, profile: boolean) {
     this.device = device;
     this.isFallback = isFallback;
     this.description = `webgpu: ${description}`;
@@ -146,13 +172,20 @@ export class WebGpuBackend implements Backend {
     this.ringHost = new ArrayBuffer(this.ringSlot * RING_SLOTS);
     this.ring = this.createBuffer(this.ringHost.byteLength, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
     this.dummy = this.tensor([4]) as GpuTensor;
+    if (profile && device.features.has("timestamp-query")) {
+      const querySet = device.createQuerySet({ type: "timestamp", count: 2 * PROFILE_CAPACITY });
+      this.profiler = { querySet, labels: [], submitted: [] };
+    }
   }
 
   /**
    * Opens the GPU (or uses `gpu`, already opened by requestGpu); throws when there is none, or
-   * only a software one and allowFallback is false.
+   * only a software one and allowFallback is false. `profile` times every dispatch with timestamp
+   * queries (when the adapter has them; see takeProfile), for bench/webgpu_bench.ts.
    */
-  static async create(options: { allowFallback?: boolean; gpu?: GpuHandle } = {}): Promise<WebGpuBackend> {
+  static async create(
+    options: { allowFallback?: boolean; gpu?: GpuHandle; profile?: boolean } = {},
+  ): Promise<WebGpuBackend> {
     const gpu = options.gpu ?? await requestGpu(options);
     if (!gpu) {
       throw new Error(
@@ -161,7 +194,39 @@ export class WebGpuBackend implements Backend {
           : "WebGPU: no adapter found (navigator.gpu.requestAdapter returned null)",
       );
     }
-    return new WebGpuBackend(gpu.device, gpu.description, gpu.isFallback);
+    return new WebGpuBackend(gpu.device, gpu.description, gpu.isFallback, options.profile ?? false);
+  }
+
+  /** Whether dispatches are timed on the GPU (profile mode and 'timestamp-query'). */
+  get profiling(): boolean {
+    return this.profiler !== null;
+  }
+
+  /** Bytes of GPU memory this backend holds (tensors, scratch, staging). */
+  get allocatedBytes(): number {
+    let bytes = 0;
+    for (const buffer of this.buffers) bytes += buffer.size;
+    return bytes;
+  }
+
+  /** Waits for queued work, then returns the GPU time per kernel since the last call (profile mode). */
+  async takeProfile(): Promise<KernelTime[]> {
+    await this.flush();
+    const times = new Map<string, KernelTime>();
+    for (const { readback, labels } of this.profiler?.submitted ?? []) {
+      await readback.mapAsync(GPUMapMode.READ);
+      const stamps = new BigInt64Array(readback.getMappedRange());
+      labels.forEach((kernel, i) => {
+        const entry = times.get(kernel) ?? { kernel, dispatches: 0, ms: 0 };
+        entry.dispatches++;
+        entry.ms += Number(stamps[2 * i + 1] - stamps[2 * i]) / 1e6;
+        times.set(kernel, entry);
+      });
+      readback.destroy();
+      this.buffers.delete(readback);
+    }
+    if (this.profiler) this.profiler.submitted = [];
+    return [...times.values()];
   }
 
   // ---- memory ---------------------------------------------------------------------------------
@@ -379,7 +444,7 @@ export class WebGpuBackend implements Backend {
   ): void {
     if (out.size === 0) return;
     const tiles = Math.ceil(R / GEMM_TILE) * Math.ceil(S / GEMM_TILE);
-    const wantedSlices = Math.max(1, Math.min(Math.floor(512 / tiles), Math.ceil(T / 64)));
+    const wantedSlices = Math.max(1, Math.min(Math.floor(512 / tiles), Math.floor(T / 256)));
     const tPerSlice = Math.max(GEMM_TILE_T, Math.ceil(T / wantedSlices / GEMM_TILE_T) * GEMM_TILE_T);
     const slices = Math.max(1, Math.ceil(T / tPerSlice));
     const grid: [number, number, number] = [Math.ceil(S / GEMM_TILE), Math.ceil(R / GEMM_TILE), slices];
@@ -727,14 +792,29 @@ export class WebGpuBackend implements Backend {
       });
       this.bindGroups.set(groupKey, bindGroup);
     }
-    const pass = this.openPass();
+    const pass = this.openPass(key);
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, bindGroup, [offset]);
     pass.dispatchWorkgroups(grid[0], grid[1], grid[2]);
+    if (this.profiler) this.endPass();
   }
 
-  private openPass(): GPUComputePassEncoder {
+  /** The open compute pass; in profile mode a new pass per dispatch, with timestamps around it. */
+  private openPass(label: string): GPUComputePassEncoder {
+    const profiler = this.profiler;
+    if (profiler && profiler.labels.length === PROFILE_CAPACITY) this.submit();
     this.encoder ??= this.device.createCommandEncoder();
+    if (profiler) {
+      const index = 2 * profiler.labels.length;
+      profiler.labels.push(label.slice(0, label.indexOf(".wgsl")) + describeConstants(label));
+      this.pass = this.encoder.beginComputePass({
+        timestampWrites: {
+          querySet: profiler.querySet,
+          beginningOfPassWriteIndex: index,
+          endOfPassWriteIndex: index + 1,
+        },
+      });
+    }
     this.pass ??= this.encoder.beginComputePass();
     return this.pass;
   }
@@ -748,10 +828,24 @@ export class WebGpuBackend implements Backend {
   private submit(): void {
     this.endPass();
     if (this.encoder) {
+      const profiler = this.profiler;
+      let readback: GPUBuffer | null = null;
+      if (profiler && profiler.labels.length > 0) {
+        const bytes = 16 * profiler.labels.length;
+        const resolved = this.createBuffer(bytes, GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC);
+        readback = this.createBuffer(bytes, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
+        this.encoder.resolveQuerySet(profiler.querySet, 0, 2 * profiler.labels.length, resolved, 0);
+        this.encoder.copyBufferToBuffer(resolved, 0, readback, 0, bytes);
+        this.retired.push(resolved);
+      }
       this.device.queue.writeBuffer(this.ring, 0, this.ringHost, 0, this.ringUsed);
       this.device.queue.submit([this.encoder.finish()]);
       this.encoder = null;
       this.ringUsed = 0;
+      if (profiler && readback) {
+        profiler.submitted.push({ readback, labels: profiler.labels });
+        profiler.labels = [];
+      }
     }
     for (const buffer of this.retired) {
       buffer.destroy();
