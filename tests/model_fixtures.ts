@@ -30,6 +30,8 @@ export function assertClose(
   );
 }
 
+const norm = (x: Float32Array) => Math.sqrt(x.reduce((sum, v) => sum + v * v, 0));
+
 /** timm's depthwise [C, 1, k, k] → ours [k, k, C]; every other tensor has the same order. */
 function toOurLayout(name: string, data: Float32Array, t: Tensor): Float32Array {
   if (!/\.0\.fn\.0\.weight$/.test(name)) return data;
@@ -77,6 +79,10 @@ export async function checkFixture(backend: Backend, name: string, rel: number) 
     model.step({ ...hyper, step });
     const prefix = step === 1 ? "after_step" : "after_step2";
     for (const [key, t] of model.params) {
+      // With batch 1 the last BatchNorm normalises over exactly the positions the pool averages, so
+      // pooled = β and every earlier gradient is 0 up to rounding (~1e-17 in PyTorch's float64).
+      // AdamW's first step moves such a parameter by lr·g/(|g|+eps): the sign of rounding noise.
+      if (norm(get(`grad.${key}`)) < 1e-9 * Number(get("grad_norm")[0])) continue;
       assertClose(
         await read(t),
         toOurLayout(key, get(`${prefix}.${key}`), t),

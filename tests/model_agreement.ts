@@ -1,0 +1,46 @@
+// Two backends run the same small ConvMixer for several AdamW steps (with clipping) on the same
+// batches; their losses, parameters and BN statistics must stay together (float32 rounding only).
+import type { Backend } from "../src/backend.ts";
+import { ConvMixer } from "../src/model.ts";
+import { assertClose } from "./model_fixtures.ts";
+import { randomValues, seededRandom } from "./reference.ts";
+
+export async function checkTrainingAgreement(a: Backend, b: Backend, steps: number, rel: number) {
+  const config = { hdim: 12, depth: 2, kernel: 5, patch: 2, classes: 10 };
+  const batch = 6, size = 12;
+  const models = [a, b].map((backend) => new ConvMixer(backend, config, batch, size));
+  models[0].initialize(3);
+  models[1].loadStateDict(await models[0].stateDict());
+  const random = seededRandom(9);
+  for (let step = 1; step <= steps; step++) {
+    const images = randomValues(batch * size * size * 3, random, 2);
+    const labels = Float32Array.from({ length: batch }, () => Math.floor(random() * 10));
+    const losses: number[] = [];
+    for (const model of models) {
+      const x = model.setBatch(images, labels);
+      model.backend.fill(model.metrics, 0);
+      model.forward(x, true);
+      model.backward(x);
+      model.step({
+        kind: "adamw",
+        lr: 0.01,
+        weightDecay: 0.05,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        step,
+        clipNorm: 1,
+      });
+      const [loss, , count] = await model.backend.read(model.metrics);
+      losses.push(loss / count);
+    }
+    assertClose([losses[1]], [losses[0]], rel, `loss at step ${step}`);
+  }
+  const [stateA, stateB] = [await models[0].stateDict(), await models[1].stateDict()];
+  for (const [name, t] of stateA) {
+    assertClose(stateB.get(name)!.data, t.data, rel, `${name} after ${steps} steps`);
+  }
+  const eval0 = await a.read(models[0].forward(models[0].activations(batch), false));
+  const eval1 = await b.read(models[1].forward(models[1].activations(batch), false));
+  assertClose(eval1, eval0, rel, "eval logits");
+}
