@@ -39,7 +39,11 @@ const ROW_VEC4 = 33u; // one k-row of a staged tile: 128 values + 4 of padding, 
 var<workgroup> tileA: array<vec4<f32>, 528>; // [TILE_T][ROW_VEC4]
 var<workgroup> tileB: array<vec4<f32>, 528>;
 
-fn load(isA: bool, index: u32) -> f32 {
+/** a[index] or b[index]; 0 outside the matrix (zero padding of the edge tiles). */
+fn load(isA: bool, index: u32, inside: bool) -> f32 {
+  if (!inside) {
+    return 0.0;
+  }
   if (isA) {
     return a[index];
   }
@@ -48,56 +52,81 @@ fn load(isA: bool, index: u32) -> f32 {
 
 /**
  * Four values of a stored operand for staging part e (0 or 1) of the slice at t0. `along` is
- * true when the tile's rows/columns are contiguous in memory (element (t, i) at t·ld + i): then
- * a warp reads a whole k-row; otherwise element (i, t) is at i·ld + t and each thread reads 4
- * consecutive t of one row.
+ * true when the tile's rows/columns are contiguous in memory (element (t, i) at t·extent + i):
+ * then a warp reads a whole k-row; otherwise element (i, t) is at i·T + t and each thread reads
+ * 4 consecutive t of one row. (Written out, not looped, so everything stays in registers.)
  */
 fn fetch(isA: bool, along: bool, base: u32, extent: u32, t0: u32, tEnd: u32, e: u32, tid: u32) -> vec4<f32> {
-  var v = vec4<f32>();
   if (along) {
     let i = base + (tid % 32u) * 4u;
     let t = t0 + tid / 32u + 8u * e;
-    if (t < tEnd) {
-      for (var j = 0u; j < 4u; j++) {
-        if (i + j < extent) {
-          v[j] = load(isA, t * extent + i + j);
-        }
-      }
-    }
-  } else {
-    let i = base + tid / 4u + 64u * e;
-    let t = t0 + (tid % 4u) * 4u;
-    if (i < extent) {
-      for (var j = 0u; j < 4u; j++) {
-        if (t + j < tEnd) {
-          v[j] = load(isA, i * params.T + t + j);
-        }
-      }
-    }
+    let at = t * extent + i;
+    let inside = t < tEnd;
+    return vec4<f32>(
+      load(isA, at, inside && i < extent),
+      load(isA, at + 1u, inside && i + 1u < extent),
+      load(isA, at + 2u, inside && i + 2u < extent),
+      load(isA, at + 3u, inside && i + 3u < extent),
+    );
   }
-  return v;
+  let i = base + tid / 4u + 64u * e;
+  let t = t0 + (tid % 4u) * 4u;
+  let at = i * params.T + t;
+  let inside = i < extent;
+  return vec4<f32>(
+    load(isA, at, inside && t < tEnd),
+    load(isA, at + 1u, inside && t + 1u < tEnd),
+    load(isA, at + 2u, inside && t + 2u < tEnd),
+    load(isA, at + 3u, inside && t + 3u < tEnd),
+  );
 }
 
+/** Where fetch's part e goes in a staged tile: a whole vec4 (along) or one component of 4 k-rows. */
 fn stageA(along: bool, v: vec4<f32>, e: u32, tid: u32) {
   if (along) {
     tileA[(tid / 32u + 8u * e) * ROW_VEC4 + tid % 32u] = v;
-  } else {
-    let i = tid / 4u + 64u * e;
-    let t = (tid % 4u) * 4u;
-    for (var j = 0u; j < 4u; j++) {
-      tileA[(t + j) * ROW_VEC4 + i / 4u][i % 4u] = v[j];
-    }
+    return;
   }
+  let i = tid / 4u + 64u * e;
+  let at = (tid % 4u) * 4u * ROW_VEC4 + i / 4u;
+  let lane = i % 4u;
+  tileA[at][lane] = v.x;
+  tileA[at + ROW_VEC4][lane] = v.y;
+  tileA[at + 2u * ROW_VEC4][lane] = v.z;
+  tileA[at + 3u * ROW_VEC4][lane] = v.w;
 }
 
 fn stageB(along: bool, v: vec4<f32>, e: u32, tid: u32) {
   if (along) {
     tileB[(tid / 32u + 8u * e) * ROW_VEC4 + tid % 32u] = v;
-  } else {
-    let i = tid / 4u + 64u * e;
-    let t = (tid % 4u) * 4u;
+    return;
+  }
+  let i = tid / 4u + 64u * e;
+  let at = (tid % 4u) * 4u * ROW_VEC4 + i / 4u;
+  let lane = i % 4u;
+  tileB[at][lane] = v.x;
+  tileB[at + ROW_VEC4][lane] = v.y;
+  tileB[at + 2u * ROW_VEC4][lane] = v.z;
+  tileB[at + 3u * ROW_VEC4][lane] = v.w;
+}
+
+/** Writes one row of a thread's block: columns col0..col0+3 (lo) and col0+64.. (hi). */
+fn storeRow(row: u32, col0: u32, lo: vec4<f32>, hi: vec4<f32>, sliceOffset: u32) {
+  if (row >= params.R) {
+    return;
+  }
+  let at = sliceOffset + row * params.S;
+  for (var h = 0u; h < 2u; h++) {
+    let values = select(lo, hi, h == 1u);
     for (var j = 0u; j < 4u; j++) {
-      tileB[(t + j) * ROW_VEC4 + i / 4u][i % 4u] = v[j];
+      let col = col0 + 64u * h + j;
+      if (col < params.S) {
+        var v = values[j];
+        if (HAS_BIAS) {
+          v += bias[col];
+        }
+        out[at + col] = v;
+      }
     }
   }
 }
@@ -157,23 +186,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   }
 
   let sliceOffset = select(0u, wid.z * params.R * params.S, SPLIT_K);
-  for (var i = 0u; i < 8u; i++) {
-    let row = rowBase + (i / 4u) * 64u + tr * 4u + i % 4u;
-    if (row >= params.R) {
-      continue;
-    }
-    for (var h = 0u; h < 2u; h++) {
-      let col0 = colBase + h * 64u + tc * 4u;
-      for (var j = 0u; j < 4u; j++) {
-        let col = col0 + j;
-        if (col < params.S) {
-          var v = acc[2u * i + h][j];
-          if (HAS_BIAS) {
-            v += bias[col];
-          }
-          out[sliceOffset + row * params.S + col] = v;
-        }
-      }
-    }
-  }
+  let row0 = rowBase + tr * 4u;
+  let col0 = colBase + tc * 4u;
+  storeRow(row0, col0, acc[0], acc[1], sliceOffset);
+  storeRow(row0 + 1u, col0, acc[2], acc[3], sliceOffset);
+  storeRow(row0 + 2u, col0, acc[4], acc[5], sliceOffset);
+  storeRow(row0 + 3u, col0, acc[6], acc[7], sliceOffset);
+  storeRow(row0 + 64u, col0, acc[8], acc[9], sliceOffset);
+  storeRow(row0 + 65u, col0, acc[10], acc[11], sliceOffset);
+  storeRow(row0 + 66u, col0, acc[12], acc[13], sliceOffset);
+  storeRow(row0 + 67u, col0, acc[14], acc[15], sliceOffset);
 }

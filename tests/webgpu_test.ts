@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { maxBatchForLimits, WebGpuBackend } from "../src/webgpu/backend.ts";
 import { conformanceTests } from "./conformance.ts";
+import { checkFixture, FIXTURES } from "./model_fixtures.ts";
 import * as ref from "./reference.ts";
 
 const adapter = "gpu" in navigator ? await navigator.gpu.requestAdapter() : null;
@@ -23,6 +24,27 @@ if (noAdapter) {
 const tolerance = { rel: 2e-5, abs: 1e-6 };
 
 if (!noAdapter) conformanceTests("webgpu", () => WebGpuBackend.create(), tolerance);
+
+// The whole model on the GPU against PyTorch (float64 fixtures): forward, every gradient, two
+// clipped AdamW steps. k7p2b1 (batch 1) is left out: its stem gradient is 1e-17 in float64 (zero),
+// and AdamW's first step g/(|g| + eps) turns float32 rounding noise (~1e-9) into a full ±lr
+// update, so no float32 backend can match its after_step weights (the WASM backend misses too).
+const illConditioned = new Set(["k7p2b1"]);
+for (const name of FIXTURES) {
+  Deno.test({
+    name: `webgpu backend matches PyTorch on fixture ${name}`,
+    ignore: noAdapter || illConditioned.has(name),
+    sanitizeResources: false,
+    async fn() {
+      const backend = await WebGpuBackend.create();
+      try {
+        await checkFixture(backend, name, 1e-4);
+      } finally {
+        backend.dispose();
+      }
+    },
+  });
+}
 
 Deno.test("maxBatchForLimits: the largest activation fits one binding", () => {
   const limits = { maxStorageBufferBindingSize: 128 << 20, maxBufferSize: 256 << 20 };
