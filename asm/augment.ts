@@ -244,7 +244,10 @@ function solarize(src: usize, dst: usize, threshold: f32): void {
   }
 }
 
-/** Per channel: trunc((x − min) · f32(255 / (max − min))); a flat channel stays as it is. */
+/**
+ * Per channel: trunc((x − min) · scale); a flat channel stays as it is. torch evaluates
+ * 255 / (max − min) as reciprocal(max − min) · 255, and so does this.
+ */
 function autocontrast(src: usize, dst: usize): void {
   for (let ch: usize = 0; ch < 3; ch++) {
     const plane = src + ch * PLANE * 4;
@@ -259,7 +262,7 @@ function autocontrast(src: usize, dst: usize): void {
     const maximum = max(max(f32x4.extract_lane(hi, 0), f32x4.extract_lane(hi, 1)), max(f32x4.extract_lane(hi, 2), f32x4.extract_lane(hi, 3)));
     const flat = maximum == minimum;
     const vmin = f32x4.splat(flat ? 0 : minimum);
-    const vscale = f32x4.splat(flat ? 1 : <f32>255 / (maximum - minimum));
+    const vscale = f32x4.splat(flat ? 1 : (<f32>1 / (maximum - minimum)) * 255);
     const zero = f32x4.splat(0);
     const top = f32x4.splat(255);
     for (let p: usize = 0; p < PLANE; p += 4) {

@@ -140,10 +140,12 @@ export const RAND_AUGMENT_OPS = [
 export type RandAugmentOp = typeof RAND_AUGMENT_OPS[number];
 const MAGNITUDE_BINS = 31;
 
-/** torch.linspace(0, end, 31)[m] as the float32 torchvision reads it. */
+/** torch.linspace(start, end, 31)[m] as torch computes it on the CPU, in float32 from both ends. */
 function linspace(start: number, end: number, m: number): number {
-  const step = (end - start) / (MAGNITUDE_BINS - 1);
-  return Math.fround(m < MAGNITUDE_BINS / 2 ? start + m * step : end - (MAGNITUDE_BINS - 1 - m) * step);
+  const f = Math.fround;
+  const step = f(f(f(end) - f(start)) / (MAGNITUDE_BINS - 1));
+  const half = Math.floor(MAGNITUDE_BINS / 2);
+  return m < half ? f(f(start) + f(step * m)) : f(f(end) - f(step * (MAGNITUDE_BINS - 1 - m)));
 }
 
 /** RandAugment's magnitude of `op` at bin m (torchvision's _augmentation_space for a 32×32 image), unsigned. */
