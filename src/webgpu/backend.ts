@@ -12,7 +12,11 @@ import { type Backend, numel, type OptimizerHyper, type Tensor } from "../backen
 import { type GpuHandle, requestGpu } from "./device.ts";
 
 const UNIFORM_BYTES = 64;
-const RING_SLOTS = 2048;
+/**
+ * Dispatches per submit: a full ring is submitted, so the GPU starts on the first part of a step
+ * while the CPU records the rest.
+ */
+const RING_SLOTS = 128;
 const WORKGROUP = 256;
 /** The GEMM's output tile and contraction step (shaders/gemm.wgsl). */
 const GEMM_TILE = 128;
@@ -376,29 +380,30 @@ export class WebGpuBackend implements Backend {
     const [B, H, W, C] = x.shape;
     const k = dWeight.shape[0];
     const cBlocks = Math.ceil(C / 64);
-    const { rowsPerChunk, chunks } = chunking(B * H, cBlocks * k * k);
+    const tapGroups = k * Math.ceil(k / 4); // (row, 4 adjacent taps) per workgroup
+    const { rowsPerChunk, chunks } = chunking(B * H, cBlocks * tapGroups);
     const partial = this.scratch("partial", chunks * k * k * C);
     this.dispatch(
       "depthwise_conv_backward_weight.wgsl",
       {},
       [this.gpu(x), this.gpu(dOut), partial],
       { u32: [B * H, H, W, C, k, rowsPerChunk] },
-      [cBlocks, k * k, chunks],
+      [cBlocks, tapGroups, chunks],
     );
     this.sumSlices(partial, chunks, k * k * C, this.gpu(dWeight), null, false);
   }
 
   /** The forward conv, or (transposed) the input gradient: the kernel flipped, added into out. */
   private depthwiseConv(x: Tensor, weight: Tensor, out: Tensor, backward: boolean): void {
-    const [, H, W, C] = x.shape;
+    const [B, H, W, C] = x.shape;
     const k = weight.shape[0];
-    const o = this.gpu(out);
+    const threads = B * Math.ceil(H / 4) * W * C; // each computes 4 rows (shaders/depthwise_conv.wgsl)
     this.dispatch(
       "depthwise_conv.wgsl",
       { FLIP: backward, ACCUMULATE: backward },
-      [this.gpu(x), this.gpu(weight), o],
-      { u32: [o.size, H, W, C, k] },
-      this.grid1D(o.size),
+      [this.gpu(x), this.gpu(weight), this.gpu(out)],
+      { u32: [threads, H, W, C, k] },
+      this.grid1D(threads),
     );
   }
 
