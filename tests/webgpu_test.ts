@@ -5,7 +5,9 @@
 import assert from "node:assert/strict";
 import { maxBatchForLimits, WebGpuBackend } from "../src/webgpu/backend.ts";
 import { conformanceTests } from "./conformance.ts";
-import { checkFixture, FIXTURES } from "./model_fixtures.ts";
+import { ConvMixer } from "../src/model.ts";
+import { WasmBackend } from "../src/wasm/backend.ts";
+import { assertClose as assertCloseTo, checkFixture, FIXTURES } from "./model_fixtures.ts";
 import * as ref from "./reference.ts";
 
 const adapter = "gpu" in navigator ? await navigator.gpu.requestAdapter() : null;
@@ -119,6 +121,110 @@ Deno.test({
         assertClose(await backend.read(dxT), dx, 1e-5, `linearBackwardInput ${what}`);
         assertClose(await backend.read(dWeightT), dWeight, 1e-5, `linearBackwardWeight ${what}`);
         assertClose(await backend.read(dBiasT), dBias, 1e-5, `linearBackwardWeight dBias ${what}`);
+      }
+    } finally {
+      backend.dispose();
+    }
+  },
+});
+
+Deno.test({
+  name: "webgpu and wasm agree over three SGD training steps of a ConvMixer-64/2 (k 5, p 2)",
+  ignore: noAdapter,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const config = { hdim: 64, depth: 2, kernel: 5, patch: 2, classes: 10 };
+    const [batch, size] = [4, 16];
+    const backends = [await WebGpuBackend.create(), await WasmBackend.create({ threads: 1 })];
+    try {
+      const models = backends.map((backend) => new ConvMixer(backend, config, batch, size));
+      models.forEach((model) => model.initialize(11));
+      const random = ref.seededRandom(3);
+      // SGD: the update is linear in the gradient, so float32 differences stay small (AdamW's
+      // first step divides g by |g| and would amplify them for near-zero gradients).
+      const hyper = {
+        kind: "sgd" as const,
+        lr: 0.1,
+        weightDecay: 0.01,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        step: 1,
+        clipNorm: 2,
+      };
+      for (let step = 1; step <= 3; step++) {
+        const images = ref.randomValues(batch * size * size * 3, random);
+        const labels = Float32Array.from({ length: batch }, () => Math.floor(random() * 10) % 10);
+        const logits: Float32Array[] = [];
+        for (const model of models) {
+          const a = model.setBatch(images, labels);
+          model.backend.fill(model.metrics, 0);
+          logits.push(await model.backend.read(model.forward(a, true)));
+          model.backward(a);
+          model.step({ ...hyper, step });
+        }
+        assertCloseTo(logits[0], logits[1], 1e-4, `logits at step ${step}`);
+        for (const [name, param] of models[1].params) {
+          const [gpu, cpu] = await Promise.all([
+            backends[0].read(models[0].params.get(name)!),
+            backends[1].read(param),
+          ]);
+          assertCloseTo(gpu, cpu, 1e-4, `${name} after step ${step}`);
+        }
+      }
+    } finally {
+      backends.forEach((backend) => backend.dispose());
+    }
+  },
+});
+
+Deno.test({
+  name: "webgpu at ConvMixer-256 block shapes (full tiles, channel blocks, split-K) matches float64",
+  ignore: noAdapter,
+  sanitizeResources: false,
+  async fn() {
+    const backend = await WebGpuBackend.create();
+    const random = ref.seededRandom(13);
+    const pair = (shape: number[], scale = 1) => {
+      const values = ref.randomValues(shape.reduce((p, q) => p * q, 1), random, scale);
+      const t = backend.tensor(shape);
+      backend.write(t, values);
+      return { t, r: ref.refTensor(shape, values) };
+    };
+    const [B, H, W, C, k] = [2, 16, 16, 256, 5];
+    const act = [B, H, W, C], M = B * H * W;
+    try {
+      const x = pair(act),
+        dOut = pair(act),
+        depthWeight = pair([k, k, C], 0.2),
+        pointWeight = pair([C, C], 0.1);
+      const outs = {
+        depthwise: pair(act),
+        depthwiseDx: pair(act),
+        depthwiseDWeight: pair([k, k, C]),
+        pointwise: pair([M, C]),
+        pointwiseDx: pair([M, C]),
+        pointwiseDWeight: pair([C, C]),
+      };
+      backend.depthwiseConvForward(x.t, depthWeight.t, outs.depthwise.t);
+      ref.depthwiseConvForward(x.r, depthWeight.r, outs.depthwise.r);
+      backend.depthwiseConvBackwardInput(dOut.t, depthWeight.t, outs.depthwiseDx.t);
+      ref.depthwiseConvBackwardInput(dOut.r, depthWeight.r, outs.depthwiseDx.r);
+      backend.depthwiseConvBackwardWeight(x.t, dOut.t, outs.depthwiseDWeight.t);
+      ref.depthwiseConvBackwardWeight(x.r, dOut.r, outs.depthwiseDWeight.r);
+      const [xm, dm] = [x, dOut].map((p) => ({
+        t: backend.view(p.t, [M, C]),
+        r: ref.refTensor([M, C], p.r.data),
+      }));
+      backend.linearForward(xm.t, pointWeight.t, null, outs.pointwise.t);
+      ref.linearForward(xm.r, pointWeight.r, null, outs.pointwise.r);
+      backend.linearBackwardInput(dm.t, pointWeight.t, outs.pointwiseDx.t);
+      ref.linearBackwardInput(dm.r, pointWeight.r, outs.pointwiseDx.r);
+      backend.linearBackwardWeight(xm.t, dm.t, outs.pointwiseDWeight.t, null);
+      ref.linearBackwardWeight(xm.r, dm.r, outs.pointwiseDWeight.r, null);
+      for (const [what, out] of Object.entries(outs)) {
+        assertClose(await backend.read(out.t), out.r, 1e-5, what);
       }
     } finally {
       backend.dispose();
