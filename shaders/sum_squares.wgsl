@@ -1,6 +1,7 @@
-// First level of Σ g² for gradient-norm clipping: each of the (at most 256) workgroups walks
-// the tensor with a grid stride, then a tree reduction in workgroup memory gives
-// partial[workgroup]; sum_slices.wgsl (ACCUMULATE) adds the partials into sumSquares.
+// Σ g² for gradient-norm clipping: each of the (at most 256) workgroups walks the tensor with a
+// grid stride, then a tree reduction in workgroup memory gives partial[workgroup], and
+// sum_slices.wgsl (ACCUMULATE) adds the partials into sumSquares. A small tensor (most
+// parameters) takes one workgroup that adds straight into sumSquares (DIRECT): one dispatch.
 
 struct Params {
   n: u32,
@@ -9,6 +10,8 @@ struct Params {
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> g: array<f32>;
 @group(0) @binding(2) var<storage, read_write> partial: array<f32>;
+
+override DIRECT: bool = false;
 
 var<workgroup> sums: array<f32, 256>;
 
@@ -28,6 +31,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: 
     workgroupBarrier();
   }
   if (lid == 0u) {
-    partial[wid.x] = sums[0];
+    if (DIRECT) {
+      partial[0] += sums[0];
+    } else {
+      partial[wid.x] = sums[0];
+    }
   }
 }

@@ -231,3 +231,28 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "webgpu accumulateSquares: one workgroup for small tensors, two levels for large ones",
+  ignore: noAdapter,
+  sanitizeResources: false,
+  async fn() {
+    const backend = await WebGpuBackend.create();
+    const random = ref.seededRandom(17);
+    try {
+      const sumSquares = backend.tensor([1]);
+      backend.fill(sumSquares, 0.5);
+      let want = 0.5;
+      for (const n of [3, 16384, 16385, 70001]) {
+        const values = ref.randomValues(n, random);
+        const g = backend.tensor([n]);
+        backend.write(g, values);
+        backend.accumulateSquares(g, sumSquares);
+        want += values.reduce((sum, v) => sum + v * v, 0);
+        assertClose(await backend.read(sumSquares), ref.refTensor([1], [want]), 1e-6, `after [${n}]`);
+      }
+    } finally {
+      backend.dispose();
+    }
+  },
+});

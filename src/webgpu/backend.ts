@@ -644,9 +644,21 @@ export class WebGpuBackend implements Backend {
 
   accumulateSquares(g: Tensor, sumSquares: Tensor): void {
     const n = g.size;
-    const groups = Math.max(1, Math.min(256, Math.ceil(n / (WORKGROUP * 16))));
+    const groups = Math.max(1, Math.min(256, Math.ceil(n / (WORKGROUP * 64))));
+    if (groups === 1) {
+      this.dispatch("sum_squares.wgsl", { DIRECT: true }, [this.gpu(g), this.gpu(sumSquares)], { u32: [n] }, [
+        1,
+        1,
+        1,
+      ]);
+      return;
+    }
     const partial = this.scratch("squares", groups);
-    this.dispatch("sum_squares.wgsl", {}, [this.gpu(g), partial], { u32: [n] }, [groups, 1, 1]);
+    this.dispatch("sum_squares.wgsl", { DIRECT: false }, [this.gpu(g), partial], { u32: [n] }, [
+      groups,
+      1,
+      1,
+    ]);
     this.sumSlices(partial, groups, 1, this.gpu(sumSquares), null, true);
   }
 
