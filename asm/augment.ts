@@ -40,11 +40,11 @@ const OP_EQUALIZE = 9;
 
 /**
  * Prepares `count` images: records (uint8, count×3072, CHW) → out (f32, count×32×32×3, NHWC,
- * normalised through `table`, 3×256 f32: table[c·256 + v] = (v/255 − mean_c)/std_c). With plans = 0
- * images are only decoded and normalised; otherwise plans holds PLAN_WORDS words per sample.
+ * normalised with meanStd: 3 means then 3 standard deviations, f32). With plans = 0 images are only
+ * decoded and normalised; otherwise plans holds PLAN_WORDS words per sample.
  * scratch: 2 × 3072 f32 (two CHW images, ping-pong between ops) + 256 i32 (histogram).
  */
-export function augmentBatch(records: usize, plans: usize, count: i32, table: usize, scratch: usize, out: usize): void {
+export function augmentBatch(records: usize, plans: usize, count: i32, meanStd: usize, scratch: usize, out: usize): void {
   for (let i = 0; i < count; i++) {
     const record = records + <usize>i * IMAGE;
     const image = out + <usize>i * IMAGE * 4;
@@ -52,11 +52,11 @@ export function augmentBatch(records: usize, plans: usize, count: i32, table: us
     let dst = scratch + IMAGE * 4;
     if (plans == 0) {
       decode(record, src);
-      normalise(src, table, image);
+      normalise(src, meanStd, image);
       continue;
     }
     const plan = plans + <usize>i * PLAN_WORDS * 4;
-    resizedCrop(record, plan, src);
+    resizedCrop(record, plan, dst, src);
     const ops = load<i32>(plan + OP_COUNT * 4);
     for (let k = 0; k < ops; k++) {
       applyOp(plan + (OPS + k * OP_WORDS) * 4, src, dst, scratch + 2 * IMAGE * 4);
@@ -64,7 +64,7 @@ export function augmentBatch(records: usize, plans: usize, count: i32, table: us
       src = dst;
       dst = t;
     }
-    normalise(src, table, image);
+    normalise(src, meanStd, image);
     erase(plan, image);
   }
 }
@@ -82,48 +82,69 @@ function decode(record: usize, dst: usize): void {
   }
 }
 
-/** CHW planes of whole numbers → normalised NHWC through the 3×256 lookup table. */
-function normalise(src: usize, table: usize, out: usize): void {
-  for (let p: usize = 0; p < PLANE; p++) {
-    for (let c: usize = 0; c < 3; c++) {
-      const v = <usize>load<f32>(src + (c * PLANE + p) * 4);
-      store<f32>(out + (p * 3 + c) * 4, load<f32>(table + (c * 256 + v) * 4));
-    }
+/**
+ * CHW planes of whole numbers → NHWC ((v / 255) − mean) / std, rounded at each step as ToTensor and
+ * Normalize do in float32. Four pixels of each plane are interleaved into three vectors r g b r |
+ * g b r g | b r g b.
+ */
+function normalise(src: usize, meanStd: usize, out: usize): void {
+  const scale = f32x4.splat(255);
+  const mean0 = f32x4.splat(load<f32>(meanStd)), std0 = f32x4.splat(load<f32>(meanStd, 12));
+  const mean1 = f32x4.splat(load<f32>(meanStd, 4)), std1 = f32x4.splat(load<f32>(meanStd, 16));
+  const mean2 = f32x4.splat(load<f32>(meanStd, 8)), std2 = f32x4.splat(load<f32>(meanStd, 20));
+  for (let p: usize = 0; p < PLANE; p += 4) {
+    const r = f32x4.div(f32x4.sub(f32x4.div(v128.load(src + p * 4), scale), mean0), std0);
+    const g = f32x4.div(f32x4.sub(f32x4.div(v128.load(src + (PLANE + p) * 4), scale), mean1), std1);
+    const b = f32x4.div(f32x4.sub(f32x4.div(v128.load(src + (2 * PLANE + p) * 4), scale), mean2), std2);
+    const to = out + p * 12;
+    v128.store(to, f32x4.shuffle(f32x4.shuffle(r, g, 0, 4, 1, 5), b, 0, 1, 4, 2));
+    v128.store(to + 16, f32x4.shuffle(f32x4.shuffle(g, b, 1, 5, 2, 6), r, 0, 1, 6, 2));
+    v128.store(to + 32, f32x4.shuffle(b, f32x4.shuffle(r, g, 3, 7, 3, 7), 2, 4, 5, 3));
   }
 }
 
 /**
  * RandomResizedCrop's crop + bilinear resize to 32×32 (torch interpolate, align_corners=False, no
  * antialias: crops are never larger than the output), rounded to whole numbers, then the flip.
+ * Separable as torch evaluates it: each used source row is first interpolated along x into `rows`
+ * (mirrored when flipping), then output rows mix two of those, 4 pixels per v128.
  */
-function resizedCrop(record: usize, plan: usize, dst: usize): void {
+function resizedCrop(record: usize, plan: usize, rows: usize, dst: usize): void {
   const top = load<i32>(plan + CROP_TOP * 4);
   const left = load<i32>(plan + CROP_LEFT * 4);
   const height = load<i32>(plan + CROP_HEIGHT * 4);
   const width = load<i32>(plan + CROP_WIDTH * 4);
   const flip = load<i32>(plan + FLIP * 4) != 0;
-  const scaleY = <f32>height / <f32>SIDE;
   const scaleX = <f32>width / <f32>SIDE;
+  for (let x = 0; x < SIDE; x++) {
+    const sx = max<f32>(scaleX * (<f32>x + 0.5) - 0.5, 0);
+    const x0 = <i32>sx;
+    const x1 = x0 + (x0 < width - 1 ? 1 : 0);
+    const wx1 = sx - <f32>x0;
+    const wx0: f32 = 1 - wx1;
+    const column = <usize>(flip ? SIDE - 1 - x : x);
+    for (let r = 0; r < height; r++) {
+      const from = record + <usize>((top + r) * SIDE + left);
+      for (let c: usize = 0; c < 3; c++) {
+        const t = <f32>load<u8>(from + c * PLANE + x0) * wx0 + <f32>load<u8>(from + c * PLANE + x1) * wx1;
+        store<f32>(rows + (c * PLANE + <usize>r * SIDE + column) * 4, t);
+      }
+    }
+  }
+  const scaleY = <f32>height / <f32>SIDE;
   for (let y = 0; y < SIDE; y++) {
     const sy = max<f32>(scaleY * (<f32>y + 0.5) - 0.5, 0);
     const y0 = <i32>sy;
     const y1 = y0 + (y0 < height - 1 ? 1 : 0);
-    const wy1 = sy - <f32>y0;
-    const wy0: f32 = 1 - wy1;
-    for (let x = 0; x < SIDE; x++) {
-      const sx = max<f32>(scaleX * (<f32>x + 0.5) - 0.5, 0);
-      const x0 = <i32>sx;
-      const x1 = x0 + (x0 < width - 1 ? 1 : 0);
-      const wx1 = sx - <f32>x0;
-      const wx0: f32 = 1 - wx1;
-      const row0 = record + <usize>((top + y0) * SIDE + left);
-      const row1 = record + <usize>((top + y1) * SIDE + left);
-      const target = dst + <usize>(y * SIDE + (flip ? SIDE - 1 - x : x)) * 4;
-      for (let c: usize = 0; c < 3; c++) {
-        const plane = c * PLANE;
-        const t0 = <f32>load<u8>(row0 + plane + x0) * wx0 + <f32>load<u8>(row0 + plane + x1) * wx1;
-        const t1 = <f32>load<u8>(row1 + plane + x0) * wx0 + <f32>load<u8>(row1 + plane + x1) * wx1;
-        store<f32>(target + plane * 4, nearest<f32>(t0 * wy0 + t1 * wy1));
+    const wy1 = f32x4.splat(sy - <f32>y0);
+    const wy0 = f32x4.splat(<f32>1 - (sy - <f32>y0));
+    for (let c: usize = 0; c < 3; c++) {
+      const row0 = rows + (c * PLANE + <usize>y0 * SIDE) * 4;
+      const row1 = rows + (c * PLANE + <usize>y1 * SIDE) * 4;
+      const to = dst + (c * PLANE + <usize>y * SIDE) * 4;
+      for (let x: usize = 0; x < <usize>SIDE * 4; x += 16) {
+        const mixed = f32x4.add(f32x4.mul(v128.load(row0 + x), wy0), f32x4.mul(v128.load(row1 + x), wy1));
+        v128.store(to + x, f32x4.nearest(mixed));
       }
     }
   }
@@ -174,56 +195,66 @@ function blend(code: i32, src: usize, dst: usize, r: f32, q: f32): void {
   const zero = f32x4.splat(0);
   const top = f32x4.splat(255);
   if (code == OP_BLEND_MEAN) {
-    let sum: f32 = 0; // whole numbers below 2^24: exact in any order
-    for (let p: usize = 0; p < PLANE; p++) sum += gray(src + p * 4);
+    let sums = f32x4.splat(0); // whole numbers below 2^24: exact in any order
+    for (let p: usize = 0; p < PLANE; p += 4) sums = f32x4.add(sums, gray4(src + p * 4));
+    const sum = f32x4.extract_lane(sums, 0) + f32x4.extract_lane(sums, 1) + f32x4.extract_lane(sums, 2) + f32x4.extract_lane(sums, 3);
     const mean = f32x4.splat(sum / <f32>PLANE);
     for (let i: usize = 0; i < IMAGE; i += 4) {
       const v = f32x4.add(f32x4.mul(vr, v128.load(src + i * 4)), f32x4.mul(vq, mean));
-      v128.store(dst + i * 4, f32x4.trunc(f32x4.min(f32x4.max(v, zero), top)));
+      v128.store(dst + i * 4, toUint8(v));
     }
     return;
   }
   if (code == OP_BLEND_BLUR) {
-    // degenerate = round(3×3 smoothing [1 1 1; 1 5 1; 1 1 1]/13) inside, the image itself on the border
+    // degenerate = round(3×3 smoothing [1 1 1; 1 5 1; 1 1 1]/13) inside, the image itself on the
+    // border. Sums of whole numbers are exact, and sum/13 is never near a rounding tie.
+    const thirteen = f32x4.splat(13);
+    const four = f32x4.splat(4);
     for (let ch: usize = 0; ch < 3; ch++) {
       const plane = src + ch * PLANE * 4;
-      for (let y = 0; y < SIDE; y++) {
-        for (let x = 0; x < SIDE; x++) {
-          const at = <usize>(y * SIDE + x) * 4;
-          let degenerate = load<f32>(plane + at);
-          if (y > 0 && y < SIDE - 1 && x > 0 && x < SIDE - 1) {
-            let sum: f32 = 4 * degenerate;
-            for (let dy = -1; dy <= 1; dy++) {
-              for (let dx = -1; dx <= 1; dx++) sum += load<f32>(plane + at + <usize>((dy * SIDE + dx) * 4));
+      for (let y: usize = 0; y < <usize>SIDE; y++) {
+        for (let x: usize = 0; x < <usize>SIDE; x += 4) {
+          const at = plane + (y * SIDE + x) * 4;
+          const v = v128.load(at);
+          let degenerate = v;
+          if (y > 0 && y < <usize>SIDE - 1) {
+            let sum = f32x4.mul(four, v);
+            for (let row: usize = at - SIDE * 4; row <= at + SIDE * 4; row += SIDE * 4) {
+              sum = f32x4.add(sum, f32x4.add(f32x4.add(v128.load(row - 4), v128.load(row)), v128.load(row + 4)));
             }
-            degenerate = nearest<f32>(sum / 13);
+            // columns 0 and 31 keep the image (their sums read across the row ends)
+            const inside = x == 0 ? i32x4(0, -1, -1, -1) : x == <usize>SIDE - 4 ? i32x4(-1, -1, -1, 0) : i32x4.splat(-1);
+            degenerate = v128.bitselect(f32x4.nearest(f32x4.div(sum, thirteen)), v, inside);
           }
-          const v = r * load<f32>(plane + at) + q * degenerate;
-          store<f32>(dst + ch * PLANE * 4 + at, trunc<f32>(min<f32>(max<f32>(v, 0), 255)));
+          const mixed = f32x4.add(f32x4.mul(vr, v), f32x4.mul(vq, degenerate));
+          v128.store(dst + (ch * PLANE + y * SIDE + x) * 4, toUint8(mixed));
         }
       }
     }
     return;
   }
   for (let p: usize = 0; p < PLANE; p += 4) {
-    let degenerate = zero;
-    if (code == OP_BLEND_GRAY) {
-      degenerate = f32x4(gray(src + p * 4), gray(src + p * 4 + 4), gray(src + p * 4 + 8), gray(src + p * 4 + 12));
-    }
+    const degenerate = code == OP_BLEND_GRAY ? gray4(src + p * 4) : zero;
     const shade = f32x4.mul(vq, degenerate);
     for (let ch: usize = 0; ch < 3; ch++) {
       const at = (ch * PLANE + p) * 4;
       const v = f32x4.add(f32x4.mul(vr, v128.load(src + at)), shade);
-      v128.store(dst + at, f32x4.trunc(f32x4.min(f32x4.max(v, zero), top)));
+      v128.store(dst + at, toUint8(v));
     }
   }
 }
 
-/** torchvision's rgb_to_grayscale of one pixel, truncated to uint8 as it does. */
-@inline function gray(pixel: usize): f32 {
-  return trunc<f32>(
-    <f32>0.2989 * load<f32>(pixel) + <f32>0.587 * load<f32>(pixel + PLANE * 4) + <f32>0.114 * load<f32>(pixel + 2 * PLANE * 4),
-  );
+/** clamp(v, 0, 255) then uint8 conversion (truncation); pmin/pmax are single instructions. */
+@inline function toUint8(v: v128): v128 {
+  return f32x4.trunc(f32x4.pmin(f32x4.pmax(v, f32x4.splat(0)), f32x4.splat(255)));
+}
+
+/** torchvision's rgb_to_grayscale of 4 pixels, truncated to uint8 as it does. */
+@inline function gray4(pixel: usize): v128 {
+  const r = f32x4.mul(f32x4.splat(0.2989), v128.load(pixel));
+  const g = f32x4.mul(f32x4.splat(0.587), v128.load(pixel + PLANE * 4));
+  const b = f32x4.mul(f32x4.splat(0.114), v128.load(pixel + 2 * PLANE * 4));
+  return f32x4.trunc(f32x4.add(f32x4.add(r, g), b));
 }
 
 /** x & ~(step − 1) with step = 2^(8 − bits): floor(x / step) · step, exact in f32. */
@@ -255,8 +286,8 @@ function autocontrast(src: usize, dst: usize): void {
     let hi = f32x4.splat(0);
     for (let p: usize = 0; p < PLANE; p += 4) {
       const v = v128.load(plane + p * 4);
-      lo = f32x4.min(lo, v);
-      hi = f32x4.max(hi, v);
+      lo = f32x4.pmin(lo, v);
+      hi = f32x4.pmax(hi, v);
     }
     const minimum = min(min(f32x4.extract_lane(lo, 0), f32x4.extract_lane(lo, 1)), min(f32x4.extract_lane(lo, 2), f32x4.extract_lane(lo, 3)));
     const maximum = max(max(f32x4.extract_lane(hi, 0), f32x4.extract_lane(hi, 1)), max(f32x4.extract_lane(hi, 2), f32x4.extract_lane(hi, 3)));
@@ -267,7 +298,7 @@ function autocontrast(src: usize, dst: usize): void {
     const top = f32x4.splat(255);
     for (let p: usize = 0; p < PLANE; p += 4) {
       const v = f32x4.mul(f32x4.sub(v128.load(plane + p * 4), vmin), vscale);
-      v128.store(dst + (ch * PLANE + p) * 4, f32x4.trunc(f32x4.min(f32x4.max(v, zero), top)));
+      v128.store(dst + (ch * PLANE + p) * 4, toUint8(v));
     }
   }
 }

@@ -9,7 +9,6 @@ import {
   CIFAR_MEAN,
   CIFAR_STD,
   drawPlan,
-  normaliseTable,
   OpCode,
   type Plan,
   type PlanOp,
@@ -270,7 +269,12 @@ function refPlanOp(img: Float64Array, op: PlanOp): Expected {
 // ---- running the kernel ---------------------------------------------------------------------
 
 const augmenter = await Augmenter.create(8);
-const table = normaliseTable();
+// ToTensor + Normalize in float32: table[c·256 + v] = ((v / 255) − mean_c) / std_c, rounded per step.
+const f32 = Math.fround;
+const table = Float32Array.from(
+  { length: 3 * 256 },
+  (_, i) => f32(f32(i % 256 / 255) - f32(CIFAR_MEAN[i >> 8])) / f32(CIFAR_STD[i >> 8]),
+);
 const inverse = [0, 1, 2].map((c) => new Map(Array.from({ length: 256 }, (_, v) => [table[c * 256 + v], v])));
 
 /** The kernel's NHWC normalised output of one image back to CHW whole numbers. */

@@ -327,17 +327,6 @@ export function encodePlan(plan: Plan, words: Int32Array): void {
   });
 }
 
-/** table[c·256 + v] = (v/255 − mean_c)/std_c, rounded as ToTensor + Normalize do in float32. */
-export function normaliseTable(): Float32Array {
-  const table = new Float32Array(3 * 256);
-  for (let c = 0; c < 3; c++) {
-    const mean = Math.fround(CIFAR_MEAN[c]);
-    const std = Math.fround(CIFAR_STD[c]);
-    for (let v = 0; v < 256; v++) table[c * 256 + v] = Math.fround(Math.fround(v / 255) - mean) / std;
-  }
-  return table;
-}
-
 // ---- the WASM kernel ------------------------------------------------------------------------
 
 /**
@@ -349,7 +338,7 @@ export class Augmenter {
   #memory: WebAssembly.Memory;
   #records: number;
   #plans: number;
-  #table: number;
+  #meanStd: number;
   #scratch: number;
   #out: number;
 
@@ -359,10 +348,10 @@ export class Augmenter {
     const arena = new Arena(memory, exports.heapBase());
     this.#records = arena.alloc(batch * IMAGE_BYTES);
     this.#plans = arena.alloc(batch * PLAN_WORDS * 4);
-    this.#table = arena.alloc(3 * 256 * 4);
+    this.#meanStd = arena.alloc(6 * 4);
     this.#scratch = arena.alloc((2 * IMAGE_BYTES + 256) * 4);
     this.#out = arena.alloc(batch * IMAGE_BYTES * 4);
-    new Float32Array(memory.buffer, this.#table, 3 * 256).set(normaliseTable());
+    new Float32Array(memory.buffer, this.#meanStd, 6).set([...CIFAR_MEAN, ...CIFAR_STD]);
   }
 
   /** An augmenter for batches of up to `batch` images. */
@@ -421,7 +410,7 @@ export class Augmenter {
       this.#records,
       withPlans ? this.#plans : 0,
       count,
-      this.#table,
+      this.#meanStd,
       this.#scratch,
       this.#out,
     );
