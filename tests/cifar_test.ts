@@ -150,3 +150,24 @@ Deno.test({
     assertEquals(perClass, new Array(10).fill(5000));
   },
 });
+
+Deno.test("progress: off a terminal, plain lines at most every 10 s plus the final one, on stderr", async () => {
+  const code = `import { Progress } from "${new URL("../src/progress.ts", import.meta.url)}";
+    const p = new Progress("epoch 1/2", 1000, "img");
+    for (let i = 1; i <= 1000; i++) p.update(i, "loss 2.30");
+    p.done("acc 10.0%");`;
+  const { stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", code],
+    stderr: "piped",
+  })
+    .output();
+  assertEquals(new TextDecoder().decode(stdout), "");
+  const lines = new TextDecoder().decode(stderr).trim().split("\n");
+  assertEquals(lines.length, 2, lines.join("\n"));
+  assertEquals(/^epoch 1\/2 1\/1000 img 0\.1% .* img\/s ETA \S+ loss 2\.30$/.test(lines[0]), true, lines[0]);
+  assertEquals(
+    /^epoch 1\/2 1000\/1000 img 100\.0% .* img\/s in 0:00 acc 10\.0%$/.test(lines[1]),
+    true,
+    lines[1],
+  );
+});
