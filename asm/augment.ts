@@ -107,7 +107,8 @@ function normalise(src: usize, meanStd: usize, out: usize): void {
  * RandomResizedCrop's crop + bilinear resize to 32×32 (torch interpolate, align_corners=False, no
  * antialias: crops are never larger than the output), rounded to whole numbers, then the flip.
  * Separable as torch evaluates it: each used source row is first interpolated along x into `rows`
- * (mirrored when flipping), then output rows mix two of those, 4 pixels per v128.
+ * (mirrored when flipping), then output rows mix two of those, 4 pixels per v128. A full-size
+ * crop (scale 1) resizes to itself exactly, so it is only decoded (and mirrored).
  */
 function resizedCrop(record: usize, plan: usize, rows: usize, dst: usize): void {
   const top = load<i32>(plan + CROP_TOP * 4);
@@ -115,6 +116,20 @@ function resizedCrop(record: usize, plan: usize, rows: usize, dst: usize): void 
   const height = load<i32>(plan + CROP_HEIGHT * 4);
   const width = load<i32>(plan + CROP_WIDTH * 4);
   const flip = load<i32>(plan + FLIP * 4) != 0;
+  if (height == SIDE && width == SIDE) {
+    decode(record, flip ? rows : dst);
+    if (flip) {
+      for (let row: usize = 0; row < 3 * <usize>SIDE; row++) {
+        const from = rows + row * SIDE * 4;
+        const to = dst + row * SIDE * 4;
+        for (let x: usize = 0; x < <usize>SIDE; x += 4) {
+          const v = v128.load(from + x * 4);
+          v128.store(to + (<usize>SIDE - 4 - x) * 4, f32x4.shuffle(v, v, 3, 2, 1, 0));
+        }
+      }
+    }
+    return;
+  }
   const scaleX = <f32>width / <f32>SIDE;
   for (let x = 0; x < SIDE; x++) {
     const sx = max<f32>(scaleX * (<f32>x + 0.5) - 0.5, 0);

@@ -1,12 +1,12 @@
 // Images/s of batch preparation: decode + normalise only (eval) and the official ConvMixer CIFAR
-// recipe (RandomResizedCrop 0.75, flip, RandAugment n=2 m=12, ColorJitter 0.1, RandomErasing 0.25),
-// first in one thread (the kernel's own speed: what one worker delivers), then through the
+// recipe (src/options.ts: flip, RandAugment n=2 m=12; scale 1, no jitter or erasing), first in one thread (the kernel's own speed: what one worker delivers), then through the
 // BatchLoader with 1..N workers (workers, messages and transfers included). Medians of several runs.
 //   deno run -A bench/data_bench.ts [--data PATH] [--batch 128] [--workers 1,2] [--runs 5]
 import { parseArgs } from "node:util";
 import { type AugmentConfig, Augmenter, epochOrder } from "../src/data/augment.ts";
 import { type CifarSplit, openCifar } from "../src/data/cifar.ts";
 import { BatchLoader } from "../src/data/loader.ts";
+import { PRESETS } from "../src/options.ts";
 
 export interface DataBenchRow {
   recipe: "none" | "official";
@@ -17,14 +17,8 @@ export interface DataBenchRow {
   imagesPerS: number;
 }
 
-export const OFFICIAL_RECIPE: AugmentConfig = {
-  enabled: true,
-  scale: 0.75,
-  raN: 2,
-  raM: 12,
-  jitter: 0.1,
-  reprob: 0.25,
-};
+const { scale, raN, raM, jitter, reprob } = PRESETS.official;
+export const OFFICIAL_RECIPE: AugmentConfig = { enabled: true, scale, raN, raM, jitter, reprob };
 
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
