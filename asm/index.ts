@@ -4,6 +4,7 @@
 export * from "./memory";
 export * from "./gemm";
 export * from "./patch_embed";
+export * from "./peak";
 export * from "./augment";
 export * from "./depthwise";
 export * from "./gelu_batchnorm";

@@ -39,6 +39,8 @@ export interface Backend {
   readonly name: string;
   /** One line for logs: the device and how it is used. */
   readonly description: string;
+  /** Bytes of memory the backend holds for tensors and scratch (the bench's memory column). */
+  readonly allocatedBytes: number;
 
   // ---- memory -------------------------------------------------------------------------------
   /** A zero-filled tensor. */

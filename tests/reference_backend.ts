@@ -12,9 +12,11 @@ const rn = (t: Tensor | null) => (t === null ? null : r(t));
 export class ReferenceBackend implements Backend {
   readonly name = "reference";
   readonly description = "float64 reference (tests/reference.ts)";
+  allocatedBytes = 0;
 
   tensor(shape: readonly number[]): Tensor {
     const t = ref.refTensor(shape);
+    this.allocatedBytes += t.data.byteLength;
     return Object.assign(t, { size: t.data.length }) as Tensor;
   }
   view(t: Tensor, shape: readonly number[]): Tensor {

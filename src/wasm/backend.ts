@@ -93,6 +93,11 @@ export class WasmBackend implements Backend {
   readonly #arena: Arena;
   readonly #pool: ThreadPool;
 
+  /** The shared memory's size: tensors, plus the largest scratch any kernel has asked for. */
+  get allocatedBytes(): number {
+    return this.ctx.memory.buffer.byteLength;
+  }
+
   private constructor(arena: Arena, pool: ThreadPool) {
     this.#arena = arena;
     this.#pool = pool;

@@ -1,0 +1,203 @@
+// End to end, through the command line as users run it: a short run on real CIFAR-10 images
+// learns; --resume continues bit-for-bit; eval reproduces the run's test accuracy and writes
+// predictions; bad input gets one clear line and a non-zero exit, and leaves nothing half-written.
+import assert from "node:assert";
+import { openCifar } from "../src/data/cifar.ts";
+import { loadCheckpoint, saveCheckpoint } from "../src/checkpoint.ts";
+import { RECORD, writeTarGz } from "./make_cifar.ts";
+
+const REAL_DATA = Deno.env.get("CIFAR10_DATA") ?? "data/cifar-10-binary.tar.gz";
+const haveRealData = (() => {
+  try {
+    return Deno.statSync(REAL_DATA).isFile;
+  } catch {
+    return false;
+  }
+})();
+if (!haveRealData && Deno.env.get("CI")) {
+  throw new Error(`CI: the real CIFAR-10 archive ${REAL_DATA} is missing`);
+}
+if (!haveRealData) console.error(`train_test: ${REAL_DATA} not found, skipping the real-data tests`);
+
+const dir = await Deno.makeTempDir({ prefix: "convmixer-train-test-" });
+const subset = `${dir}/cifar-subset.tar.gz`;
+
+/** A real-image subset in the official layout: `perFile` records per training file, `test` test records. */
+async function writeSubset(perFile: number, test: number) {
+  const { train, test: testSplit } = await openCifar(REAL_DATA);
+  const records = (split: typeof train, start: number, count: number) => {
+    const out = new Uint8Array(count * RECORD);
+    for (let i = 0; i < count; i++) {
+      out[i * RECORD] = split.labels[start + i];
+      out.set(split.images.subarray((start + i) * 3072, (start + i + 1) * 3072), i * RECORD + 1);
+    }
+    return out;
+  };
+  const files: Record<string, Uint8Array> = {};
+  for (let n = 1; n <= 5; n++) files[`data_batch_${n}.bin`] = records(train, (n - 1) * 10000, perFile);
+  files["test_batch.bin"] = records(testSplit, 0, test);
+  writeTarGz(subset, files);
+}
+if (haveRealData) await writeSubset(600, 1000);
+
+async function run(script: "train" | "eval", args: string[]) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", `src/${script}.ts`, ...args],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = (b: Uint8Array) => new TextDecoder().decode(b);
+  return { code: out.code, stdout: text(out.stdout), stderr: text(out.stderr) };
+}
+
+const TINY = [
+  "--backend",
+  "wasm",
+  "--hdim",
+  "32",
+  "--depth",
+  "2",
+  "--kernel",
+  "3",
+  "--patch",
+  "4",
+  "--batch",
+  "50",
+];
+
+async function metrics(runDir: string) {
+  const text = await Deno.readTextFile(`${runDir}/metrics.jsonl`);
+  return text.trim().split("\n").map((line) => JSON.parse(line));
+}
+
+Deno.test({
+  name: "a short run on real CIFAR-10 learns; eval reproduces its accuracy and writes predictions",
+  ignore: !haveRealData,
+  fn: async () => {
+    const out = `${dir}/learn`;
+    const r = await run("train", [...TINY, "--data", subset, "--epochs", "4", "--lr", "0.01", "--out", out]);
+    assert.equal(r.code, 0, r.stderr);
+    const lines = await metrics(out);
+    assert.equal(lines.length, 4);
+    assert(
+      lines[3].train_loss < lines[0].train_loss - 0.2,
+      `loss did not fall: ${lines.map((l) => l.train_loss)}`,
+    );
+    assert(lines[3].test_acc > 0.3, `test accuracy ${lines[3].test_acc} is not well above chance (0.1)`);
+    const config = JSON.parse(await Deno.readTextFile(`${out}/config.json`));
+    assert.equal(config.recipe.hdim, 32);
+
+    const csv = `${dir}/predictions.csv`;
+    const e = await run("eval", [
+      "--checkpoint",
+      `${out}/last.safetensors`,
+      "--data",
+      subset,
+      "--predictions",
+      csv,
+    ]);
+    assert.equal(e.code, 0, e.stderr);
+    const accuracy = Number(/accuracy ([\d.]+)%/.exec(e.stdout)![1]) / 100;
+    assert(
+      Math.abs(accuracy - lines[3].test_acc) < 1e-9,
+      `eval ${accuracy} vs training's ${lines[3].test_acc}`,
+    );
+    const rows = (await Deno.readTextFile(csv)).trim().split("\n");
+    assert.equal(rows[0], "index,label,pred," + Array.from({ length: 10 }, (_, c) => `logit_${c}`).join(","));
+    assert.equal(rows.length, 1001);
+    const correct = rows.slice(1).filter((row) => row.split(",")[1] === row.split(",")[2]).length;
+    assert.equal(correct / 1000, accuracy);
+  },
+});
+
+Deno.test({
+  name: "--resume continues exactly where an interrupted run stopped",
+  ignore: !haveRealData,
+  fn: async () => {
+    const common = [...TINY, "--data", subset, "--epochs", "2", "--seed", "5"];
+    const whole = await run("train", [...common, "--steps", "20", "--out", `${dir}/whole`]);
+    assert.equal(whole.code, 0, whole.stderr);
+    const first = await run("train", [...common, "--steps", "7", "--out", `${dir}/parts`]);
+    assert.equal(first.code, 0, first.stderr);
+    const second = await run("train", [
+      "--resume",
+      `${dir}/parts`,
+      "--steps",
+      "20",
+      "--data",
+      subset,
+      "--backend",
+      "wasm",
+    ]);
+    assert.equal(second.code, 0, second.stderr);
+    const a = await loadCheckpoint(`${dir}/whole/last.safetensors`);
+    const b = await loadCheckpoint(`${dir}/parts/last.safetensors`);
+    assert.equal(a.metadata.step, "20");
+    assert.equal(b.metadata.step, "20");
+    for (const [name, t] of a.state) assert.deepEqual(b.state.get(name)!.data, t.data, name);
+  },
+});
+
+Deno.test("bad flags: one clear line and exit code 2", async () => {
+  for (
+    const [args, message] of [
+      [["--bogus"], "Unknown option '--bogus'"],
+      [["--batch", "0"], "--batch 0: must be ≥ 1"],
+      [["--kernel", "4"], "--kernel 4: must be odd"],
+      [["--patch", "3"], "--patch 3: must divide 32"],
+      [["--lr", "abc"], "--lr abc: not a number"],
+      [["--optimizer", "adam"], "--optimizer adam: must be one of adamw, sgd"],
+      [["--augment", "heavy"], "--augment heavy"],
+      [["--resume", `${dir}/nothing-here`], "not a run directory"],
+    ] as const
+  ) {
+    const r = await run("train", [...args]);
+    assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
+    assert(r.stderr.includes(message), `${args.join(" ")}: ${r.stderr}`);
+    assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
+  }
+  const e = await run("eval", []);
+  assert.equal(e.code, 2);
+  assert(e.stderr.includes("--checkpoint CKPT is required"), e.stderr);
+});
+
+Deno.test("bad files: missing data, a corrupt checkpoint, a non-finite loss", async () => {
+  const missing = await run("train", [
+    "--backend",
+    "wasm",
+    "--data",
+    `${dir}/no-such.tar.gz`,
+    "--out",
+    `${dir}/m`,
+  ]);
+  assert.equal(missing.code, 1);
+  assert(missing.stderr.includes("no-such.tar.gz: does not exist"), missing.stderr);
+
+  const corrupt = `${dir}/corrupt.safetensors`;
+  await Deno.writeFile(corrupt, new Uint8Array([1, 2, 3]));
+  const c = await run("eval", ["--checkpoint", corrupt, "--backend", "wasm"]);
+  assert.equal(c.code, 1);
+  assert(c.stderr.startsWith(`eval: ${corrupt}`), c.stderr);
+
+  if (!haveRealData) return;
+  // A checkpoint whose head bias holds NaN: the first loss is NaN, the run stops, nothing is saved.
+  const { state } = await loadCheckpoint("tests/fixtures/k5p2.model.safetensors");
+  state.get("head.bias")!.data[0] = NaN;
+  await saveCheckpoint(`${dir}/nan.safetensors`, state);
+  const out = `${dir}/nan-run`;
+  const n = await run("train", [
+    "--backend",
+    "wasm",
+    "--data",
+    subset,
+    "--init",
+    `${dir}/nan.safetensors`,
+    "--batch",
+    "50",
+    "--out",
+    out,
+  ]);
+  assert.equal(n.code, 1);
+  assert(n.stderr.includes("non-finite training loss"), n.stderr);
+  assert.throws(() => Deno.statSync(`${out}/last.safetensors`));
+});
