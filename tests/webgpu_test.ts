@@ -256,3 +256,47 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "webgpu bias-GELU-BatchNorm over hundreds of row chunks, with a mean far larger than the std",
+  ignore: noAdapter,
+  sanitizeResources: false,
+  async fn() {
+    const backend = await WebGpuBackend.create();
+    const random = ref.seededRandom(19);
+    const pair = (shape: number[], values: Float32Array) => {
+      const t = backend.tensor(shape);
+      backend.write(t, values);
+      return { t, r: ref.refTensor(shape, values) };
+    };
+    const randomPair = (shape: number[], scale = 1) =>
+      pair(shape, ref.randomValues(shape.reduce((p, q) => p * q, 1), random, scale));
+    const [B, H, W, C] = [3, 16, 16, 20], shape = [B, H, W, C];
+    try {
+      // Channels c < 10 sit at 40 ± 0.5: a one-pass Σu² − (Σu)² would lose the variance in float32.
+      const zValues = ref.randomValues(B * H * W * C, random, 0.5).map((v, i) => v + (i % C < 10 ? 40 : 0));
+      const z = pair(shape, zValues), residual = randomPair(shape);
+      const [bias, gamma, beta, runningMean] = [0, 1, 2, 3].map(() => randomPair([C]));
+      const runningVar = pair([C], new Float32Array(C).fill(1));
+      const saved = randomPair([2, C]), out = randomPair(shape);
+      const args = <K extends "t" | "r">(side: K) =>
+        [z, bias, gamma, beta, runningMean, runningVar, saved, residual].map((p) => p[side]);
+      const [zt, bt, gt, bet, rmt, rvt, st, rt] = args("t");
+      const [zr, br, gr, ber, rmr, rvr, sr, rr] = args("r");
+      backend.biasGeluBatchNormForward(zt, bt, gt, bet, rmt, rvt, st, rt, out.t, true);
+      ref.biasGeluBatchNormForward(zr, br, gr, ber, rmr, rvr, sr, rr, out.r, true);
+      for (const [what, p] of Object.entries({ out, saved, runningMean, runningVar })) {
+        assertClose(await backend.read(p.t), p.r, 2e-5, `forward ${what}`);
+      }
+      const dOut = randomPair(shape), dz = randomPair(shape);
+      const [dBias, dGamma, dBeta] = [0, 1, 2].map(() => randomPair([C]));
+      backend.biasGeluBatchNormBackward(zt, bt, gt, st, dOut.t, dz.t, dBias.t, dGamma.t, dBeta.t);
+      ref.biasGeluBatchNormBackward(zr, br, gr, sr, dOut.r, dz.r, dBias.r, dGamma.r, dBeta.r);
+      for (const [what, p] of Object.entries({ dz, dBias, dGamma, dBeta })) {
+        assertClose(await backend.read(p.t), p.r, 1e-4, `backward ${what}`);
+      }
+    } finally {
+      backend.dispose();
+    }
+  },
+});

@@ -114,8 +114,11 @@ function parseBindings(file: string, source: string): BindingKind[] {
   return kinds;
 }
 
-/** Splits `rows` into chunks so that the whole grid has about `target` workgroups. */
-function chunking(rows: number, otherWorkgroups: number, target = 2048) {
+/**
+ * Splits `rows` into chunks so that the first level's grid has about `target` workgroups (enough
+ * threads to keep the memory busy; the second level adds one partial per chunk).
+ */
+function chunking(rows: number, otherWorkgroups: number, target = 1024) {
   const wanted = Math.max(1, Math.min(Math.ceil(target / otherWorkgroups), Math.ceil(rows / 4)));
   const rowsPerChunk = Math.ceil(rows / wanted);
   return { rowsPerChunk, chunks: Math.ceil(rows / rowsPerChunk) };
@@ -499,7 +502,7 @@ export class WebGpuBackend implements Backend {
       { HAS_BIAS: bias !== null, ACCUMULATE: accumulate },
       [partial, bias ?? this.dummy, out],
       { u32: [len, slices, stride, offset, bias?.size ?? 1] },
-      this.grid1D(len),
+      this.grid1D(len, 16),
     );
   }
 
@@ -537,7 +540,7 @@ export class WebGpuBackend implements Backend {
         { TRAINING: true },
         [partial, this.gpu(runningMean), this.gpu(runningVar), stats],
         { u32: [R, C, rowsPerChunk, chunks] },
-        [cBlocks, 1, 1],
+        [Math.ceil(C / 16), 1, 1],
       );
     } else {
       stats = this.scratch("stats", 2 * C);
@@ -546,7 +549,7 @@ export class WebGpuBackend implements Backend {
         { TRAINING: false },
         [this.dummy, this.gpu(runningMean), this.gpu(runningVar), stats],
         { u32: [R, C, 1, 0] },
-        [cBlocks, 1, 1],
+        [Math.ceil(C / 16), 1, 1],
       );
     }
     const o = this.gpu(out);
@@ -724,9 +727,9 @@ export class WebGpuBackend implements Backend {
     return this.view(grown, [floats]) as GpuTensor;
   }
 
-  /** A 1-D grid of 256-thread workgroups covering n threads (2-D past the per-dimension limit). */
-  private grid1D(n: number): [number, number, number] {
-    const groups = Math.ceil(n / WORKGROUP);
+  /** A 1-D grid of workgroups covering n items, `perGroup` each (2-D past the per-dimension limit). */
+  private grid1D(n: number, perGroup = WORKGROUP): [number, number, number] {
+    const groups = Math.ceil(n / perGroup);
     const x = Math.min(groups, this.device.limits.maxComputeWorkgroupsPerDimension);
     return [x, Math.ceil(groups / x), 1];
   }
