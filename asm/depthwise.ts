@@ -7,13 +7,15 @@
 //                  (the same correlation with the kernel rotated by 180°, accumulated into dx)
 //   weight grad:   dw[dy, dx] = Σ_{b,y,x} in[y + dy − pad, x + dx − pad] · dOut[y, x]
 //
-// Tiling: threads split the B·H output rows. Within a row, a block of 4 output pixels × one
-// vector of channels keeps 4 accumulators in registers; each weight vector is loaded once per
-// block and used 4 times. Blocks whose taps all fall inside the image (the interior) run with no
-// bounds checks; the border blocks check each column. The weight gradient has no write conflicts
-// to avoid: each thread sums its rows into its own float64 partial, and sumPartials adds them up.
+// Tiling: threads split the B·H output rows. Each thread copies the input rows it needs, once
+// each, into a ring of k zero-padded rows (row y in slot y % k, `pad` zero pixels either side), so
+// no tap needs a bounds check. Within a row, a block of 8 output pixels × one vector of channels
+// keeps 8 accumulators in registers; each weight vector is loaded once per block and used 8 times.
+// The weight gradient has no write conflicts to avoid: each thread sums its rows into its own f32
+// accumulators, flushes them into a float64 partial after every image, and sumPartials adds the
+// partials up.
 
-import { addToFloat64, shareStart } from "./lanes";
+import { shareStart } from "./lanes";
 
 // ---- f32x4 or f32: the same code for the channel vectors and the C % 4 tail -----------------
 
@@ -32,136 +34,181 @@ import { addToFloat64, shareStart } from "./lanes";
   return a + b;
 }
 
-/** in[row, col] for col in [0, W), else zero (the 'same' padding). */
-@inline function loadColumn<T>(pixel0: usize, col: i32, W: i32, pixelBytes: usize): T {
-  return <u32>col < <u32>W ? load<T>(pixel0 + <usize>col * pixelBytes) : zeroOf<T>();
+// ---- the per-thread ring of zero-padded input rows ----------------------------------------------
+
+/**
+ * Bytes of one ring row: W rounded up to a whole block of 8, the k − 1 padding pixels, and 3 more
+ * so that the weight gradient's groups of 4 taps never read past the row.
+ */
+@inline function ringRowBytes(W: i32, C: i32, k: i32): usize {
+  return <usize>(((W + 7) & ~7) + k + 2) * C * 4;
 }
 
-/** Adds the f32 lanes of acc into the float64 sums at `partial` (one f64 per channel). */
-@inline function addToPartial<T>(partial: usize, acc: T): void {
-  if (isVector<T>()) {
-    addToFloat64(partial, acc);
-  } else {
-    store<f64>(partial, load<f64>(partial) + <f64>acc);
+/** Scratch bytes each thread needs: its ring, then (weight gradient) f32 accumulators [k, k, C]. */
+export function depthwiseScratchBytes(W: i32, C: i32, k: i32): usize {
+  return (<usize>k * ringRowBytes(W, C, k) + <usize>k * k * C * 4 + 63) & ~63;
+}
+
+/**
+ * Before output row y of sample b: copies image rows nextRow..min(H − 1, y + pad) into the ring;
+ * returns the next row to copy. At a new sample (or the thread's first row) nextRow must be
+ * max(0, y − pad).
+ */
+@inline function fillRing(
+  ring: usize, input: usize, b: i32, y: i32, nextRow: i32, H: i32, W: i32, C: i32, k: i32,
+): i32 {
+  const pixelBytes = <usize>C * 4, pad = (k - 1) >> 1, rowBytes = ringRowBytes(W, C, k);
+  const last = min(H - 1, y + pad);
+  for (; nextRow <= last; nextRow++) {
+    const slot = ring + <usize>(nextRow % k) * rowBytes + <usize>pad * pixelBytes;
+    memory.copy(slot, input + <usize>(b * H + nextRow) * W * pixelBytes, <usize>W * pixelBytes);
   }
+  return nextRow;
 }
 
 // ---- forward and input gradient: one correlation kernel ----------------------------------------
 
 /**
- * Four output pixels x0..x0+3 of one row, channels [c, c + lanes): out (+)= Σ_taps w · in.
- * `checked` (a constant after inlining) selects the border version.
+ * Eight output pixels x0..x0+7 of row y (count of them stored), channels [c, c + lanes):
+ * out (+)= Σ_taps w · in. Eight independent accumulators hide the multiply-add latency.
  */
 @inline function correlateBlock<T>(
-  input: usize, weight: usize, out: usize, W: i32, C: i32, k: i32,
-  inRow0: i32, outRow: i32, dy0: i32, dy1: i32, x0: i32, count: i32,
-  flip: bool, accumulate: bool, checked: bool,
+  ring: usize, weight: usize, out: usize, W: i32, C: i32, k: i32,
+  y: i32, dy0: i32, dy1: i32, x0: i32, count: i32, flip: bool, accumulate: bool,
 ): void {
-  const pixelBytes = <usize>C * 4, pad = (k - 1) >> 1;
-  const tapStep: isize = flip ? -<isize>pixelBytes : <isize>pixelBytes;
+  const px = <usize>C * 4, pad = (k - 1) >> 1, rowBytes = ringRowBytes(W, C, k);
+  const tapStep: isize = flip ? -<isize>px : <isize>px;
   let a0 = zeroOf<T>(), a1 = zeroOf<T>(), a2 = zeroOf<T>(), a3 = zeroOf<T>();
-  for (let dy = dy0; dy < dy1; dy++) {
-    const row = input + <usize>(inRow0 + dy) * W * pixelBytes;
-    let tap = weight + <usize>(flip ? k * k - 1 - dy * k : dy * k) * pixelBytes;
-    for (let dx = 0; dx < k; dx++, tap += tapStep) {
-      const w = load<T>(tap), col = x0 + dx - pad;
-      if (checked) {
-        a0 = multiplyAdd<T>(loadColumn<T>(row, col, W, pixelBytes), w, a0);
-        a1 = multiplyAdd<T>(loadColumn<T>(row, col + 1, W, pixelBytes), w, a1);
-        a2 = multiplyAdd<T>(loadColumn<T>(row, col + 2, W, pixelBytes), w, a2);
-        a3 = multiplyAdd<T>(loadColumn<T>(row, col + 3, W, pixelBytes), w, a3);
-      } else {
-        const p = row + <usize>col * pixelBytes;
-        a0 = multiplyAdd<T>(load<T>(p), w, a0);
-        a1 = multiplyAdd<T>(load<T>(p + pixelBytes), w, a1);
-        a2 = multiplyAdd<T>(load<T>(p + 2 * pixelBytes), w, a2);
-        a3 = multiplyAdd<T>(load<T>(p + 3 * pixelBytes), w, a3);
-      }
+  let a4 = zeroOf<T>(), a5 = zeroOf<T>(), a6 = zeroOf<T>(), a7 = zeroOf<T>();
+  let slot = (y + dy0 - pad) % k; // the ring slot of image row y + dy − pad
+  for (let dy = dy0; dy < dy1; dy++, slot = slot + 1 == k ? 0 : slot + 1) {
+    // Ring pixel x0 + dx is image column x0 + dx − pad: the tap dx of output pixel x0.
+    let p = ring + <usize>slot * rowBytes + <usize>x0 * px;
+    let tap = weight + <usize>(flip ? k * k - 1 - dy * k : dy * k) * px;
+    for (let dx = 0; dx < k; dx++, tap += tapStep, p += px) {
+      const w = load<T>(tap);
+      a0 = multiplyAdd<T>(load<T>(p), w, a0);
+      a1 = multiplyAdd<T>(load<T>(p + px), w, a1);
+      a2 = multiplyAdd<T>(load<T>(p + 2 * px), w, a2);
+      a3 = multiplyAdd<T>(load<T>(p + 3 * px), w, a3);
+      a4 = multiplyAdd<T>(load<T>(p + 4 * px), w, a4);
+      a5 = multiplyAdd<T>(load<T>(p + 5 * px), w, a5);
+      a6 = multiplyAdd<T>(load<T>(p + 6 * px), w, a6);
+      a7 = multiplyAdd<T>(load<T>(p + 7 * px), w, a7);
     }
   }
-  const o = out + (<usize>outRow * W + x0) * pixelBytes;
-  store<T>(o, accumulate ? sum<T>(load<T>(o), a0) : a0);
-  if (count > 1) store<T>(o + pixelBytes, accumulate ? sum<T>(load<T>(o + pixelBytes), a1) : a1);
-  if (count > 2) store<T>(o + 2 * pixelBytes, accumulate ? sum<T>(load<T>(o + 2 * pixelBytes), a2) : a2);
-  if (count > 3) store<T>(o + 3 * pixelBytes, accumulate ? sum<T>(load<T>(o + 3 * pixelBytes), a3) : a3);
+  const o = out + <usize>x0 * px;
+  storePixel<T>(o, a0, accumulate);
+  if (count > 1) storePixel<T>(o + px, a1, accumulate);
+  if (count > 2) storePixel<T>(o + 2 * px, a2, accumulate);
+  if (count > 3) storePixel<T>(o + 3 * px, a3, accumulate);
+  if (count > 4) storePixel<T>(o + 4 * px, a4, accumulate);
+  if (count > 5) storePixel<T>(o + 5 * px, a5, accumulate);
+  if (count > 6) storePixel<T>(o + 6 * px, a6, accumulate);
+  if (count > 7) storePixel<T>(o + 7 * px, a7, accumulate);
 }
 
-/** One output row (image row y of sample b = row / H), channels [c, c + lanes). */
-@inline function correlateRow<T>(
-  input: usize, weight: usize, out: usize, H: i32, W: i32, C: i32, k: i32, row: i32,
-  flip: bool, accumulate: bool,
-): void {
-  const pad = (k - 1) >> 1, y = row % H;
-  const dy0 = max(0, pad - y), dy1 = min(k, H + pad - y), inRow0 = row - pad;
-  for (let x0 = 0; x0 < W; x0 += 4) {
-    const count = min(4, W - x0);
-    if (x0 >= pad && x0 + 3 + pad < W) {
-      correlateBlock<T>(input, weight, out, W, C, k, inRow0, row, dy0, dy1, x0, count, flip, accumulate, false);
-    } else {
-      correlateBlock<T>(input, weight, out, W, C, k, inRow0, row, dy0, dy1, x0, count, flip, accumulate, true);
-    }
-  }
+@inline function storePixel<T>(o: usize, value: T, accumulate: bool): void {
+  store<T>(o, accumulate ? sum<T>(load<T>(o), value) : value);
 }
 
 @inline function correlate(
-  input: usize, weight: usize, out: usize, B: i32, H: i32, W: i32, C: i32, k: i32,
+  input: usize, weight: usize, out: usize, scratch: usize, B: i32, H: i32, W: i32, C: i32, k: i32,
   flip: bool, accumulate: bool, thread: i32, threads: i32,
 ): void {
-  const rows = B * H, C4 = C & ~3;
-  const r0 = shareStart(rows, thread, threads), r1 = shareStart(rows, thread + 1, threads);
+  const ring = scratch + <usize>thread * depthwiseScratchBytes(W, C, k);
+  memory.fill(ring, 0, <usize>k * ringRowBytes(W, C, k));
+  const pad = (k - 1) >> 1, C4 = C & ~3, rowBytes = <usize>W * C * 4;
+  const r0 = shareStart(B * H, thread, threads), r1 = shareStart(B * H, thread + 1, threads);
+  let nextRow = 0;
   for (let row = r0; row < r1; row++) {
+    const b = row / H, y = row % H;
+    if (row == r0 || y == 0) nextRow = max(0, y - pad);
+    nextRow = fillRing(ring, input, b, y, nextRow, H, W, C, k);
+    const dy0 = max(0, pad - y), dy1 = min(k, H + pad - y), o = out + <usize>row * rowBytes;
     for (let c = 0; c < C4; c += 4) {
       const at = <usize>c * 4;
-      correlateRow<v128>(input + at, weight + at, out + at, H, W, C, k, row, flip, accumulate);
+      for (let x0 = 0; x0 < W; x0 += 8) {
+        correlateBlock<v128>(ring + at, weight + at, o + at, W, C, k, y, dy0, dy1, x0, min(8, W - x0), flip, accumulate);
+      }
     }
     for (let c = C4; c < C; c++) {
       const at = <usize>c * 4;
-      correlateRow<f32>(input + at, weight + at, out + at, H, W, C, k, row, flip, accumulate);
+      for (let x0 = 0; x0 < W; x0 += 8) {
+        correlateBlock<f32>(ring + at, weight + at, o + at, W, C, k, y, dy0, dy1, x0, min(8, W - x0), flip, accumulate);
+      }
     }
   }
 }
 
 /** x [B, H, W, C], weight [k, k, C] → out [B, H, W, C] (overwrite). */
 export function depthwiseConvForward(
-  x: usize, weight: usize, out: usize, B: i32, H: i32, W: i32, C: i32, k: i32, thread: i32, threads: i32,
+  x: usize, weight: usize, out: usize, scratch: usize, B: i32, H: i32, W: i32, C: i32, k: i32,
+  thread: i32, threads: i32,
 ): void {
-  correlate(x, weight, out, B, H, W, C, k, false, false, thread, threads);
+  correlate(x, weight, out, scratch, B, H, W, C, k, false, false, thread, threads);
 }
 
 /** dx [B, H, W, C] += convᵀ(dOut): the correlation with the rotated kernel. */
 export function depthwiseConvBackwardInput(
-  dOut: usize, weight: usize, dx: usize, B: i32, H: i32, W: i32, C: i32, k: i32, thread: i32, threads: i32,
+  dOut: usize, weight: usize, dx: usize, scratch: usize, B: i32, H: i32, W: i32, C: i32, k: i32,
+  thread: i32, threads: i32,
 ): void {
-  correlate(dOut, weight, dx, B, H, W, C, k, true, true, thread, threads);
+  correlate(dOut, weight, dx, scratch, B, H, W, C, k, true, true, thread, threads);
 }
 
-// ---- weight gradient: per-thread float64 partials, then sumPartials ----------------------------
+// ---- weight gradient: per-thread accumulators and float64 partials, then sumPartials ---------
 
-/** Σ over one row's pixels of in-shifted · dOut for every tap, channels [c, c + lanes). */
+/**
+ * Taps dx..dx+3 of one ring row against dOut row g: acc[tap] += Σ_x in[x + tap − pad] · g[x].
+ * A window of 4 input pixels slides along the row: per pixel 2 loads feed 4 multiply-adds.
+ */
+@inline function fourTaps<T>(src: usize, g: usize, acc: usize, W: i32, px: usize): void {
+  let x0 = load<T>(src), x1 = load<T>(src + px), x2 = load<T>(src + 2 * px);
+  let a0 = zeroOf<T>(), a1 = zeroOf<T>(), a2 = zeroOf<T>(), a3 = zeroOf<T>();
+  const end = <usize>W * px;
+  for (let p: usize = 0; p < end; p += px) {
+    const x3 = load<T>(src + p + 3 * px), gp = load<T>(g + p);
+    a0 = multiplyAdd<T>(x0, gp, a0);
+    a1 = multiplyAdd<T>(x1, gp, a1);
+    a2 = multiplyAdd<T>(x2, gp, a2);
+    a3 = multiplyAdd<T>(x3, gp, a3);
+    x0 = x1;
+    x1 = x2;
+    x2 = x3;
+  }
+  store<T>(acc, sum<T>(load<T>(acc), a0));
+  store<T>(acc + px, sum<T>(load<T>(acc + px), a1));
+  store<T>(acc + 2 * px, sum<T>(load<T>(acc + 2 * px), a2));
+  store<T>(acc + 3 * px, sum<T>(load<T>(acc + 3 * px), a3));
+}
+
+/** One tap (the k % 4 leftovers): acc += Σ_x in[x + tap − pad] · g[x], four chains over x. */
+@inline function oneTap<T>(src: usize, g: usize, acc: usize, W: i32, px: usize): void {
+  let a0 = zeroOf<T>(), a1 = zeroOf<T>(), a2 = zeroOf<T>(), a3 = zeroOf<T>();
+  const end = <usize>W * px;
+  let p: usize = 0;
+  for (; p + 3 * px < end; p += 4 * px) {
+    a0 = multiplyAdd<T>(load<T>(src + p), load<T>(g + p), a0);
+    a1 = multiplyAdd<T>(load<T>(src + p + px), load<T>(g + p + px), a1);
+    a2 = multiplyAdd<T>(load<T>(src + p + 2 * px), load<T>(g + p + 2 * px), a2);
+    a3 = multiplyAdd<T>(load<T>(src + p + 3 * px), load<T>(g + p + 3 * px), a3);
+  }
+  for (; p < end; p += px) a0 = multiplyAdd<T>(load<T>(src + p), load<T>(g + p), a0);
+  store<T>(acc, sum<T>(load<T>(acc), sum<T>(sum<T>(a0, a1), sum<T>(a2, a3))));
+}
+
+/** For every tap of row y: acc[tap] += Σ_x in[y + dy − pad, x + dx − pad] · dOut[y, x], channels [c, c + lanes). */
 @inline function weightGradientRow<T>(
-  input: usize, dOut: usize, partial: usize, H: i32, W: i32, C: i32, k: i32, row: i32,
+  ring: usize, g: usize, acc: usize, W: i32, C: i32, k: i32, y: i32, dy0: i32, dy1: i32,
 ): void {
-  const pixelBytes = <usize>C * 4, pad = (k - 1) >> 1, y = row % H;
-  const dy0 = max(0, pad - y), dy1 = min(k, H + pad - y);
-  const g = dOut + <usize>row * W * pixelBytes;
-  const partialBytes = <usize>C * 8;
-  for (let dy = dy0; dy < dy1; dy++) {
-    const inRow = input + <usize>(row + dy - pad) * W * pixelBytes;
-    for (let dx = 0; dx < k; dx++) {
-      // Output columns whose tap (dy, dx) lands inside the image.
-      const xs = max(0, pad - dx), xe = min(W, W + pad - dx);
-      if (xe <= xs) continue;
-      const src = inRow + <usize>(xs + dx - pad) * pixelBytes, dst = g + <usize>xs * pixelBytes;
-      const end = <usize>(xe - xs) * pixelBytes;
-      let even = zeroOf<T>(), odd = zeroOf<T>();
-      let p: usize = 0;
-      for (; p + pixelBytes < end; p += 2 * pixelBytes) {
-        even = multiplyAdd<T>(load<T>(src + p), load<T>(dst + p), even);
-        odd = multiplyAdd<T>(load<T>(src + p + pixelBytes), load<T>(dst + p + pixelBytes), odd);
-      }
-      if (p < end) even = multiplyAdd<T>(load<T>(src + p), load<T>(dst + p), even);
-      addToPartial<T>(partial + <usize>(dy * k + dx) * partialBytes, sum<T>(even, odd));
-    }
+  const px = <usize>C * 4, pad = (k - 1) >> 1, rowBytes = ringRowBytes(W, C, k);
+  let slot = (y + dy0 - pad) % k; // the ring slot of image row y + dy − pad
+  for (let dy = dy0; dy < dy1; dy++, slot = slot + 1 == k ? 0 : slot + 1) {
+    const row = ring + <usize>slot * rowBytes, tapRow = acc + <usize>(dy * k) * px;
+    let dx = 0;
+    for (; dx + 4 <= k; dx += 4) fourTaps<T>(row + <usize>dx * px, g, tapRow + <usize>dx * px, W, px);
+    for (; dx < k; dx++) oneTap<T>(row + <usize>dx * px, g, tapRow + <usize>dx * px, W, px);
   }
 }
 
@@ -170,18 +217,36 @@ export function depthwiseConvBackwardInput(
  * sumPartials then adds the `threads` partials into dWeight [k, k, C].
  */
 export function depthwiseConvBackwardWeight(
-  x: usize, dOut: usize, partials: usize, B: i32, H: i32, W: i32, C: i32, k: i32, thread: i32, threads: i32,
+  x: usize, dOut: usize, partials: usize, scratch: usize, B: i32, H: i32, W: i32, C: i32, k: i32,
+  thread: i32, threads: i32,
 ): void {
-  const size = k * k * C, partial = partials + <usize>thread * size * 8, C4 = C & ~3;
+  const size = k * k * C, partial = partials + <usize>thread * size * 8;
+  const ring = scratch + <usize>thread * depthwiseScratchBytes(W, C, k);
+  const acc = ring + <usize>k * ringRowBytes(W, C, k);
   memory.fill(partial, 0, <usize>size * 8);
-  const rows = B * H;
-  const r0 = shareStart(rows, thread, threads), r1 = shareStart(rows, thread + 1, threads);
+  memory.fill(ring, 0, <usize>k * ringRowBytes(W, C, k) + <usize>size * 4);
+  const pad = (k - 1) >> 1, C4 = C & ~3, rowBytes = <usize>W * C * 4;
+  const r0 = shareStart(B * H, thread, threads), r1 = shareStart(B * H, thread + 1, threads);
+  let nextRow = 0;
   for (let row = r0; row < r1; row++) {
+    const b = row / H, y = row % H;
+    if (row == r0 || y == 0) nextRow = max(0, y - pad);
+    nextRow = fillRing(ring, x, b, y, nextRow, H, W, C, k);
+    const dy0 = max(0, pad - y), dy1 = min(k, H + pad - y), g = dOut + <usize>row * rowBytes;
     for (let c = 0; c < C4; c += 4) {
-      weightGradientRow<v128>(x + <usize>c * 4, dOut + <usize>c * 4, partial + <usize>c * 8, H, W, C, k, row);
+      const at = <usize>c * 4;
+      weightGradientRow<v128>(ring + at, g + at, acc + at, W, C, k, y, dy0, dy1);
     }
     for (let c = C4; c < C; c++) {
-      weightGradientRow<f32>(x + <usize>c * 4, dOut + <usize>c * 4, partial + <usize>c * 8, H, W, C, k, row);
+      const at = <usize>c * 4;
+      weightGradientRow<f32>(ring + at, g + at, acc + at, W, C, k, y, dy0, dy1);
+    }
+    if (y == H - 1 || row == r1 - 1) { // after every image: f32 sums of ≤ H·W terms into float64
+      for (let i = 0; i < size; i++) {
+        const p = partial + <usize>i * 8, a = acc + <usize>i * 4;
+        store<f64>(p, load<f64>(p) + <f64>load<f32>(a));
+        store<f32>(a, 0);
+      }
     }
   }
 }

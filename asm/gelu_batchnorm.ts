@@ -18,21 +18,37 @@ const MOMENTUM: f64 = 0.1;
 
 // ---- exact GELU in float32 ------------------------------------------------------------------
 
+// The constants live in a table in memory: a broadcast load is one instruction, where V8 would
+// rebuild an f32x4 constant from immediates at every use inside the loops.
+const MATH_CONSTANTS = memory.data<f32>([
+  // 0..7: e^r, Taylor coefficients 1/7! … 1/0!
+  1.0 / 5040, 1.0 / 720, 1.0 / 120, 1.0 / 24, 1.0 / 6, 0.5, 1, 1,
+  // 8..18: P, highest power first (log erfc(t) ≈ t·P(t/4))
+  0.08387244492769241, -0.5505687594413757, 1.6069707870483398, -2.723357915878296, 2.8753654956817627,
+  -1.7211213111877441, 0.019027557224035263, 1.2330915927886963, -1.6454235315322876, -2.5464205741882324,
+  -1.128380298614502,
+  // 19..: −87 (exp's lower clamp), log2(e), ln2 high and low parts (Cody-Waite), 1/√2, 4 (t's
+  // clamp), 1/4, 0.5, 1, 1/√(2π), −0.5, 127 (the float32 exponent bias)
+  -87, 1.44269504, 0.693359375, -2.12194440e-4, 0.70710678, 4, 0.25, 0.5, 1, 0.39894228, -0.5, 127,
+]);
+const EXP_TAYLOR = 0, CDF_POLYNOMIAL = 8, EXP_CLAMP = 19, LOG2E = 20, LN2_HIGH = 21, LN2_LOW = 22;
+const SQRT1_2 = 23, T_CLAMP = 24, QUARTER = 25, HALF = 26, ONE = 27, DENSITY_SCALE = 28, MINUS_HALF = 29;
+const EXPONENT_BIAS = 30;
+
+@inline function constant(index: i32): v128 {
+  return v128.load32_splat(MATH_CONSTANTS + <usize>index * 4);
+}
+
 /** e^x for x <= 0: x = n·ln2 + r, |r| <= ln2/2, e^r by its degree-7 Taylor polynomial (error < 1e-8). */
 @inline function expNonPositive(x: v128): v128 {
-  x = f32x4.max(x, f32x4.splat(-87));
-  const n = f32x4.nearest(f32x4.mul(x, f32x4.splat(1.44269504)));
-  let r = f32x4.relaxed_nmadd(n, f32x4.splat(0.693359375), x); // ln2 split in two (Cody-Waite)
-  r = f32x4.relaxed_nmadd(n, f32x4.splat(-2.12194440e-4), r);
-  let p = f32x4.splat(1.0 / 5040);
-  p = f32x4.relaxed_madd(p, r, f32x4.splat(1.0 / 720));
-  p = f32x4.relaxed_madd(p, r, f32x4.splat(1.0 / 120));
-  p = f32x4.relaxed_madd(p, r, f32x4.splat(1.0 / 24));
-  p = f32x4.relaxed_madd(p, r, f32x4.splat(1.0 / 6));
-  p = f32x4.relaxed_madd(p, r, f32x4.splat(0.5));
-  p = f32x4.relaxed_madd(p, r, f32x4.splat(1));
-  p = f32x4.relaxed_madd(p, r, f32x4.splat(1));
-  const twoToN = i32x4.shl(i32x4.add(i32x4.trunc_sat_f32x4_s(n), i32x4.splat(127)), 23);
+  x = f32x4.pmax(x, constant(EXP_CLAMP));
+  const n = f32x4.nearest(f32x4.mul(x, constant(LOG2E)));
+  let r = f32x4.relaxed_nmadd(n, constant(LN2_HIGH), x);
+  r = f32x4.relaxed_nmadd(n, constant(LN2_LOW), r);
+  let p = constant(EXP_TAYLOR);
+  for (let i = 1; i < 8; i++) p = f32x4.relaxed_madd(p, r, constant(EXP_TAYLOR + i));
+  // 2^n built in the exponent bits; n + 127 is in [1, 127], so the plain truncation is exact.
+  const twoToN = i32x4.shl(i32x4.relaxed_trunc_f32x4_s(f32x4.add(n, constant(EXPONENT_BIAS))), 23);
   return f32x4.mul(p, twoToN);
 }
 
@@ -42,27 +58,18 @@ const MOMENTUM: f64 = 0.1;
  * there: Φ(−5.66) < 1e-8). |Φ error| < 1e-7 everywhere; relative error < 3e-6 for the tiny Φ(x < 0).
  */
 @inline function normalCdf(x: v128): v128 {
-  const t = f32x4.min(f32x4.mul(f32x4.abs(x), f32x4.splat(0.70710678)), f32x4.splat(4));
-  const s = f32x4.mul(t, f32x4.splat(0.25));
-  let p = f32x4.splat(0.08387244492769241);
-  p = f32x4.relaxed_madd(p, s, f32x4.splat(-0.5505687594413757));
-  p = f32x4.relaxed_madd(p, s, f32x4.splat(1.6069707870483398));
-  p = f32x4.relaxed_madd(p, s, f32x4.splat(-2.723357915878296));
-  p = f32x4.relaxed_madd(p, s, f32x4.splat(2.8753654956817627));
-  p = f32x4.relaxed_madd(p, s, f32x4.splat(-1.7211213111877441));
-  p = f32x4.relaxed_madd(p, s, f32x4.splat(0.019027557224035263));
-  p = f32x4.relaxed_madd(p, s, f32x4.splat(1.2330915927886963));
-  p = f32x4.relaxed_madd(p, s, f32x4.splat(-1.6454235315322876));
-  p = f32x4.relaxed_madd(p, s, f32x4.splat(-2.5464205741882324));
-  p = f32x4.relaxed_madd(p, s, f32x4.splat(-1.128380298614502));
-  const halfErfc = f32x4.mul(expNonPositive(f32x4.mul(p, t)), f32x4.splat(0.5));
-  return v128.bitselect(halfErfc, f32x4.sub(f32x4.splat(1), halfErfc), f32x4.lt(x, f32x4.splat(0)));
+  const t = f32x4.pmin(f32x4.mul(f32x4.abs(x), constant(SQRT1_2)), constant(T_CLAMP));
+  const s = f32x4.mul(t, constant(QUARTER));
+  let p = constant(CDF_POLYNOMIAL);
+  for (let i = 1; i < 11; i++) p = f32x4.relaxed_madd(p, s, constant(CDF_POLYNOMIAL + i));
+  const halfErfc = f32x4.mul(expNonPositive(f32x4.mul(p, t)), constant(HALF));
+  return v128.bitselect(halfErfc, f32x4.sub(constant(ONE), halfErfc), f32x4.lt(x, f32x4.splat(0)));
 }
 
 /** φ(x) = e^{−x²/2}/√(2π), the standard normal density. */
 @inline function normalDensity(x: v128): v128 {
-  const halfSquare = f32x4.mul(f32x4.mul(x, x), f32x4.splat(-0.5));
-  return f32x4.mul(expNonPositive(halfSquare), f32x4.splat(0.39894228));
+  const halfSquare = f32x4.mul(f32x4.mul(x, x), constant(MINUS_HALF));
+  return f32x4.mul(expNonPositive(halfSquare), constant(DENSITY_SCALE));
 }
 
 @inline function gelu(x: v128): v128 {

@@ -43,6 +43,13 @@ function depthwiseShapes(op: string, x: Tensor, weight: Tensor, out: Tensor, out
   return [B, H, W, C, k];
 }
 
+/** Scratch for the per-thread rings of padded rows (and weight-gradient accumulators). */
+function depthwiseScratch(ctx: WasmContext, dims: number[], extraBytes: number): number {
+  const [, , W, C, k] = dims;
+  const perThread = ctx.pool.exports.depthwiseScratchBytes(W, C, k) as number;
+  return ctx.scratch(extraBytes + ctx.pool.threads * perThread) + extraBytes;
+}
+
 export function depthwiseConvForward(
   ctx: WasmContext,
   x: WasmTensor,
@@ -50,7 +57,8 @@ export function depthwiseConvForward(
   out: WasmTensor,
 ): void {
   const dims = depthwiseShapes("depthwiseConvForward", x, weight, out, "out");
-  ctx.pool.run("depthwiseConvForward", [x.offset, weight.offset, out.offset, ...dims]);
+  const scratch = depthwiseScratch(ctx, dims, 0);
+  ctx.pool.run("depthwiseConvForward", [x.offset, weight.offset, out.offset, scratch, ...dims]);
 }
 
 export function depthwiseConvBackwardInput(
@@ -60,7 +68,8 @@ export function depthwiseConvBackwardInput(
   dx: WasmTensor,
 ): void {
   const dims = depthwiseShapes("depthwiseConvBackwardInput", dOut, weight, dx, "dx");
-  ctx.pool.run("depthwiseConvBackwardInput", [dOut.offset, weight.offset, dx.offset, ...dims]);
+  const scratch = depthwiseScratch(ctx, dims, 0);
+  ctx.pool.run("depthwiseConvBackwardInput", [dOut.offset, weight.offset, dx.offset, scratch, ...dims]);
 }
 
 export function depthwiseConvBackwardWeight(
@@ -70,9 +79,11 @@ export function depthwiseConvBackwardWeight(
   dWeight: WasmTensor,
 ): void {
   const dims = depthwiseShapes("depthwiseConvBackwardWeight", x, dWeight, dOut, "dOut");
-  const size = dWeight.size, threads = ctx.pool.threads;
-  const partials = ctx.scratch(threads * size * 8);
-  ctx.pool.run("depthwiseConvBackwardWeight", [x.offset, dOut.offset, partials, ...dims]);
+  const size = dWeight.size,
+    threads = ctx.pool.threads,
+    partialBytes = Math.ceil(threads * size * 8 / 64) * 64;
+  const scratch = depthwiseScratch(ctx, dims, partialBytes), partials = scratch - partialBytes;
+  ctx.pool.run("depthwiseConvBackwardWeight", [x.offset, dOut.offset, partials, scratch, ...dims]);
   ctx.pool.run("sumPartials", [partials, threads, size, size, dWeight.offset]);
 }
 
