@@ -1,8 +1,9 @@
-// Global average pool before the head: out[b, c] = mean over H·W of x[b, ·, ·, c]. One thread
-// per (b, c); consecutive threads read consecutive channels of each pixel.
+// Global average pool before the head: out[b, c] = mean over H·W of x[b, ·, ·, c]. Workgroup
+// (channel block, b) owns 32 channels of one image; its 8 lanes take every 8th pixel
+// (consecutive threads read consecutive channels) and add up in workgroup memory.
 
 struct Params {
-  n: u32, // B·C
+  B: u32,
   HW: u32,
   C: u32,
 }
@@ -11,18 +12,29 @@ struct Params {
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 
-@compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-  let o = (wid.y * groups.x + wid.x) * 256u + lid;
-  if (o >= params.n) {
-    return;
-  }
-  let c = o % params.C;
-  let b = o / params.C;
+var<workgroup> lanes: array<f32, 256>;
+
+@compute @workgroup_size(32, 8)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let C = params.C;
+  let c = wid.x * 32u + lid.x;
+  let b = wid.y;
   var sum = 0.0;
-  for (var p = 0u; p < params.HW; p++) {
-    sum += x[(b * params.HW + p) * params.C + c];
+  if (c < C) {
+    for (var p = lid.y; p < params.HW; p += 8u) {
+      sum += x[(b * params.HW + p) * C + c];
+    }
   }
-  out[o] = sum / f32(params.HW);
+  let slot = lid.y * 32u + lid.x;
+  lanes[slot] = sum;
+  workgroupBarrier();
+  for (var half = 4u; half > 0u; half /= 2u) {
+    if (lid.y < half) {
+      lanes[slot] += lanes[slot + half * 32u];
+    }
+    workgroupBarrier();
+  }
+  if (lid.y == 0u && c < C) {
+    out[b * C + c] = lanes[lid.x] / f32(params.HW);
+  }
 }

@@ -57,7 +57,8 @@ Deno.test("maxBatchForLimits: the largest activation fits one binding", () => {
 });
 
 Deno.test({
-  name: "webgpu tensor over the binding limit names the batch that fits",
+  name:
+    "webgpu errors: a tensor over the binding limit names the batch that fits; bad writes; use after dispose",
   ignore: noAdapter,
   async fn() {
     const backend = await WebGpuBackend.create();
@@ -76,6 +77,7 @@ Deno.test({
     } finally {
       backend.dispose();
     }
+    assert.throws(() => backend.tensor([3]), /used after dispose/);
   },
 });
 

@@ -239,6 +239,7 @@ export class WebGpuBackend implements Backend {
   // ---- memory ---------------------------------------------------------------------------------
 
   tensor(shape: readonly number[]): Tensor {
+    this.checkAlive();
     if (shape.some((d) => !Number.isInteger(d) || d < 0)) {
       throw new Error(`WebGPU tensor: bad shape ${describeShape(shape)}`);
     }
@@ -328,6 +329,7 @@ export class WebGpuBackend implements Backend {
   }
 
   dispose(): void {
+    this.lostMessage = "WebGPU backend used after dispose()";
     this.encoder = null;
     this.pass = null;
     for (const buffer of this.buffers) buffer.destroy();
@@ -616,8 +618,8 @@ export class WebGpuBackend implements Backend {
       "average_pool_forward.wgsl",
       {},
       [this.gpu(x), this.gpu(out)],
-      { u32: [B * C, H * W, C] },
-      this.grid1D(B * C),
+      { u32: [B, H * W, C] },
+      [Math.ceil(C / 32), B, 1],
     );
   }
 
