@@ -325,6 +325,17 @@ if (import.meta.main) {
         );
       }
       backend.dispose();
+      console.error("webgpu kernels…");
+      const profiled = await WebGpuBackend.create({ allowFallback: true, gpu, profile: true });
+      const { hdim, kernel, patch } = modelOf(list[0]).config;
+      kernels.webgpu = await webgpuKernelRows(profiled, {
+        batch: gpuBatch,
+        hdim,
+        kernel,
+        patch,
+        repeats: steps,
+      });
+      profiled.dispose();
     }
   }
   if (flags.torch !== "none") {
