@@ -326,7 +326,7 @@ if (import.meta.main) {
       }
       backend.dispose();
       console.error("webgpu kernels…");
-      const profiled = await WebGpuBackend.create({ allowFallback: true, gpu, profile: true });
+      const profiled = await WebGpuBackend.create({ allowFallback: true, profile: true }); // dispose() destroyed the device
       const { hdim, kernel, patch } = modelOf(list[0]).config;
       kernels.webgpu = await webgpuKernelRows(profiled, {
         batch: gpuBatch,
