@@ -3,6 +3,7 @@
 // the CPU around a flush (which then includes a submit and a wait).
 //
 //   deno run -A bench/webgpu_bench.ts [--batch 128] [--hdim 256] [--kernel 5] [--patch 2] [--repeats 7]
+//                                     [--precision f32|f16]
 //
 // bench/bench.ts calls webgpuKernelRows for its per-kernel table.
 import { parseArgs } from "node:util";
@@ -255,10 +256,15 @@ if (import.meta.main) {
       kernel: { type: "string", default: "5" },
       patch: { type: "string", default: "2" },
       repeats: { type: "string", default: "7" },
+      precision: { type: "string", default: "f32" },
     },
     strict: true,
   });
-  const backend = await WebGpuBackend.create({ profile: true });
+  const precision = values.precision;
+  if (precision !== "f32" && precision !== "f16") {
+    throw new Error(`bench/webgpu_bench.ts: --precision must be f32 or f16, not "${precision}"`);
+  }
+  const backend = await WebGpuBackend.create({ profile: true, precision });
   // A software adapter (lavapipe) manages ~3 GFLOP/s: default to a tiny batch there.
   const batch = Number(values.batch ?? (backend.isFallback ? 2 : 128));
   const options = {

@@ -7,9 +7,12 @@ struct Params {
   C: u32,
 }
 
+// Element types of the tensors that may be stored in half precision (the host swaps in f16).
+alias dx_t = f32;
+
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> dOut: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dx: array<dx_t>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
@@ -20,5 +23,5 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: 
   }
   let c = i % params.C;
   let b = i / (params.HW * params.C);
-  dx[i] = dOut[b * params.C + c] / f32(params.HW);
+  dx[i] = dx_t(dOut[b * params.C + c] / f32(params.HW));
 }

@@ -8,8 +8,11 @@ struct Params {
   C: u32,
 }
 
+// Element types of the tensors that may be stored in half precision (the host swaps in f16).
+alias x_t = f32;
+
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<x_t>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 
 var<workgroup> lanes: array<f32, 256>;
@@ -22,7 +25,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   var sum = 0.0;
   if (c < C) {
     for (var p = lid.y; p < params.HW; p += 8u) {
-      sum += x[(b * params.HW + p) * C + c];
+      sum += f32(x[(b * params.HW + p) * C + c]);
     }
   }
   let slot = lid.y * 32u + lid.x;

@@ -10,11 +10,15 @@ struct Params {
   rowsPerChunk: u32,
 }
 
+// Element types of the tensors that may be stored in half precision (the host swaps in f16).
+alias z_t = f32;
+alias dOut_t = f32;
+
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> z: array<f32>;
+@group(0) @binding(1) var<storage, read> z: array<z_t>;
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read> saved: array<f32>; // (mean[C], invStd[C])
-@group(0) @binding(4) var<storage, read> dOut: array<f32>;
+@group(0) @binding(4) var<storage, read> dOut: array<dOut_t>;
 @group(0) @binding(5) var<storage, read_write> partial: array<f32>;
 
 var<workgroup> laneDOut: array<f32, 256>;
@@ -33,9 +37,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let mean = saved[c];
     let invStd = saved[C + c];
     for (var r = start + lid.y; r < end; r += 4u) {
-      let d = dOut[r * C + c];
+      let d = f32(dOut[r * C + c]);
       sumDOut += d;
-      sumDOutXhat += d * (gelu(z[r * C + c] + b) - mean) * invStd;
+      sumDOutXhat += d * (gelu(f32(z[r * C + c]) + b) - mean) * invStd;
     }
   }
   let slot = lid.y * 64u + lid.x;

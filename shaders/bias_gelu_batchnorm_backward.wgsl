@@ -12,14 +12,19 @@ struct Params {
   rowsPerChunk: u32,
 }
 
+// Element types of the tensors that may be stored in half precision (the host swaps in f16).
+alias z_t = f32;
+alias dOut_t = f32;
+alias dz_t = f32;
+
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> z: array<f32>;
+@group(0) @binding(1) var<storage, read> z: array<z_t>;
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read> gamma: array<f32>;
 @group(0) @binding(4) var<storage, read> saved: array<f32>; // (mean[C], invStd[C])
 @group(0) @binding(5) var<storage, read> sums: array<f32>; // (Σ dOut[C], Σ dOut·x̂[C])
-@group(0) @binding(6) var<storage, read_write> dOut: array<f32>;
-@group(0) @binding(7) var<storage, read_write> dz: array<f32>;
+@group(0) @binding(6) var<storage, read_write> dOut: array<dOut_t>;
+@group(0) @binding(7) var<storage, read_write> dz: array<dz_t>;
 @group(0) @binding(8) var<storage, read_write> partial: array<f32>;
 
 var<workgroup> lanes: array<f32, 256>;
@@ -40,10 +45,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let meanDOutXhat = sums[C + c] / f32(params.R);
     for (var r = start + lid.y; r < end; r += 4u) {
       let i = r * C + c;
-      let x = z[i] + b;
+      let x = f32(z[i]) + b;
       let xhat = (gelu(x) - mean) * invStd;
-      let g = scale * (dOut[i] - meanDOut - xhat * meanDOutXhat) * geluGrad(x);
-      dz[i] = g;
+      let g = scale * (f32(dOut[i]) - meanDOut - xhat * meanDOutXhat) * geluGrad(x);
+      dz[i] = dz_t(g);
       sumDz += g;
     }
   }

@@ -11,8 +11,11 @@ struct Params {
   rowsPerChunk: u32,
 }
 
+// Element types of the tensors that may be stored in half precision (the host swaps in f16).
+alias z_t = f32;
+
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> z: array<f32>;
+@group(0) @binding(1) var<storage, read> z: array<z_t>;
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> partial: array<f32>;
 
@@ -32,7 +35,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   if (c < C) {
     let b = bias[c];
     for (var r = start + lid.y; r < end; r += 4u) {
-      let u = gelu(z[r * C + c] + b);
+      let u = gelu(f32(z[r * C + c]) + b);
       count += 1.0;
       let delta = u - mean;
       mean += delta / count;

@@ -9,8 +9,11 @@ struct Params {
   rowsPerChunk: u32,
 }
 
+// Element types of the tensors that may be stored in half precision (the host swaps in f16).
+alias x_t = f32;
+
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<x_t>;
 @group(0) @binding(2) var<storage, read_write> partial: array<f32>;
 
 var<workgroup> lanes: array<f32, 256>;
@@ -23,7 +26,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   var sum = 0.0;
   if (c < params.C) {
     for (var r = start + lid.y; r < end; r += 4u) {
-      sum += x[r * params.C + c];
+      sum += f32(x[r * params.C + c]);
     }
   }
   lanes[lid.y * 64u + lid.x] = sum;

@@ -14,10 +14,14 @@ struct Params {
   k: u32,
 }
 
+// Element types of the tensors that may be stored in half precision (the host swaps in f16).
+alias x_t = f32;
+alias out_t = f32;
+
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<x_t>;
 @group(0) @binding(2) var<storage, read> weight: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<out_t>;
 
 override FLIP: bool = false;
 override ACCUMULATE: bool = false;
@@ -64,7 +68,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: 
       if (xi < 0 || xi >= i32(W)) {
         continue;
       }
-      let v = x[(rowStart + u32(xi)) * C + c];
+      let v = f32(x[(rowStart + u32(xi)) * C + c]);
       acc += v * vec4<f32>(tap(ty, tx, c), tap(ty - 1, tx, c), tap(ty - 2, tx, c), tap(ty - 3, tx, c));
     }
   }
@@ -74,9 +78,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: 
       let at = first + r * W * C;
       var v = acc[r];
       if (ACCUMULATE) {
-        v += out[at];
+        v += f32(out[at]);
       }
-      out[at] = v;
+      out[at] = out_t(v);
     }
   }
 }

@@ -16,9 +16,13 @@ struct Params {
   rowsPerChunk: u32,
 }
 
+// Element types of the tensors that may be stored in half precision (the host swaps in f16).
+alias x_t = f32;
+alias dOut_t = f32;
+
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> dOut: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<x_t>;
+@group(0) @binding(2) var<storage, read> dOut: array<dOut_t>;
 @group(0) @binding(3) var<storage, read_write> partial: array<f32>;
 
 var<workgroup> lanes: array<vec4<f32>, 256>;
@@ -28,7 +32,7 @@ fn input(rowStart: u32, column: i32, c: u32) -> f32 {
   if (column < 0 || column >= i32(params.W)) {
     return 0.0;
   }
-  return x[(rowStart + u32(column)) * params.C + c];
+  return f32(x[(rowStart + u32(column)) * params.C + c]);
 }
 
 @compute @workgroup_size(64, 4)
@@ -58,7 +62,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
       var window = vec4<f32>(input(inRow, dx, c), input(inRow, dx + 1, c), input(inRow, dx + 2, c), 0.0);
       for (var xo = 0u; xo < W; xo++) {
         window.w = input(inRow, i32(xo) + dx + 3, c);
-        acc += window * dOut[(outRow + xo) * C + c];
+        acc += window * f32(dOut[(outRow + xo) * C + c]);
         window = window.yzww;
       }
     }

@@ -21,11 +21,16 @@ struct Params {
   tPerSlice: u32,
 }
 
+// Element types of the tensors that may be stored in half precision (the host swaps in f16).
+alias a_t = f32;
+alias b_t = f32;
+alias out_t = f32;
+
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(1) var<storage, read> a: array<a_t>;
+@group(0) @binding(2) var<storage, read> b: array<b_t>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<out_t>;
 
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
@@ -45,9 +50,9 @@ fn load(isA: bool, index: u32, inside: bool) -> f32 {
     return 0.0;
   }
   if (isA) {
-    return a[index];
+    return f32(a[index]);
   }
-  return b[index];
+  return f32(b[index]);
 }
 
 /**
@@ -125,7 +130,7 @@ fn storeRow(row: u32, col0: u32, lo: vec4<f32>, hi: vec4<f32>, sliceOffset: u32)
         if (HAS_BIAS) {
           v += bias[col];
         }
-        out[at + col] = v;
+        out[at + col] = out_t(v);
       }
     }
   }

@@ -13,9 +13,13 @@ struct Params {
   pixelsPerChunk: u32,
 }
 
+// Element types of the tensors that may be stored in half precision (the host swaps in f16).
+alias images_t = f32;
+alias dOut_t = f32;
+
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> images: array<f32>;
-@group(0) @binding(2) var<storage, read> dOut: array<f32>;
+@group(0) @binding(1) var<storage, read> images: array<images_t>;
+@group(0) @binding(2) var<storage, read> dOut: array<dOut_t>;
 @group(0) @binding(3) var<storage, read_write> partial: array<f32>;
 
 var<workgroup> lanes: array<f32, 256>;
@@ -39,8 +43,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
       let j = pixel % Wp;
       let i = (pixel / Wp) % Hp;
       let b = pixel / (Wp * Hp);
-      let image = images[((b * params.H + i * p + dy) * params.W + j * p + dx) * 3u + ch];
-      sum += image * dOut[pixel * params.C + c];
+      let image = f32(images[((b * params.H + i * p + dy) * params.W + j * p + dx) * 3u + ch]);
+      sum += image * f32(dOut[pixel * params.C + c]);
     }
   }
   lanes[lid.y * 64u + lid.x] = sum;

@@ -11,10 +11,14 @@ struct Params {
   p: u32,
 }
 
+// Element types of the tensors that may be stored in half precision (the host swaps in f16).
+alias images_t = f32;
+alias out_t = f32;
+
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> images: array<f32>;
+@group(0) @binding(1) var<storage, read> images: array<images_t>;
 @group(0) @binding(2) var<storage, read> weight: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<out_t>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
@@ -36,9 +40,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: 
     let rowStart = ((b * params.H + i * p + dy) * params.W + j * p) * 3u;
     for (var dx = 0u; dx < p; dx++) {
       for (var ch = 0u; ch < 3u; ch++) {
-        sum += images[rowStart + dx * 3u + ch] * weight[((c * 3u + ch) * p + dy) * p + dx];
+        sum += f32(images[rowStart + dx * 3u + ch]) * weight[((c * 3u + ch) * p + dy) * p + dx];
       }
     }
   }
-  out[o] = sum;
+  out[o] = out_t(sum);
 }

@@ -12,6 +12,7 @@ import * as ref from "./reference.ts";
 
 const adapter = "gpu" in navigator ? await navigator.gpu.requestAdapter() : null;
 const noAdapter = adapter === null;
+const noHalf = !adapter?.features.has("shader-f16");
 if (noAdapter) {
   if (Deno.env.get("CI")) {
     Deno.test("WebGPU adapter is available under CI", () => {
@@ -26,6 +27,10 @@ if (noAdapter) {
 const tolerance = { rel: 2e-5, abs: 1e-6 };
 
 if (!noAdapter) conformanceTests("webgpu", () => WebGpuBackend.create(), tolerance);
+// f16 activations: inputs round to 11 significant bits (4.9e-4 relative) before the f32 arithmetic.
+if (!noHalf) {
+  conformanceTests("webgpu f16", () => WebGpuBackend.create({ precision: "f16" }), { rel: 3e-3, abs: 1e-3 });
+} else if (!noAdapter) console.warn("webgpu_test: the adapter has no shader-f16, skipping the f16 tests");
 
 // The whole model on the GPU against PyTorch (float64 fixtures): forward, every gradient, two
 // clipped AdamW steps. k7p2b1 (batch 1) is left out: its stem gradient is 1e-17 in float64 (zero),
@@ -130,56 +135,58 @@ Deno.test({
   },
 });
 
-Deno.test({
-  name: "webgpu and wasm agree over three SGD training steps of a ConvMixer-64/2 (k 5, p 2)",
-  ignore: noAdapter,
-  sanitizeResources: false,
-  sanitizeOps: false,
-  async fn() {
-    const config = { hdim: 64, depth: 2, kernel: 5, patch: 2, classes: 10 };
-    const [batch, size] = [4, 16];
-    const backends = [await WebGpuBackend.create(), await WasmBackend.create({ threads: 1 })];
-    try {
-      const models = backends.map((backend) => new ConvMixer(backend, config, batch, size));
-      models.forEach((model) => model.initialize(11));
-      const random = ref.seededRandom(3);
-      // SGD: the update is linear in the gradient, so float32 differences stay small (AdamW's
-      // first step divides g by |g| and would amplify them for near-zero gradients).
-      const hyper = {
-        kind: "sgd" as const,
-        lr: 0.1,
-        weightDecay: 0.01,
-        beta1: 0.9,
-        beta2: 0.999,
-        eps: 1e-8,
-        step: 1,
-        clipNorm: 2,
-      };
-      for (let step = 1; step <= 3; step++) {
-        const images = ref.randomValues(batch * size * size * 3, random);
-        const labels = Float32Array.from({ length: batch }, () => Math.floor(random() * 10) % 10);
-        const logits: Float32Array[] = [];
-        for (const model of models) {
-          const a = model.setBatch(images, labels);
-          model.backend.fill(model.metrics, 0);
-          logits.push(await model.backend.read(model.forward(a, true)));
-          model.backward(a);
-          model.step({ ...hyper, step });
+for (const [precision, rel] of [["f32", 1e-4], ["f16", 2e-2]] as const) {
+  Deno.test({
+    name: `webgpu (${precision}) and wasm agree over three SGD training steps of a ConvMixer-64/2 (k 5, p 2)`,
+    ignore: precision === "f16" ? noHalf : noAdapter,
+    sanitizeResources: false,
+    sanitizeOps: false,
+    async fn() {
+      const config = { hdim: 64, depth: 2, kernel: 5, patch: 2, classes: 10 };
+      const [batch, size] = [4, 16];
+      const backends = [await WebGpuBackend.create({ precision }), await WasmBackend.create({ threads: 1 })];
+      try {
+        const models = backends.map((backend) => new ConvMixer(backend, config, batch, size));
+        models.forEach((model) => model.initialize(11));
+        const random = ref.seededRandom(3);
+        // SGD: the update is linear in the gradient, so float32 differences stay small (AdamW's
+        // first step divides g by |g| and would amplify them for near-zero gradients).
+        const hyper = {
+          kind: "sgd" as const,
+          lr: 0.1,
+          weightDecay: 0.01,
+          beta1: 0.9,
+          beta2: 0.999,
+          eps: 1e-8,
+          step: 1,
+          clipNorm: 2,
+        };
+        for (let step = 1; step <= 3; step++) {
+          const images = ref.randomValues(batch * size * size * 3, random);
+          const labels = Float32Array.from({ length: batch }, () => Math.floor(random() * 10) % 10);
+          const logits: Float32Array[] = [];
+          for (const model of models) {
+            const a = model.setBatch(images, labels);
+            model.backend.fill(model.metrics, 0);
+            logits.push(await model.backend.read(model.forward(a, true)));
+            model.backward(a);
+            model.step({ ...hyper, step });
+          }
+          assertCloseTo(logits[0], logits[1], rel, `logits at step ${step}`);
+          for (const [name, param] of models[1].params) {
+            const [gpu, cpu] = await Promise.all([
+              backends[0].read(models[0].params.get(name)!),
+              backends[1].read(param),
+            ]);
+            assertCloseTo(gpu, cpu, rel, `${name} after step ${step}`);
+          }
         }
-        assertCloseTo(logits[0], logits[1], 1e-4, `logits at step ${step}`);
-        for (const [name, param] of models[1].params) {
-          const [gpu, cpu] = await Promise.all([
-            backends[0].read(models[0].params.get(name)!),
-            backends[1].read(param),
-          ]);
-          assertCloseTo(gpu, cpu, 1e-4, `${name} after step ${step}`);
-        }
+      } finally {
+        backends.forEach((backend) => backend.dispose());
       }
-    } finally {
-      backends.forEach((backend) => backend.dispose());
-    }
-  },
-});
+    },
+  });
+}
 
 Deno.test({
   name: "webgpu at ConvMixer-256 block shapes (full tiles, channel blocks, split-K) matches float64",
@@ -235,7 +242,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "webgpu accumulateSquares: one workgroup for small tensors, two levels for large ones",
+  name:
+    "webgpu accumulateSquares: one workgroup for small tensors, two levels (1 or 4 lanes per output) for large ones",
   ignore: noAdapter,
   sanitizeResources: false,
   async fn() {
@@ -245,7 +253,7 @@ Deno.test({
       const sumSquares = backend.tensor([1]);
       backend.fill(sumSquares, 0.5);
       let want = 0.5;
-      for (const n of [3, 16384, 16385, 70001]) {
+      for (const n of [3, 16384, 16385, 70001, 40 * 16384]) {
         const values = ref.randomValues(n, random);
         const g = backend.tensor([n]);
         backend.write(g, values);

@@ -43,17 +43,39 @@ export function maxBatchForLimits(
   return Math.floor(bytes / (floatsPerSample * 4));
 }
 
+/** Element type of spatial activations: f16 halves their memory traffic (shader-f16). */
+export type Precision = "f32" | "f16";
+
+/**
+ * The GPU buffer behind a tensor and its views. With f32 it is allocated at once. With f16 it is
+ * allocated by the first op that binds the tensor, which decides the element type: spatial
+ * activations [B, H, W, C] are f16, everything else (parameters, gradients, statistics) f32;
+ * values written or filled before then wait on the host.
+ */
+class Storage {
+  buffer: GPUBuffer | null = null;
+  half = false;
+  pending: Float32Array | null = null;
+  constructor(readonly elements: number, /** Names the buffer in bind-group keys. */ readonly id: number) {}
+}
+
 class GpuTensor implements Tensor {
-  constructor(
-    readonly shape: readonly number[],
-    readonly size: number,
-    readonly buffer: GPUBuffer,
-    /** Identifies the buffer (shared by views) in bind-group cache keys. */
-    readonly bufferId: number,
-  ) {}
+  constructor(readonly shape: readonly number[], readonly size: number, readonly storage: Storage) {}
+
+  /** The bytes a binding of this tensor covers (storage bindings come in multiples of 4 bytes). */
+  get bindingBytes(): number {
+    return Math.ceil(this.size * (this.storage.half ? 2 : 4) / 4) * 4;
+  }
 }
 
 type BindingKind = "uniform" | "read-only-storage" | "storage";
+
+interface Binding {
+  kind: BindingKind;
+  name: string;
+  /** Declared with element type `<name>_t`, which the host may set to f16. */
+  flexible: boolean;
+}
 
 interface Kernel {
   module: GPUShaderModule;
@@ -68,7 +90,8 @@ interface Uniforms {
   f32?: number[];
 }
 
-type Constants = Record<string, boolean>;
+/** Pipeline-overridable constants: flags and small integers. */
+type Constants = Record<string, boolean | number>;
 
 /** GPU time of one kernel (file and specialisation) over the dispatches since the last takeProfile. */
 export interface KernelTime {
@@ -97,21 +120,22 @@ function loadShader(file: string): string {
 }
 
 /** The bindings a kernel declares, in binding order: binding 0 must be its uniform. */
-function parseBindings(file: string, source: string): BindingKind[] {
-  const kinds: BindingKind[] = [];
-  const pattern = /@binding\((\d+)\)\s*var<(uniform|storage,\s*read_write|storage,\s*read)>/g;
+function parseBindings(file: string, source: string): Binding[] {
+  const bindings: Binding[] = [];
+  const pattern =
+    /@binding\((\d+)\)\s*var<(uniform|storage,\s*read_write|storage,\s*read)>\s*(\w+)\s*:\s*([^;]*);/g;
   for (const match of source.matchAll(pattern)) {
     const kind: BindingKind = match[2] === "uniform"
       ? "uniform"
       : match[2].endsWith("read_write")
       ? "storage"
       : "read-only-storage";
-    kinds[Number(match[1])] = kind;
+    bindings[Number(match[1])] = { kind, name: match[3], flexible: match[4] === `array<${match[3]}_t>` };
   }
-  if (kinds[0] !== "uniform" || kinds.some((k) => k === undefined)) {
+  if (bindings[0]?.kind !== "uniform" || [...bindings].some((b) => b === undefined)) {
     throw new Error(`shaders/${file}: bindings must be 0 (uniform), 1, 2, ... in group 0`);
   }
-  return kinds;
+  return bindings;
 }
 
 /**
@@ -124,11 +148,12 @@ function chunking(rows: number, otherWorkgroups: number, target = 1024) {
   return { rowsPerChunk, chunks: Math.ceil(rows / rowsPerChunk) };
 }
 
-/** "gemm.wgsl{"TRANS_A":true,"SPLIT_K":false}" → "[TRANS_A]": the specialisations that are on. */
-function describeConstants(pipelineKey: string): string {
-  const json = pipelineKey.slice(pipelineKey.indexOf("{"));
-  const on = Object.entries(JSON.parse(json) as Constants).filter(([, v]) => v).map(([k]) => k);
-  return on.length ? `[${on.join(",")}]` : "";
+/** 'gemm.wgsl:hff{"TRANS_A":true,"SPLIT_K":false}' → "gemm[TRANS_A] f16": for profiles. */
+function describeKernel(pipelineKey: string): string {
+  const constants = JSON.parse(pipelineKey.slice(pipelineKey.indexOf("{"))) as Constants;
+  const on = Object.entries(constants).filter(([, v]) => v === true).map(([k]) => k);
+  const half = pipelineKey.includes(".wgsl:") ? " f16" : "";
+  return pipelineKey.slice(0, pipelineKey.indexOf(".wgsl")) + (on.length ? `[${on.join(",")}]` : "") + half;
 }
 
 function describeShape(shape: readonly number[]): string {
@@ -140,12 +165,13 @@ export class WebGpuBackend implements Backend {
   readonly description: string;
   readonly device: GPUDevice;
   readonly isFallback: boolean;
+  readonly precision: Precision;
 
   private readonly kernels = new Map<string, Kernel>();
   private readonly pipelines = new Map<string, GPUComputePipeline>();
   private readonly bindGroups = new Map<string, GPUBindGroup>();
   private readonly buffers = new Set<GPUBuffer>();
-  private nextBufferId = 0;
+  private nextStorageId = 0;
 
   private readonly ring: GPUBuffer;
   private readonly ringHost: ArrayBuffer;
@@ -164,10 +190,17 @@ export class WebGpuBackend implements Backend {
   private lostMessage: string | null = null;
   private uncapturedMessage: string | null = null;
 
-  private constructor(device: GPUDevice, description: string, isFallback: boolean, profile: boolean) {
+  private constructor(
+    device: GPUDevice,
+    description: string,
+    isFallback: boolean,
+    profile: boolean,
+    precision: Precision,
+  ) {
     this.device = device;
     this.isFallback = isFallback;
-    this.description = `webgpu: ${description}`;
+    this.precision = precision;
+    this.description = `webgpu: ${description}${precision === "f16" ? ", f16 activations" : ""}`;
     device.lost.then((info) => {
       this.lostMessage ??= `WebGPU device lost (${info.reason}): ${info.message}`;
     });
@@ -188,10 +221,12 @@ export class WebGpuBackend implements Backend {
   /**
    * Opens the GPU (or uses `gpu`, already opened by requestGpu); throws when there is none, or
    * only a software one and allowFallback is false. `profile` times every dispatch with timestamp
-   * queries (when the adapter has them; see takeProfile), for bench/webgpu_bench.ts.
+   * queries (when the adapter has them; see takeProfile), for bench/webgpu_bench.ts. `precision`
+   * "f16" stores spatial activations in half precision (needs 'shader-f16'); arithmetic,
+   * reductions, parameters and gradients stay f32.
    */
   static async create(
-    options: { allowFallback?: boolean; gpu?: GpuHandle; profile?: boolean } = {},
+    options: { allowFallback?: boolean; gpu?: GpuHandle; profile?: boolean; precision?: Precision } = {},
   ): Promise<WebGpuBackend> {
     const gpu = options.gpu ?? await requestGpu(options);
     if (!gpu) {
@@ -201,7 +236,17 @@ export class WebGpuBackend implements Backend {
           : "WebGPU: no adapter found (navigator.gpu.requestAdapter returned null)",
       );
     }
-    return new WebGpuBackend(gpu.device, gpu.description, gpu.isFallback, options.profile ?? false);
+    const precision = options.precision ?? "f32";
+    if (precision === "f16" && !gpu.device.features.has("shader-f16")) {
+      throw new Error(`--precision f16: ${gpu.description} has no 'shader-f16' (use --precision f32)`);
+    }
+    return new WebGpuBackend(
+      gpu.device,
+      gpu.description,
+      gpu.isFallback,
+      options.profile ?? false,
+      precision,
+    );
   }
 
   /** Whether dispatches are timed on the GPU (profile mode and 'timestamp-query'). */
@@ -254,9 +299,9 @@ export class WebGpuBackend implements Backend {
           `leading (batch) dimension fit`,
       );
     }
-    const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
-    const buffer = this.createBuffer(Math.max(16, Math.ceil(bytes / 16) * 16), usage);
-    return new GpuTensor([...shape], size, buffer, this.nextBufferId++);
+    const storage = new Storage(size, this.nextStorageId++);
+    if (this.precision === "f32") this.allocate(storage, false);
+    return new GpuTensor([...shape], size, storage);
   }
 
   view(t: Tensor, shape: readonly number[]): Tensor {
@@ -267,7 +312,7 @@ export class WebGpuBackend implements Backend {
         `WebGPU view: shape ${describeShape(shape)} does not fit in ${describeShape(base.shape)}`,
       );
     }
-    return new GpuTensor([...shape], size, base.buffer, base.bufferId);
+    return new GpuTensor([...shape], size, base.storage);
   }
 
   write(t: Tensor, data: Float32Array): void {
@@ -278,28 +323,25 @@ export class WebGpuBackend implements Backend {
       );
     }
     this.checkAlive();
-    // Queue writes take effect at once, so earlier recorded work must be submitted first.
-    if (this.encoder) this.submit();
-    // writeBuffer takes no shared memory (the WASM backend's heap is a SharedArrayBuffer).
-    const source = data.buffer instanceof ArrayBuffer
-      ? data as Float32Array<ArrayBuffer>
-      : new Float32Array(data);
-    this.device.queue.writeBuffer(target.buffer, 0, source.buffer, source.byteOffset, source.byteLength);
+    const storage = target.storage;
+    if (storage.buffer) this.upload(target, data);
+    else (storage.pending ??= new Float32Array(storage.elements)).set(data);
   }
 
   async read(t: Tensor): Promise<Float32Array> {
     const source = this.gpu(t);
     this.checkAlive();
-    const bytes = source.size * 4;
-    if (bytes === 0) {
+    const storage = source.storage;
+    const bytes = source.bindingBytes;
+    if (!storage.buffer || bytes === 0) {
       await this.flush();
-      return new Float32Array(0);
+      return storage.pending?.slice(0, source.size) ?? new Float32Array(source.size);
     }
     const staging = this.stagingPool.get(bytes)?.pop() ??
       this.createBuffer(bytes, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
     this.endPass();
     this.encoder ??= this.device.createCommandEncoder();
-    this.encoder.copyBufferToBuffer(source.buffer, 0, staging, 0, bytes);
+    this.encoder.copyBufferToBuffer(storage.buffer, 0, staging, 0, bytes);
     this.submit();
     try {
       await staging.mapAsync(GPUMapMode.READ, 0, bytes);
@@ -307,7 +349,10 @@ export class WebGpuBackend implements Backend {
       await this.checkErrors();
       throw new Error(`WebGPU read failed: ${(error as Error).message}`);
     }
-    const result = new Float32Array(staging.getMappedRange(0, bytes).slice(0));
+    const mapped = staging.getMappedRange(0, bytes);
+    const result = storage.half
+      ? Float32Array.from(new Float16Array(mapped, 0, source.size))
+      : new Float32Array(mapped.slice(0));
     staging.unmap();
     const pool = this.stagingPool.get(bytes) ?? [];
     pool.push(staging);
@@ -318,6 +363,10 @@ export class WebGpuBackend implements Backend {
 
   fill(t: Tensor, value: number): void {
     const out = this.gpu(t);
+    if (!out.storage.buffer) {
+      (out.storage.pending ??= new Float32Array(out.storage.elements)).fill(value, 0, out.size);
+      return;
+    }
     this.dispatch("fill.wgsl", {}, [out], { u32: [out.size], f32: [value] }, this.grid1D(out.size));
   }
 
@@ -343,11 +392,11 @@ export class WebGpuBackend implements Backend {
   patchEmbedForward(images: Tensor, weight: Tensor, out: Tensor): void {
     const [, H, W] = images.shape;
     const [C, , p] = weight.shape;
-    const o = this.gpu(out);
+    const o = this.act(out);
     this.dispatch(
       "patch_embed_forward.wgsl",
       {},
-      [this.gpu(images), this.gpu(weight), o],
+      [this.act(images), this.gpu(weight), o],
       { u32: [o.size, H, W, C, p] },
       this.grid1D(o.size),
     );
@@ -364,7 +413,7 @@ export class WebGpuBackend implements Backend {
     this.dispatch(
       "patch_embed_backward_weight.wgsl",
       {},
-      [this.gpu(images), this.gpu(dOut), partial],
+      [this.act(images), this.gpu(dOut), partial],
       { u32: [pixels, H, W, C, p, rowsPerChunk] },
       [cBlocks, taps, chunks],
     );
@@ -391,7 +440,7 @@ export class WebGpuBackend implements Backend {
     this.dispatch(
       "depthwise_conv_backward_weight.wgsl",
       {},
-      [this.gpu(x), this.gpu(dOut), partial],
+      [this.act(x), this.gpu(dOut), partial],
       { u32: [B * H, H, W, C, k, rowsPerChunk] },
       [cBlocks, tapGroups, chunks],
     );
@@ -406,7 +455,7 @@ export class WebGpuBackend implements Backend {
     this.dispatch(
       "depthwise_conv.wgsl",
       { FLIP: backward, ACCUMULATE: backward },
-      [this.gpu(x), this.gpu(weight), this.gpu(out)],
+      [backward ? this.gpu(x) : this.act(x), this.gpu(weight), backward ? this.gpu(out) : this.act(out)],
       { u32: [threads, H, W, C, k] },
       this.grid1D(threads),
     );
@@ -416,7 +465,7 @@ export class WebGpuBackend implements Backend {
 
   linearForward(x: Tensor, weight: Tensor, bias: Tensor | null, out: Tensor): void {
     const [N, K] = weight.shape;
-    this.gemm(this.gpu(x), this.gpu(weight), bias && this.gpu(bias), this.gpu(out), x.size / K, N, K, {
+    this.gemm(this.act(x), this.gpu(weight), bias && this.gpu(bias), this.act(out), x.size / K, N, K, {
       TRANS_A: false,
       TRANS_B: true,
     });
@@ -434,7 +483,7 @@ export class WebGpuBackend implements Backend {
     const [N, K] = dWeight.shape;
     const M = x.size / K;
     const d = this.gpu(dOut);
-    this.gemm(d, this.gpu(x), null, this.gpu(dWeight), N, K, M, { TRANS_A: true, TRANS_B: false });
+    this.gemm(d, this.act(x), null, this.gpu(dWeight), N, K, M, { TRANS_A: true, TRANS_B: false });
     if (dBias) this.columnSums(d, M, N, this.gpu(dBias));
   }
 
@@ -499,12 +548,14 @@ export class WebGpuBackend implements Backend {
     stride = len,
     offset = 0,
   ): void {
+    // Lanes per output: enough that no thread adds more than ~16 slices.
+    const lanes = slices <= 16 ? 1 : slices <= 64 ? 4 : 16;
     this.dispatch(
       "sum_slices.wgsl",
-      { HAS_BIAS: bias !== null, ACCUMULATE: accumulate },
+      { HAS_BIAS: bias !== null, ACCUMULATE: accumulate, LANES: lanes },
       [partial, bias ?? this.dummy, out],
       { u32: [len, slices, stride, offset, bias?.size ?? 1] },
-      this.grid1D(len, 16),
+      this.grid1D(len, WORKGROUP / lanes),
     );
   }
 
@@ -533,7 +584,7 @@ export class WebGpuBackend implements Backend {
       this.dispatch(
         "bias_gelu_statistics.wgsl",
         {},
-        [this.gpu(z), this.gpu(bias), partial],
+        [this.act(z), this.gpu(bias), partial],
         { u32: [R, C, rowsPerChunk] },
         [cBlocks, 1, chunks],
       );
@@ -554,17 +605,17 @@ export class WebGpuBackend implements Backend {
         [Math.ceil(C / 16), 1, 1],
       );
     }
-    const o = this.gpu(out);
+    const o = this.act(out);
     this.dispatch(
       "bias_gelu_batchnorm_normalize.wgsl",
       { HAS_RESIDUAL: residual !== null },
       [
-        this.gpu(z),
+        this.act(z),
         this.gpu(bias),
         this.gpu(gamma),
         this.gpu(beta),
         stats,
-        residual ? this.gpu(residual) : this.dummy,
+        residual ? this.act(residual) : this.dummy,
         o,
       ],
       { u32: [o.size, C] },
@@ -589,7 +640,7 @@ export class WebGpuBackend implements Backend {
     const { rowsPerChunk, chunks } = chunking(R, cBlocks);
     const partial = this.scratch("partial", chunks * 2 * C);
     const sums = this.scratch("sums", 2 * C);
-    const [zT, biasT, savedT] = [this.gpu(z), this.gpu(bias), this.gpu(saved)];
+    const [zT, biasT, savedT] = [this.act(z), this.gpu(bias), this.gpu(saved)];
     this.dispatch(
       "batchnorm_backward_sums.wgsl",
       {},
@@ -617,7 +668,7 @@ export class WebGpuBackend implements Backend {
     this.dispatch(
       "average_pool_forward.wgsl",
       {},
-      [this.gpu(x), this.gpu(out)],
+      [this.act(x), this.gpu(out)],
       { u32: [B, H * W, C] },
       [Math.ceil(C / 32), B, 1],
     );
@@ -707,6 +758,47 @@ export class WebGpuBackend implements Backend {
     return t;
   }
 
+  /** An activation argument: with f16, a spatial one [B, H, W, C] first bound here is stored f16. */
+  private act(t: Tensor): GpuTensor {
+    const tensor = this.gpu(t);
+    if (!tensor.storage.buffer) {
+      this.allocate(tensor.storage, this.precision === "f16" && t.shape.length === 4);
+    }
+    return tensor;
+  }
+
+  /** Creates the storage's buffer and uploads the values that were waiting on the host. */
+  private allocate(storage: Storage, half: boolean): void {
+    const bytes = storage.elements * (half ? 2 : 4);
+    const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+    storage.buffer = this.createBuffer(Math.max(16, Math.ceil(bytes / 16) * 16), usage);
+    storage.half = half;
+    const pending = storage.pending;
+    storage.pending = null;
+    if (pending) this.upload(new GpuTensor([storage.elements], storage.elements, storage), pending);
+  }
+
+  /** Copies host values into the tensor in queue order (an f16 tensor via an f32 staging copy). */
+  private upload(target: GpuTensor, data: Float32Array): void {
+    // Queue writes take effect at once, so earlier recorded work must be submitted first.
+    if (this.encoder) this.submit();
+    const destination = target.storage.half ? this.scratch("upload", target.size) : target;
+    // writeBuffer takes no shared memory (the WASM backend's heap is a SharedArrayBuffer).
+    const source = data.buffer instanceof ArrayBuffer
+      ? data as Float32Array<ArrayBuffer>
+      : new Float32Array(data);
+    if (!destination.storage.buffer) this.allocate(destination.storage, false);
+    this.device.queue.writeBuffer(
+      destination.storage.buffer!,
+      0,
+      source.buffer,
+      source.byteOffset,
+      source.byteLength,
+    );
+    // sum_slices over one slice is a converting copy.
+    if (destination !== target) this.sumSlices(destination, 1, target.size, target, null, false);
+  }
+
   private createBuffer(size: number, usage: number): GPUBuffer {
     const buffer = this.device.createBuffer({ size, usage });
     this.buffers.add(buffer);
@@ -717,11 +809,11 @@ export class WebGpuBackend implements Backend {
   private scratch(name: string, floats: number): GpuTensor {
     const current = this.scratchTensors.get(name);
     if (current && current.size >= floats) return this.view(current, [floats]) as GpuTensor;
-    if (current) {
+    if (current?.storage.buffer) {
       // Recorded commands may still use the old buffer: destroy it after the next submit.
-      this.retired.push(current.buffer);
+      this.retired.push(current.storage.buffer);
       for (const key of this.bindGroups.keys()) {
-        if (key.includes(`#${current.bufferId}:`)) this.bindGroups.delete(key);
+        if (key.includes(`#${current.storage.id}:`)) this.bindGroups.delete(key);
       }
     }
     const grown = this.tensor([Math.max(floats, 2 * (current?.size ?? 0))]) as GpuTensor;
@@ -736,36 +828,52 @@ export class WebGpuBackend implements Backend {
     return [x, Math.ceil(groups / x), 1];
   }
 
-  private kernel(file: string): Kernel {
-    let kernel = this.kernels.get(file);
-    if (kernel) return kernel;
-    const code = loadShader(file);
-    const kinds = parseBindings(file, code);
+  /**
+   * The kernel compiled for these tensors: a binding whose tensor is stored f16 gets element type
+   * f16 (its `<name>_t` alias), e.g. "gemm.wgsl:hff" for an f16 A.
+   */
+  private kernel(file: string, tensors: GpuTensor[]): { key: string; kernel: Kernel } {
+    const half = tensors.map((t) => t.storage.half);
+    const key = half.includes(true) ? `${file}:${half.map((h) => (h ? "h" : "f")).join("")}` : file;
+    let kernel = this.kernels.get(key);
+    if (kernel) return { key, kernel };
+    let code = loadShader(file);
+    const bindings = parseBindings(file, code);
+    if (tensors.length !== bindings.length - 1) {
+      throw new Error(`shaders/${file}: ${tensors.length} tensors for ${bindings.length - 1} bindings`);
+    }
+    half.forEach((isHalf, i) => {
+      const { name, flexible } = bindings[i + 1];
+      if (!isHalf) return;
+      if (!flexible) throw new Error(`shaders/${file}: ${name} takes float32, not an f16 activation`);
+      code = code.replace(`alias ${name}_t = f32;`, `alias ${name}_t = f16;`);
+    });
+    if (half.includes(true)) code = `enable f16;\n${code}`;
     const bindGroupLayout = this.device.createBindGroupLayout({
-      label: file,
-      entries: kinds.map((type, binding) => ({
+      label: key,
+      entries: bindings.map(({ kind }, binding) => ({
         binding,
         visibility: GPUShaderStage.COMPUTE,
-        buffer: { type, hasDynamicOffset: type === "uniform" },
+        buffer: { type: kind, hasDynamicOffset: kind === "uniform" },
       })),
     });
     kernel = {
-      module: this.device.createShaderModule({ label: file, code }),
+      module: this.device.createShaderModule({ label: key, code }),
       layout: this.device.createPipelineLayout({ bindGroupLayouts: [bindGroupLayout] }),
       bindGroupLayout,
-      storageBindings: kinds.length - 1,
+      storageBindings: bindings.length - 1,
     };
-    this.kernels.set(file, kernel);
-    return kernel;
+    this.kernels.set(key, kernel);
+    return { key, kernel };
   }
 
-  private pipeline(file: string, constants: Constants): GpuPipeline {
-    const key = `${file}${JSON.stringify(constants)}`;
-    const kernel = this.kernel(file);
+  private pipeline(file: string, constants: Constants, tensors: GpuTensor[]): GpuPipeline {
+    const { key: kernelKey, kernel } = this.kernel(file, tensors);
+    const key = `${kernelKey}${JSON.stringify(constants)}`;
     let pipeline = this.pipelines.get(key);
     if (!pipeline) {
       const values: Record<string, number> = {};
-      for (const [name, value] of Object.entries(constants)) values[name] = value ? 1 : 0;
+      for (const [name, value] of Object.entries(constants)) values[name] = Number(value);
       pipeline = this.device.createComputePipeline({
         label: key,
         layout: kernel.layout,
@@ -785,12 +893,12 @@ export class WebGpuBackend implements Backend {
     grid: [number, number, number],
   ): void {
     this.checkAlive();
-    if (grid[0] * grid[1] * grid[2] === 0) return;
-    const { key, kernel, pipeline } = this.pipeline(file, constants);
+    if (grid[0] * grid[1] * grid[2] === 0 || tensors.some((t) => t.size === 0)) return;
+    for (const t of tensors) if (!t.storage.buffer) this.allocate(t.storage, false);
+    const { key, kernel, pipeline } = this.pipeline(file, constants, tensors);
     if (tensors.length !== kernel.storageBindings) {
       throw new Error(`shaders/${file}: ${tensors.length} tensors for ${kernel.storageBindings} bindings`);
     }
-    if (tensors.some((t) => t.size === 0)) return;
     if (this.ringUsed + this.ringSlot > this.ringHost.byteLength) this.submit();
     const offset = this.ringUsed;
     this.ringUsed += this.ringSlot;
@@ -799,7 +907,7 @@ export class WebGpuBackend implements Backend {
     for (const value of uniforms.u32 ?? []) words.setUint32(4 * at++, value, true);
     for (const value of uniforms.f32 ?? []) words.setFloat32(4 * at++, value, true);
 
-    const groupKey = key + tensors.map((t) => `#${t.bufferId}:${t.size}`).join("");
+    const groupKey = key + tensors.map((t) => `#${t.storage.id}:${t.size}`).join("");
     let bindGroup = this.bindGroups.get(groupKey);
     if (!bindGroup) {
       bindGroup = this.device.createBindGroup({
@@ -808,7 +916,7 @@ export class WebGpuBackend implements Backend {
           { binding: 0, resource: { buffer: this.ring, offset: 0, size: UNIFORM_BYTES } },
           ...tensors.map((t, i) => ({
             binding: i + 1,
-            resource: { buffer: t.buffer, offset: 0, size: t.size * 4 },
+            resource: { buffer: t.storage.buffer!, offset: 0, size: t.bindingBytes },
           })),
         ],
       });
@@ -828,7 +936,7 @@ export class WebGpuBackend implements Backend {
     this.encoder ??= this.device.createCommandEncoder();
     if (profiler) {
       const index = 2 * profiler.labels.length;
-      profiler.labels.push(label.slice(0, label.indexOf(".wgsl")) + describeConstants(label));
+      profiler.labels.push(describeKernel(label));
       this.pass = this.encoder.beginComputePass({
         timestampWrites: {
           querySet: profiler.querySet,
