@@ -5,16 +5,22 @@
 //
 // Forward, training: (1) biasGeluBatchNormStatistics writes u into out and per-thread float64 sums
 // of (u − shift) and (u − shift)², shift = u of row 0 (shifted sums: no cancellation when the mean
-// is large against the spread); (2) biasGeluBatchNormFinalize (thread 0) turns them into mean,
+// is large against the spread), GELU evaluated once per element; (2) biasGeluBatchNormFinalize (thread 0) turns them into mean,
 // rstd, the saved and running statistics and a per-channel table; (3) biasGeluBatchNormApply
 // normalises. Eval: Finalize from the running statistics, then Apply computing u on the fly.
 // Backward (training statistics): BackwardStatistics sums dOut and dOut·x̂ per thread; BackwardApply
 // forms dz = gamma·rstd·(dOut − ΣdOut/N − x̂·ΣdOut·x̂/N)·GELU'(x) and per-thread sums of dz, which
 // sumPartials (depthwise.ts) adds into dBias.
+//
+// Tiling of the reductions: each thread walks its rows in blocks of ROWS_PER_BLOCK; within a block
+// the channel vectors are outermost, so a vector's sums over the block's rows stay in float32
+// registers (the rows give independent work to overlap) and reach the float64 partials once per
+// block. A float32 sum of 8 terms loses < 1e-6 relatively; float64 carries the rest exactly enough.
 import { addToFloat64, loadLanes, shareStart, storeLanes } from "./lanes";
 
 const BATCH_NORM_EPS: f64 = 1e-5;
 const MOMENTUM: f64 = 0.1;
+const ROWS_PER_BLOCK = 8;
 
 // ---- exact GELU in float32 ------------------------------------------------------------------
 
@@ -106,15 +112,22 @@ export function biasGeluBatchNormStatistics(
     v128.store(shift + at, gelu(f32x4.add(loadLanes(z + at, lanes), loadLanes(bias + at, lanes))));
   }
   const n1 = shareStart(N, thread + 1, threads);
-  for (let n = shareStart(N, thread, threads); n < n1; n++) {
-    const row = <usize>n * rowBytes;
+  for (let n0 = shareStart(N, thread, threads); n0 < n1; n0 += ROWS_PER_BLOCK) {
+    const rows = min(ROWS_PER_BLOCK, n1 - n0);
     for (let c = 0; c < C; c += 4) {
       const lanes = min(4, C - c), at = <usize>c * 4;
-      const u = gelu(f32x4.add(loadLanes(z + row + at, lanes), loadLanes(bias + at, lanes)));
-      storeLanes(out + row + at, u, lanes);
-      const d = f32x4.sub(u, v128.load(shift + at));
-      addToFloat64(sums + at * 2, d);
-      addToFloat64(squares + at * 2, f32x4.mul(d, d));
+      const b = loadLanes(bias + at, lanes), s = v128.load(shift + at);
+      let sum = f32x4.splat(0), square = f32x4.splat(0);
+      for (let i = 0; i < rows; i++) {
+        const element = <usize>(n0 + i) * rowBytes + at;
+        const u = gelu(f32x4.add(loadLanes(z + element, lanes), b));
+        storeLanes(out + element, u, lanes);
+        const d = f32x4.sub(u, s);
+        sum = f32x4.add(sum, d);
+        square = f32x4.relaxed_madd(d, d, square);
+      }
+      addToFloat64(sums + at * 2, sum);
+      addToFloat64(squares + at * 2, square);
     }
   }
 }
@@ -189,14 +202,9 @@ export function biasGeluBatchNormApply(
 
 // ---- backward ----------------------------------------------------------------------------------
 
-/** x̂ = (GELU(x) − mean)·rstd for one channel vector (mean, rstd from saved [2, C]). */
-@inline function normalised(u: v128, saved: usize, C: i32, at: usize, lanes: i32): v128 {
-  return f32x4.mul(f32x4.sub(u, loadLanes(saved + at, lanes)), loadLanes(saved + <usize>C * 4 + at, lanes));
-}
-
 /**
- * Backward pass 1: thread t fills partials + t·2·Cp·8 bytes with ΣdOut f64 [Cp], then ΣdOut·x̂ f64
- * [Cp] over its rows.
+ * Backward pass 1: thread t fills partials + t·2·Cp·8 bytes with ΣdOut f64 [Cp], then
+ * ΣdOut·(u − mean) f64 [Cp] over its rows (BackwardApply scales it by rstd into ΣdOut·x̂).
  */
 export function biasGeluBatchNormBackwardStatistics(
   z: usize, bias: usize, saved: usize, dOut: usize, partials: usize, N: i32, C: i32,
@@ -206,23 +214,31 @@ export function biasGeluBatchNormBackwardStatistics(
   const sums = partials + <usize>thread * Cp * 16, products = sums + <usize>Cp * 8;
   memory.fill(sums, 0, <usize>Cp * 16);
   const n1 = shareStart(N, thread + 1, threads);
-  for (let n = shareStart(N, thread, threads); n < n1; n++) {
-    const row = <usize>n * rowBytes;
+  for (let n0 = shareStart(N, thread, threads); n0 < n1; n0 += ROWS_PER_BLOCK) {
+    const rows = min(ROWS_PER_BLOCK, n1 - n0);
     for (let c = 0; c < C; c += 4) {
       const lanes = min(4, C - c), at = <usize>c * 4;
-      const g = loadLanes(dOut + row + at, lanes);
-      const u = gelu(f32x4.add(loadLanes(z + row + at, lanes), loadLanes(bias + at, lanes)));
-      addToFloat64(sums + at * 2, g);
-      addToFloat64(products + at * 2, f32x4.mul(g, normalised(u, saved, C, at, lanes)));
+      const b = loadLanes(bias + at, lanes), mean = loadLanes(saved + at, lanes);
+      let sum = f32x4.splat(0), product = f32x4.splat(0);
+      for (let i = 0; i < rows; i++) {
+        const element = <usize>(n0 + i) * rowBytes + at;
+        const g = loadLanes(dOut + element, lanes);
+        const u = gelu(f32x4.add(loadLanes(z + element, lanes), b));
+        sum = f32x4.add(sum, g);
+        product = f32x4.relaxed_madd(g, f32x4.sub(u, mean), product);
+      }
+      addToFloat64(sums + at * 2, sum);
+      addToFloat64(products + at * 2, product);
     }
   }
 }
 
 /**
  * Backward pass 2. Every thread combines the `threads` partials of pass 1 into its own table at
- * tables + t·3·Cp·4 bytes: (gamma·rstd, ΣdOut/N, ΣdOut·x̂/N); thread 0 writes dBeta = ΣdOut and
- * dGamma = ΣdOut·x̂. Then, for its rows, dz = gamma·rstd·(dOut − ΣdOut/N − x̂·ΣdOut·x̂/N)·GELU'(x)
- * (dz may alias dOut) and Σdz into the f64 [Cp] at dzPartials + t·Cp·8 bytes.
+ * tables + t·4·Cp·4 bytes: (mean, gamma·rstd, ΣdOut/N, rstd·ΣdOut·x̂/N); thread 0 writes dBeta = ΣdOut
+ * and dGamma = ΣdOut·x̂. Then, for its rows, with x̂ = (u − mean)·rstd,
+ *   dz = gamma·rstd·(dOut − ΣdOut/N − x̂·ΣdOut·x̂/N)·GELU'(x),  GELU'(x) = Φ(x) + x·φ(x)
+ * (dz may alias dOut), and Σdz into the f64 [Cp] at dzPartials + t·Cp·8 bytes.
  */
 export function biasGeluBatchNormBackwardApply(
   z: usize, bias: usize, gamma: usize, saved: usize, dOut: usize, dz: usize, partials: usize,
@@ -230,9 +246,9 @@ export function biasGeluBatchNormBackwardApply(
   thread: i32, threads: i32,
 ): void {
   const Cp = paddedChannels(C), rowBytes = <usize>C * 4;
-  const table = tables + <usize>thread * Cp * 12;
-  const scales = table, meanDOut = table + <usize>Cp * 4, meanProduct = table + <usize>Cp * 8;
-  memory.fill(table, 0, <usize>Cp * 12);
+  const means = tables + <usize>thread * Cp * 16, scales = means + <usize>Cp * 4;
+  const meanDOut = means + <usize>Cp * 8, centredSlope = means + <usize>Cp * 12;
+  memory.fill(means, 0, <usize>Cp * 16);
   for (let c = 0; c < C; c++) {
     const at = <usize>c * 4;
     let sum: f64 = 0, product: f64 = 0;
@@ -240,33 +256,38 @@ export function biasGeluBatchNormBackwardApply(
       sum += load<f64>(partials + <usize>p * Cp * 16 + at * 2);
       product += load<f64>(partials + <usize>p * Cp * 16 + <usize>Cp * 8 + at * 2);
     }
-    store<f32>(scales + at, load<f32>(gamma + at) * load<f32>(saved + <usize>C * 4 + at));
+    const rstd: f64 = load<f32>(saved + <usize>C * 4 + at);
+    store<f32>(means + at, load<f32>(saved + at));
+    store<f32>(scales + at, load<f32>(gamma + at) * <f32>rstd);
     store<f32>(meanDOut + at, <f32>(sum / N));
-    store<f32>(meanProduct + at, <f32>(product / N));
+    store<f32>(centredSlope + at, <f32>(rstd * rstd * product / N));
     if (thread == 0) {
       store<f32>(dBeta + at, <f32>sum);
-      store<f32>(dGamma + at, <f32>product);
+      store<f32>(dGamma + at, <f32>(rstd * product));
     }
   }
   const dzSums = dzPartials + <usize>thread * Cp * 8;
   memory.fill(dzSums, 0, <usize>Cp * 8);
   const n1 = shareStart(N, thread + 1, threads);
-  for (let n = shareStart(N, thread, threads); n < n1; n++) {
-    const row = <usize>n * rowBytes;
+  for (let n0 = shareStart(N, thread, threads); n0 < n1; n0 += ROWS_PER_BLOCK) {
+    const rows = min(ROWS_PER_BLOCK, n1 - n0);
     for (let c = 0; c < C; c += 4) {
       const lanes = min(4, C - c), at = <usize>c * 4;
-      const x = f32x4.add(loadLanes(z + row + at, lanes), loadLanes(bias + at, lanes));
-      const cdf = normalCdf(x);
-      const xHat = normalised(f32x4.mul(x, cdf), saved, C, at, lanes);
-      const centred = f32x4.sub(loadLanes(dOut + row + at, lanes), v128.load(meanDOut + at));
-      const du = f32x4.mul(
-        v128.load(scales + at),
-        f32x4.relaxed_nmadd(xHat, v128.load(meanProduct + at), centred),
-      );
-      const geluSlope = f32x4.relaxed_madd(x, normalDensity(x), cdf);
-      const g = f32x4.mul(du, geluSlope);
-      storeLanes(dz + row + at, g, lanes);
-      addToFloat64(dzSums + at * 2, g);
+      const b = loadLanes(bias + at, lanes), mean = v128.load(means + at), scale = v128.load(scales + at);
+      const meanG = v128.load(meanDOut + at), slopeOfCentred = v128.load(centredSlope + at);
+      let sum = f32x4.splat(0);
+      for (let i = 0; i < rows; i++) {
+        const element = <usize>(n0 + i) * rowBytes + at;
+        const x = f32x4.add(loadLanes(z + element, lanes), b);
+        const cdf = normalCdf(x);
+        // dOut − ΣdOut/N − x̂·ΣdOut·x̂/N = (dOut − ΣdOut/N) − (u − mean)·rstd²·ΣdOut·(u − mean)/N
+        const centred = f32x4.sub(loadLanes(dOut + element, lanes), meanG);
+        const du = f32x4.relaxed_nmadd(f32x4.sub(f32x4.mul(x, cdf), mean), slopeOfCentred, centred);
+        const g = f32x4.mul(f32x4.mul(du, scale), f32x4.relaxed_madd(x, normalDensity(x), cdf));
+        storeLanes(dz + element, g, lanes);
+        sum = f32x4.add(sum, g);
+      }
+      addToFloat64(dzSums + at * 2, sum);
     }
   }
 }

@@ -178,7 +178,7 @@ export function biasGeluBatchNormBackward(
     () => `${op}: dOut ${shapeText(dOut)} and dz ${shapeText(dz)} must be ${shapeText(z)}`,
   );
   const threads = ctx.pool.threads, Cp = paddedChannels(C);
-  const statisticsBytes = threads * Cp * 16, tablesBytes = threads * Cp * 12;
+  const statisticsBytes = threads * Cp * 16, tablesBytes = threads * Cp * 16;
   const partials = ctx.scratch(statisticsBytes + tablesBytes + threads * Cp * 8);
   const tables = partials + statisticsBytes, dzPartials = tables + tablesBytes;
   ctx.pool.run("biasGeluBatchNormBackwardStatistics", [
