@@ -54,10 +54,17 @@ const DENSITY_SCALE = 30;
  */
 @inline function erf(x: v128): v128 {
   x = f32x4.pmax(f32x4.pmin(x, constant(ERF_CLAMP)), constant(MINUS_ERF_CLAMP));
-  const x2 = f32x4.mul(x, x);
-  let p = constant(ERF_P), q = constant(ERF_Q);
-  for (let i = 1; i < 7; i++) p = f32x4.relaxed_madd(p, x2, constant(ERF_P + i));
-  for (let i = 1; i < 5; i++) q = f32x4.relaxed_madd(q, x2, constant(ERF_Q + i));
+  const x2 = f32x4.mul(x, x), x4 = f32x4.mul(x2, x2);
+  // Estrin: pairs of coefficients first, so the dependency chain is 4 deep instead of 6.
+  const p01 = f32x4.relaxed_madd(constant(ERF_P), x2, constant(ERF_P + 1));
+  const p23 = f32x4.relaxed_madd(constant(ERF_P + 2), x2, constant(ERF_P + 3));
+  const p45 = f32x4.relaxed_madd(constant(ERF_P + 4), x2, constant(ERF_P + 5));
+  const p = f32x4.relaxed_madd(
+    f32x4.relaxed_madd(p01, x4, p23), f32x4.mul(x4, x2), f32x4.relaxed_madd(p45, x2, constant(ERF_P + 6)),
+  );
+  const q01 = f32x4.relaxed_madd(constant(ERF_Q), x2, constant(ERF_Q + 1));
+  const q23 = f32x4.relaxed_madd(constant(ERF_Q + 2), x2, constant(ERF_Q + 3));
+  const q = f32x4.relaxed_madd(f32x4.relaxed_madd(q01, x4, q23), x2, constant(ERF_Q + 4));
   return f32x4.div(f32x4.mul(x, p), q);
 }
 
