@@ -1,12 +1,14 @@
 // The WebGPU backend: every op is one or a few compute dispatches of the WGSL kernels in
-// shaders/, recorded into one command encoder and submitted only when the host needs a result
-// (read, flush, write) or the uniform ring fills up, so a training step is a handful of submits.
+// shaders/, recorded into one command encoder and submitted when the host needs a result
+// (read, flush, write) or every 128 dispatches, so the GPU starts on a step while the CPU is
+// still recording it.
 //
-// Memory: each tensor is one GPU buffer allocated once (views bind a prefix of it). Scratch
+// Memory: each tensor is one GPU buffer allocated once (views bind a prefix of it); with
+// --precision f16 the spatial activations are stored in half precision (see Storage). Scratch
 // buffers for the two-level reductions (split-K partials, per-chunk sums) are shared by all ops
-// and grow on demand. Per-dispatch parameters go in a ring of 256-byte uniform slots bound with
-// a dynamic offset, written with one queue.writeBuffer just before each submit, so bind groups
-// can be cached per (kernel, buffers, sizes).
+// and grow on demand. Per-dispatch parameters go in a ring of aligned uniform slots bound with a
+// dynamic offset, written with one queue.writeBuffer just before each submit, so bind groups can
+// be cached per (kernel, buffers, sizes) and pipelines per (kernel, specialisation constants).
 
 import { type Backend, numel, type OptimizerHyper, type Tensor } from "../backend.ts";
 import { type GpuHandle, requestGpu } from "./device.ts";
@@ -1001,7 +1003,10 @@ export class WebGpuBackend implements Backend {
     this.checkAlive();
     for (const error of errors) {
       if (error instanceof GPUOutOfMemoryError) {
-        throw new Error(`WebGPU ran out of memory (${error.message}): use a smaller batch`);
+        const held = (this.allocatedBytes / 2 ** 20).toFixed(0);
+        throw new Error(
+          `WebGPU ran out of memory holding ${held} MiB (${error.message}): use a smaller batch`,
+        );
       }
       if (error) throw new Error(`WebGPU error: ${error.message}`);
     }
