@@ -201,3 +201,51 @@ Deno.test("bad files: missing data, a corrupt checkpoint, a non-finite loss", as
   assert(n.stderr.includes("non-finite training loss"), n.stderr);
   assert.throws(() => Deno.statSync(`${out}/last.safetensors`));
 });
+
+// `--backend webgpu` gives `--backend wasm`'s results, to float32 rounding, for train and eval (on
+// lavapipe in CI; a machine without any adapter skips, except under CI where webgpu_test.ts fails).
+const haveAdapter = "gpu" in navigator && (await navigator.gpu.requestAdapter()) !== null;
+
+Deno.test({
+  name: "train and eval on --backend webgpu agree with --backend wasm",
+  ignore: !haveRealData || !haveAdapter,
+  fn: async () => {
+    const common = [...TINY, "--data", subset, "--epochs", "1", "--steps", "4", "--batch", "20"];
+    for (const backend of ["wasm", "webgpu"]) {
+      const r = await run("train", [...common, "--backend", backend, "--out", `${dir}/agree-${backend}`]);
+      assert.equal(r.code, 0, r.stderr);
+    }
+    const wasm = await loadCheckpoint(`${dir}/agree-wasm/last.safetensors`);
+    const gpu = await loadCheckpoint(`${dir}/agree-webgpu/last.safetensors`);
+    for (const [name, t] of wasm.state) {
+      const other = gpu.state.get(name)!.data;
+      const scale = Math.max(1e-3, ...Array.from(t.data, Math.abs));
+      const worst = Math.max(...Array.from(t.data, (x, i) => Math.abs(x - other[i])));
+      assert(worst <= 1e-3 * scale, `${name}: wasm and webgpu differ by ${worst} (scale ${scale})`);
+    }
+    const logits: number[][][] = [];
+    for (const backend of ["wasm", "webgpu"]) {
+      const csv = `${dir}/agree-${backend}.csv`;
+      const args = [
+        "--checkpoint",
+        `${dir}/agree-wasm/last.safetensors`,
+        "--data",
+        subset,
+        "--backend",
+        backend,
+      ];
+      const e = await run("eval", [...args, "--predictions", csv]);
+      assert.equal(e.code, 0, e.stderr);
+      const rows = (await Deno.readTextFile(csv)).trim().split("\n").slice(1);
+      logits.push(rows.map((row) => row.split(",").slice(3).map(Number)));
+    }
+    for (let i = 0; i < logits[0].length; i++) {
+      for (let c = 0; c < 10; c++) {
+        assert(
+          Math.abs(logits[0][i][c] - logits[1][i][c]) < 1e-3,
+          `record ${i} logit ${c}: ${logits[0][i][c]} vs ${logits[1][i][c]}`,
+        );
+      }
+    }
+  },
+});
