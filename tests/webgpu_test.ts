@@ -79,6 +79,20 @@ Deno.test({
         () => backend.write(backend.tensor([3]), new Float32Array(2)),
         /2 values for a tensor of 3/,
       );
+      const t = (shape: number[]) => backend.tensor(shape);
+      assert.throws(
+        () => backend.linearForward(t([5, 4]), t([3, 4]), null, t([5, 4])),
+        /linearForward: out \[5, 4\] must be \[5, 3\]/,
+      );
+      assert.throws(
+        () => backend.depthwiseConvForward(t([1, 4, 4, 2]), t([2, 2, 2]), t([1, 4, 4, 2])),
+        /depthwiseConvForward: weight \[2, 2, 2\] must be \[k, k, 2\] with k odd/,
+      );
+      const [c, x] = [t([2]), t([1, 2, 2, 2])];
+      assert.throws(
+        () => backend.biasGeluBatchNormForward(x, c, c, c, c, c, t([2, 2]), x, x, true),
+        /residual may not alias out/,
+      );
     } finally {
       backend.dispose();
     }

@@ -12,6 +12,7 @@
 
 import { type Backend, numel, type OptimizerHyper, type Tensor } from "../backend.ts";
 import { type GpuHandle, requestGpu } from "./device.ts";
+import * as shapes from "./shapes.ts";
 
 const UNIFORM_BYTES = 64;
 /**
@@ -392,8 +393,7 @@ export class WebGpuBackend implements Backend {
   // ---- stem -----------------------------------------------------------------------------------
 
   patchEmbedForward(images: Tensor, weight: Tensor, out: Tensor): void {
-    const [, H, W] = images.shape;
-    const [C, , p] = weight.shape;
+    const { H, W, C, p } = shapes.patchEmbedDims("patchEmbedForward", images, weight, out);
     const o = this.act(out);
     this.dispatch(
       "patch_embed_forward.wgsl",
@@ -405,8 +405,7 @@ export class WebGpuBackend implements Backend {
   }
 
   patchEmbedBackwardWeight(images: Tensor, dOut: Tensor, dWeight: Tensor): void {
-    const [B, H, W] = images.shape;
-    const [C, , p] = dWeight.shape;
+    const { B, H, W, C, p } = shapes.patchEmbedDims("patchEmbedBackwardWeight", images, dWeight, dOut);
     const pixels = B * (H / p) * (W / p);
     const taps = 3 * p * p;
     const cBlocks = Math.ceil(C / 64);
@@ -425,16 +424,15 @@ export class WebGpuBackend implements Backend {
   // ---- depthwise conv -------------------------------------------------------------------------
 
   depthwiseConvForward(x: Tensor, weight: Tensor, out: Tensor): void {
-    this.depthwiseConv(x, weight, out, false);
+    this.depthwiseConv("depthwiseConvForward", x, weight, out, false);
   }
 
   depthwiseConvBackwardInput(dOut: Tensor, weight: Tensor, dx: Tensor): void {
-    this.depthwiseConv(dOut, weight, dx, true);
+    this.depthwiseConv("depthwiseConvBackwardInput", dOut, weight, dx, true);
   }
 
   depthwiseConvBackwardWeight(x: Tensor, dOut: Tensor, dWeight: Tensor): void {
-    const [B, H, W, C] = x.shape;
-    const k = dWeight.shape[0];
+    const { B, H, W, C, k } = shapes.depthwiseDims("depthwiseConvBackwardWeight", x, dWeight, dOut);
     const cBlocks = Math.ceil(C / 64);
     const tapGroups = k * Math.ceil(k / 4); // (row, 4 adjacent taps) per workgroup
     const { rowsPerChunk, chunks } = chunking(B * H, cBlocks * tapGroups);
@@ -450,9 +448,8 @@ export class WebGpuBackend implements Backend {
   }
 
   /** The forward conv, or (transposed) the input gradient: the kernel flipped, added into out. */
-  private depthwiseConv(x: Tensor, weight: Tensor, out: Tensor, backward: boolean): void {
-    const [B, H, W, C] = x.shape;
-    const k = weight.shape[0];
+  private depthwiseConv(op: string, x: Tensor, weight: Tensor, out: Tensor, backward: boolean): void {
+    const { B, H, W, C, k } = shapes.depthwiseDims(op, x, weight, out);
     const threads = B * Math.ceil(H / 4) * W * C; // each computes 4 rows (shaders/depthwise_conv.wgsl)
     this.dispatch(
       "depthwise_conv.wgsl",
@@ -466,8 +463,12 @@ export class WebGpuBackend implements Backend {
   // ---- linear ---------------------------------------------------------------------------------
 
   linearForward(x: Tensor, weight: Tensor, bias: Tensor | null, out: Tensor): void {
+    const op = "linearForward";
     const [N, K] = weight.shape;
-    this.gemm(this.act(x), this.gpu(weight), bias && this.gpu(bias), this.act(out), x.size / K, N, K, {
+    const M = shapes.linearDims(op, x, weight, "x", K);
+    shapes.linearOutput(op, "out", out, M * N, `[${M}, ${N}]`);
+    shapes.linearOutput(op, "bias", bias, N, `[${N}]`);
+    this.gemm(this.act(x), this.gpu(weight), bias && this.gpu(bias), this.act(out), M, N, K, {
       TRANS_A: false,
       TRANS_B: true,
     });
@@ -475,15 +476,20 @@ export class WebGpuBackend implements Backend {
 
   linearBackwardInput(dOut: Tensor, weight: Tensor, dx: Tensor): void {
     const [N, K] = weight.shape;
-    this.gemm(this.gpu(dOut), this.gpu(weight), null, this.gpu(dx), dOut.size / N, K, N, {
+    const M = shapes.linearDims("linearBackwardInput", dOut, weight, "dOut", N);
+    shapes.linearOutput("linearBackwardInput", "dx", dx, M * K, `[${M}, ${K}]`);
+    this.gemm(this.gpu(dOut), this.gpu(weight), null, this.gpu(dx), M, K, N, {
       TRANS_A: false,
       TRANS_B: false,
     });
   }
 
   linearBackwardWeight(x: Tensor, dOut: Tensor, dWeight: Tensor, dBias: Tensor | null): void {
+    const op = "linearBackwardWeight";
     const [N, K] = dWeight.shape;
-    const M = x.size / K;
+    const M = shapes.linearDims(op, x, dWeight, "x", K);
+    shapes.linearOutput(op, "dOut", dOut, M * N, `[${M}, ${N}]`);
+    shapes.linearOutput(op, "dBias", dBias, N, `[${N}]`);
     const d = this.gpu(dOut);
     this.gemm(d, this.act(x), null, this.gpu(dWeight), N, K, M, { TRANS_A: true, TRANS_B: false });
     if (dBias) this.columnSums(d, M, N, this.gpu(dBias));
@@ -575,8 +581,14 @@ export class WebGpuBackend implements Backend {
     out: Tensor,
     training: boolean,
   ): void {
-    const C = bias.size;
-    const R = z.size / C;
+    const op = "biasGeluBatchNormForward";
+    const { C, R } = shapes.batchNormDims(op, z, { bias, gamma, beta, runningMean, runningVar }, saved, {
+      residual,
+      out,
+    });
+    if (residual && this.gpu(residual).storage === this.gpu(out).storage) {
+      throw new Error(`webgpu ${op}: residual may not alias out`);
+    }
     const cBlocks = Math.ceil(C / 64);
     let stats: GpuTensor;
     if (training) {
@@ -636,8 +648,16 @@ export class WebGpuBackend implements Backend {
     dGamma: Tensor,
     dBeta: Tensor,
   ): void {
-    const C = bias.size;
-    const R = z.size / C;
+    const { C, R } = shapes.batchNormDims(
+      "biasGeluBatchNormBackward",
+      z,
+      { bias, gamma, dBias, dGamma, dBeta },
+      saved,
+      {
+        dOut,
+        dz,
+      },
+    );
     const cBlocks = Math.ceil(C / 64);
     const { rowsPerChunk, chunks } = chunking(R, cBlocks);
     const partial = this.scratch("partial", chunks * 2 * C);
@@ -666,7 +686,7 @@ export class WebGpuBackend implements Backend {
   // ---- head -----------------------------------------------------------------------------------
 
   averagePoolForward(x: Tensor, out: Tensor): void {
-    const [B, H, W, C] = x.shape;
+    const { B, H, W, C } = shapes.averagePoolDims("averagePoolForward", x, out);
     this.dispatch(
       "average_pool_forward.wgsl",
       {},
@@ -677,7 +697,7 @@ export class WebGpuBackend implements Backend {
   }
 
   averagePoolBackward(dOut: Tensor, dx: Tensor): void {
-    const [, H, W, C] = dx.shape;
+    const { H, W, C } = shapes.averagePoolDims("averagePoolBackward", dx, dOut);
     this.dispatch(
       "average_pool_backward.wgsl",
       {},
@@ -688,7 +708,7 @@ export class WebGpuBackend implements Backend {
   }
 
   softmaxCrossEntropy(logits: Tensor, labels: Tensor, dLogits: Tensor | null, metrics: Tensor): void {
-    const [B, K] = logits.shape;
+    const { B, K } = shapes.crossEntropyDims(logits, labels, dLogits, metrics);
     this.dispatch(
       "softmax_cross_entropy.wgsl",
       { HAS_GRAD: dLogits !== null },
@@ -701,6 +721,7 @@ export class WebGpuBackend implements Backend {
   // ---- optimizer ------------------------------------------------------------------------------
 
   accumulateSquares(g: Tensor, sumSquares: Tensor): void {
+    shapes.squaresDims(sumSquares);
     const n = g.size;
     const groups = Math.max(1, Math.min(256, Math.ceil(n / (WORKGROUP * 64))));
     if (groups === 1) {
@@ -729,8 +750,9 @@ export class WebGpuBackend implements Backend {
     hyper: OptimizerHyper,
   ): void {
     if (hyper.kind !== "adamw" && hyper.kind !== "sgd") {
-      throw new Error(`WebGPU optimizerStep: unknown optimizer "${hyper.kind}"`);
+      throw new Error(`webgpu optimizerStep: unknown optimizer "${hyper.kind}"`);
     }
+    shapes.optimizerDims(param, grad, m, v, sumSquares);
     const p = this.gpu(param);
     this.dispatch(
       "optimizer_step.wgsl",

@@ -1,0 +1,118 @@
+// Shape checks for the WebGPU backend's ops: each returns the dimensions its kernels need, or
+// throws one line naming the op, the argument and the shape it must have (a kernel given wrong
+// sizes would read out of bounds silently).
+import type { Tensor } from "../backend.ts";
+
+function text(t: Tensor): string {
+  return `[${t.shape.join(", ")}]`;
+}
+
+function check(ok: boolean, op: string, message: () => string): void {
+  if (!ok) throw new Error(`webgpu ${op}: ${message()}`);
+}
+
+/** [B, H, W, C] of a spatial activation. */
+function spatial(op: string, name: string, t: Tensor): [number, number, number, number] {
+  check(t.shape.length === 4, op, () => `${name} ${text(t)} must be [B, H, W, C]`);
+  return t.shape as [number, number, number, number];
+}
+
+function sameShape(op: string, name: string, t: Tensor, like: Tensor): void {
+  check(
+    t.shape.length === like.shape.length && t.shape.every((d, i) => d === like.shape[i]),
+    op,
+    () => `${name} ${text(t)} must be ${text(like)}`,
+  );
+}
+
+function sized(op: string, name: string, t: Tensor, size: number, shape: string): void {
+  check(t.size === size, op, () => `${name} ${text(t)} must be ${shape}`);
+}
+
+export function patchEmbedDims(op: string, images: Tensor, weight: Tensor, out: Tensor) {
+  const [B, H, W, three] = spatial(op, "images", images);
+  check(three === 3, op, () => `images ${text(images)} must have 3 channels`);
+  const [C, , p] = weight.shape;
+  check(
+    weight.shape.length === 4 && weight.shape[1] === 3 && weight.shape[3] === p && p > 0,
+    op,
+    () => `weight ${text(weight)} must be [C, 3, p, p]`,
+  );
+  check(
+    H % p === 0 && W % p === 0,
+    op,
+    () => `images ${text(images)}: H and W must be divisible by p = ${p}`,
+  );
+  sized(op, "out", out, B * (H / p) * (W / p) * C, `[${B}, ${H / p}, ${W / p}, ${C}]`);
+  return { B, H, W, C, p };
+}
+
+export function depthwiseDims(op: string, x: Tensor, weight: Tensor, out: Tensor) {
+  const [B, H, W, C] = spatial(op, "x", x);
+  const k = weight.shape[0];
+  check(
+    weight.shape.length === 3 && weight.shape[1] === k && weight.shape[2] === C && k % 2 === 1,
+    op,
+    () => `weight ${text(weight)} must be [k, k, ${C}] with k odd`,
+  );
+  sameShape(op, "out", out, x);
+  return { B, H, W, C, k };
+}
+
+/** A [N, K] weight and x seen as [M, K]: M = x.size / K. */
+export function linearDims(op: string, x: Tensor, weight: Tensor, xName: string, K: number) {
+  check(weight.shape.length === 2, op, () => `weight ${text(weight)} must be [N, K]`);
+  check(
+    x.shape.length >= 1 && x.shape[x.shape.length - 1] === K,
+    op,
+    () => `${xName} ${text(x)} must end in ${K}`,
+  );
+  return x.size / K;
+}
+
+export function linearOutput(op: string, name: string, t: Tensor | null, size: number, shape: string): void {
+  if (t) sized(op, name, t, size, shape);
+}
+
+export function batchNormDims(
+  op: string,
+  z: Tensor,
+  channelTensors: Record<string, Tensor>,
+  saved: Tensor,
+  activations: Record<string, Tensor | null>,
+) {
+  const C = z.shape[z.shape.length - 1];
+  spatial(op, "z", z);
+  for (const [name, t] of Object.entries(channelTensors)) sized(op, name, t, C, `[${C}]`);
+  sized(op, "saved", saved, 2 * C, `[2, ${C}]`);
+  for (const [name, t] of Object.entries(activations)) if (t) sameShape(op, name, t, z);
+  return { C, R: z.size / C };
+}
+
+export function averagePoolDims(op: string, x: Tensor, pooled: Tensor) {
+  const [B, H, W, C] = spatial(op, "x", x);
+  sized(op, "pooled", pooled, B * C, `[${B}, ${C}]`);
+  return { B, H, W, C };
+}
+
+export function crossEntropyDims(logits: Tensor, labels: Tensor, dLogits: Tensor | null, metrics: Tensor) {
+  const op = "softmaxCrossEntropy";
+  check(logits.shape.length === 2, op, () => `logits ${text(logits)} must be [B, K]`);
+  const [B, K] = logits.shape;
+  sized(op, "labels", labels, B, `[${B}]`);
+  if (dLogits) sameShape(op, "dLogits", dLogits, logits);
+  sized(op, "metrics", metrics, 3, "[3]");
+  return { B, K };
+}
+
+export function optimizerDims(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, sumSquares: Tensor): void {
+  const op = "optimizerStep";
+  for (const [name, t] of Object.entries({ grad, m, v })) {
+    sized(op, name, t, param.size, `${param.size} elements`);
+  }
+  sized(op, "sumSquares", sumSquares, 1, "[1]");
+}
+
+export function squaresDims(sumSquares: Tensor): void {
+  sized("accumulateSquares", "sumSquares", sumSquares, 1, "[1]");
+}
