@@ -114,7 +114,7 @@ export async function train(options: TrainOptions): Promise<{ runDir: string; te
         const progress = new Progress(`epoch ${epoch + 1}/${recipe.epochs}`, perEpoch * recipe.batch, "img");
         // Metrics are read back without waiting: the read resolves later and is shown on a later step.
         let pendingRead: Promise<Float32Array> | null = null;
-        let readAt = { images: 0, ms: 0 };
+        let readAt = { images: 0, ms: 0, lr: 0 };
         let lr = 0, images = 0;
         const first = epoch === position.epoch ? position.batchInEpoch : 0;
         const show = ([loss, correct, count]: Float32Array) => {
@@ -122,7 +122,7 @@ export async function train(options: TrainOptions): Promise<{ runDir: string; te
           progress.update(
             readAt.images + first * recipe.batch,
             `loss ${(loss / count).toFixed(3)} acc ${(100 * correct / count).toFixed(1)}% ` +
-              `lr ${lr.toPrecision(3)} ${(readAt.images / readAt.ms * 1000).toFixed(0)} img/s`,
+              `lr ${readAt.lr.toPrecision(3)} ${(readAt.images / readAt.ms * 1000).toFixed(0)} img/s`,
           );
         };
         for await (const batch of trainLoader.epoch(epoch, first)) {
@@ -144,7 +144,7 @@ export async function train(options: TrainOptions): Promise<{ runDir: string; te
           images += batch.count;
           if ((batch.index + 1) % readEvery === 0) {
             if (pendingRead) show(await pendingRead);
-            readAt = { images, ms: performance.now() - started };
+            readAt = { images, ms: performance.now() - started, lr };
             pendingRead = backend.read(model.metrics);
           }
           const stepLimit = options.steps !== undefined && position.step >= options.steps;
