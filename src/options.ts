@@ -255,7 +255,7 @@ export function parseEvalArgs(args: string[]): EvalOptions {
     checkpoint: v.checkpoint ?? "",
     data: v.data,
     backend: choice("backend", v.backend, ["auto", "wasm", "webgpu"] as const) ?? "auto",
-    batch: number("batch", v.batch, { min: 1, max: 65536, integer: true }) ?? 500,
+    batch: number("batch", v.batch, { min: 1, max: 65536, integer: true }) ?? 200, // ConvMixer-256/8 fits wasm32
     predictions: v.predictions,
     help: v.help ?? false,
   };
