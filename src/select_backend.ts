@@ -29,7 +29,7 @@ export async function selectBackend(
         "--backend webgpu: no WebGPU adapter found (install a Vulkan driver, or use --backend wasm)",
       );
     }
-    const backend = await WebGpuBackend.create({ allowFallback: true, gpu });
+    const backend = await WebGpuBackend.create({ allowFallback: true, gpu, precision });
     return { backend, reason: `--backend webgpu on ${gpu.description}`, onGpu: !gpu.isFallback };
   }
   if (gpu && !gpu.isFallback) {

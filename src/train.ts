@@ -42,7 +42,10 @@ interface Position {
 export async function train(options: TrainOptions): Promise<{ runDir: string; testAccuracy: number }> {
   const runDir = options.resume ?? options.out ?? `runs/${new Date().toISOString().replace(/[:.]/g, "-")}`;
   const resumed = options.resume ? await readRunConfig(runDir) : null;
-  const { backend, reason, onGpu } = await selectBackend(options.backend, { threads: options.workers });
+  const { backend, reason, onGpu } = await selectBackend(options.backend, {
+    threads: options.workers,
+    precision: options.precision,
+  });
   console.error(`backend: ${backend.description} (${reason})`);
   try {
     const initial = options.init ? await loadCheckpoint(options.init) : null;
