@@ -17,8 +17,12 @@ export interface Selected {
 
 export async function selectBackend(
   choice: BackendChoice,
-  options: { threads?: number } = {},
+  options: { threads?: number; precision?: "f32" | "f16" } = {},
 ): Promise<Selected> {
+  const precision = options.precision ?? "f32";
+  if (precision === "f16" && choice !== "webgpu") {
+    throw new Error("--precision f16: needs --backend webgpu (the WASM backend computes in float32)");
+  }
   if (choice === "wasm") {
     return { backend: await WasmBackend.create(options), reason: "--backend wasm", onGpu: false };
   }
