@@ -1,7 +1,6 @@
 // The WebGPU backend: every op is one or a few compute dispatches of the WGSL kernels in
-// shaders/, recorded into one command encoder and submitted when the host needs a result
-// (read, flush, write) or every 128 dispatches, so the GPU starts on a step while the CPU is
-// still recording it.
+// shaders/, recorded into one command encoder and submitted only when the host needs a result
+// (read, flush, write) or the uniform ring is full, so a training step is one submit.
 //
 // Memory: each tensor is one GPU buffer allocated once (views bind a prefix of it); with
 // --precision f16 the spatial activations are stored in half precision (see Storage). Scratch
@@ -16,10 +15,11 @@ import * as shapes from "./shapes.ts";
 
 const UNIFORM_BYTES = 64;
 /**
- * Dispatches per submit: a full ring is submitted, so the GPU starts on the first part of a step
- * while the CPU records the rest.
+ * Uniform slots, so at most this many dispatches per submit: a training step (~370 dispatches at
+ * depth 8) is one submit. Recording one costs ~2 ms of CPU; the next step's write() submits it, and
+ * the GPU runs it while the CPU records the next one.
  */
-const RING_SLOTS = 128;
+const RING_SLOTS = 1024;
 const WORKGROUP = 256;
 /** The GEMM's output tile and contraction step (shaders/gemm.wgsl). */
 const GEMM_TILE = 128;
