@@ -324,3 +324,21 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "webgpu records past its 1024 uniform slots: the full ring is submitted, per-dispatch values kept",
+  ignore: noAdapter,
+  sanitizeResources: false,
+  async fn() {
+    const backend = await WebGpuBackend.create();
+    try {
+      // fill(x[0..i], i) for i = n−1 down to 0 leaves x[j] = j, only if every dispatch saw its own values.
+      const n = 1100;
+      const x = backend.tensor([n]);
+      for (let i = n - 1; i >= 0; i--) backend.fill(backend.view(x, [i + 1]), i);
+      assert.deepEqual(await backend.read(x), Float32Array.from({ length: n }, (_, j) => j));
+    } finally {
+      backend.dispose();
+    }
+  },
+});
