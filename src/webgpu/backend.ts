@@ -393,7 +393,7 @@ export class WebGpuBackend implements Backend {
   // ---- stem -----------------------------------------------------------------------------------
 
   patchEmbedForward(images: Tensor, weight: Tensor, out: Tensor): void {
-    const { H, W, C, p } = shapes.patchEmbedDims("patchEmbedForward", images, weight, out);
+    const { H, W, C, p } = shapes.patchEmbedDims("patchEmbedForward", images, weight, out, "out");
     const o = this.act(out);
     this.dispatch(
       "patch_embed_forward.wgsl",
@@ -405,7 +405,13 @@ export class WebGpuBackend implements Backend {
   }
 
   patchEmbedBackwardWeight(images: Tensor, dOut: Tensor, dWeight: Tensor): void {
-    const { B, H, W, C, p } = shapes.patchEmbedDims("patchEmbedBackwardWeight", images, dWeight, dOut);
+    const { B, H, W, C, p } = shapes.patchEmbedDims(
+      "patchEmbedBackwardWeight",
+      images,
+      dWeight,
+      dOut,
+      "dOut",
+    );
     const pixels = B * (H / p) * (W / p);
     const taps = 3 * p * p;
     const cBlocks = Math.ceil(C / 64);
@@ -424,15 +430,20 @@ export class WebGpuBackend implements Backend {
   // ---- depthwise conv -------------------------------------------------------------------------
 
   depthwiseConvForward(x: Tensor, weight: Tensor, out: Tensor): void {
-    this.depthwiseConv("depthwiseConvForward", x, weight, out, false);
+    const dims = shapes.depthwiseDims("depthwiseConvForward", x, weight, out, ["x", "out"]);
+    this.depthwiseConv(dims, x, weight, out, false);
   }
 
   depthwiseConvBackwardInput(dOut: Tensor, weight: Tensor, dx: Tensor): void {
-    this.depthwiseConv("depthwiseConvBackwardInput", dOut, weight, dx, true);
+    const dims = shapes.depthwiseDims("depthwiseConvBackwardInput", dOut, weight, dx, ["dOut", "dx"]);
+    this.depthwiseConv(dims, dOut, weight, dx, true);
   }
 
   depthwiseConvBackwardWeight(x: Tensor, dOut: Tensor, dWeight: Tensor): void {
-    const { B, H, W, C, k } = shapes.depthwiseDims("depthwiseConvBackwardWeight", x, dWeight, dOut);
+    const { B, H, W, C, k } = shapes.depthwiseDims("depthwiseConvBackwardWeight", x, dWeight, dOut, [
+      "x",
+      "dOut",
+    ]);
     const cBlocks = Math.ceil(C / 64);
     const tapGroups = k * Math.ceil(k / 4); // (row, 4 adjacent taps) per workgroup
     const { rowsPerChunk, chunks } = chunking(B * H, cBlocks * tapGroups);
@@ -448,8 +459,13 @@ export class WebGpuBackend implements Backend {
   }
 
   /** The forward conv, or (transposed) the input gradient: the kernel flipped, added into out. */
-  private depthwiseConv(op: string, x: Tensor, weight: Tensor, out: Tensor, backward: boolean): void {
-    const { B, H, W, C, k } = shapes.depthwiseDims(op, x, weight, out);
+  private depthwiseConv(
+    { B, H, W, C, k }: ReturnType<typeof shapes.depthwiseDims>,
+    x: Tensor,
+    weight: Tensor,
+    out: Tensor,
+    backward: boolean,
+  ): void {
     const threads = B * Math.ceil(H / 4) * W * C; // each computes 4 rows (shaders/depthwise_conv.wgsl)
     this.dispatch(
       "depthwise_conv.wgsl",

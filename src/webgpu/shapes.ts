@@ -29,7 +29,7 @@ function sized(op: string, name: string, t: Tensor, size: number, shape: string)
   check(t.size === size, op, () => `${name} ${text(t)} must be ${shape}`);
 }
 
-export function patchEmbedDims(op: string, images: Tensor, weight: Tensor, out: Tensor) {
+export function patchEmbedDims(op: string, images: Tensor, weight: Tensor, out: Tensor, outName: string) {
   const [B, H, W, three] = spatial(op, "images", images);
   check(three === 3, op, () => `images ${text(images)} must have 3 channels`);
   const [C, , p] = weight.shape;
@@ -43,19 +43,19 @@ export function patchEmbedDims(op: string, images: Tensor, weight: Tensor, out: 
     op,
     () => `images ${text(images)}: H and W must be divisible by p = ${p}`,
   );
-  sized(op, "out", out, B * (H / p) * (W / p) * C, `[${B}, ${H / p}, ${W / p}, ${C}]`);
+  sized(op, outName, out, B * (H / p) * (W / p) * C, `[${B}, ${H / p}, ${W / p}, ${C}]`);
   return { B, H, W, C, p };
 }
 
-export function depthwiseDims(op: string, x: Tensor, weight: Tensor, out: Tensor) {
-  const [B, H, W, C] = spatial(op, "x", x);
+export function depthwiseDims(op: string, x: Tensor, weight: Tensor, out: Tensor, names: [string, string]) {
+  const [B, H, W, C] = spatial(op, names[0], x);
   const k = weight.shape[0];
   check(
     weight.shape.length === 3 && weight.shape[1] === k && weight.shape[2] === C && k % 2 === 1,
     op,
     () => `weight ${text(weight)} must be [k, k, ${C}] with k odd`,
   );
-  sameShape(op, "out", out, x);
+  sameShape(op, names[1], out, x);
   return { B, H, W, C, k };
 }
 
