@@ -181,6 +181,18 @@ async function benchModel(
   return row;
 }
 
+/** What one metrics read-back costs (fill + copy + mapAsync), why the trainer reads rarely. */
+async function readbackLatency(backend: Backend) {
+  const t = backend.tensor([3]), times: number[] = [];
+  for (let i = 0; i < 21; i++) {
+    backend.fill(t, i);
+    const start = performance.now();
+    await backend.read(t);
+    times.push(performance.now() - start);
+  }
+  return { op: "read a 3-float tensor", medianMs: median(times), minMs: Math.min(...times) };
+}
+
 async function torchRow(name: string, batch: number, steps: number, device: string): Promise<Row | null> {
   const { label, config } = modelOf(name);
   const args = [
@@ -324,6 +336,7 @@ if (import.meta.main) {
           ),
         );
       }
+      kernels.webgpuReadback = [await readbackLatency(backend)];
       backend.dispose();
       console.error("webgpu kernels…");
       const profiled = await WebGpuBackend.create({ allowFallback: true, profile: true }); // dispose() destroyed the device
