@@ -31,53 +31,30 @@ const ROWS_PER_BLOCK = 16;
 // The constants live in a table in memory: a broadcast load is one instruction, where V8 would
 // rebuild an f32x4 constant from immediates at every use inside the loops.
 const MATH_CONSTANTS = memory.data<f32>([
-  // 0..6: erf's numerator P(x²), 7..11: its denominator Q(x²), highest power first (Eigen/XLA)
-  -2.72614225801306e-10, 2.77068142495902e-08, -2.10102402082508e-06, -5.69250639462346e-05,
-  -7.34990630326855e-04, -2.95459980854025e-03, -1.60960333262415e-02,
-  -1.45660718464996e-05, -2.13374055278905e-04, -1.68282697438203e-03, -7.37332916720468e-03,
-  -1.42647390514189e-02,
-  // 12..19: e^r, Taylor coefficients 1/7! … 1/0!
+  // 0..10: P, highest power first (log erfc(t) ≈ t·P(t/4))
+  0.08387244492769241, -0.5505687594413757, 1.6069707870483398, -2.723357915878296, 2.8753654956817627,
+  -1.7211213111877441, 0.019027557224035263, 1.2330915927886963, -1.6454235315322876, -2.5464205741882324,
+  -1.128380298614502,
+  // 11..18: e^r, Taylor coefficients 1/7! … 1/0!
   1.0 / 5040, 1.0 / 720, 1.0 / 120, 1.0 / 24, 1.0 / 6, 0.5, 1, 1,
-  // 20..: erf's clamp ±4, 1/√2, 0.5, −87 (exp's lower clamp), log2(e), ln2 high and low parts
-  // (Cody-Waite), 127 (the float32 exponent bias), −0.5, 1/√(2π)
-  4, -4, 0.70710678, 0.5, -87, 1.44269504, 0.693359375, -2.12194440e-4, 127, -0.5, 0.39894228,
+  // 19..: −87 (exp's lower clamp), log2(e), ln2 high and low parts (Cody-Waite), 1/√2, 4 (t's
+  // clamp), 1/4, 0.5, 1, 1/√(2π), −0.5, 127 (the float32 exponent bias)
+  -87, 1.44269504, 0.693359375, -2.12194440e-4, 0.70710678, 4, 0.25, 0.5, 1, 0.39894228, -0.5, 127,
 ]);
-const ERF_P = 0, ERF_Q = 7, EXP_TAYLOR = 12, ERF_CLAMP = 20, MINUS_ERF_CLAMP = 21, SQRT1_2 = 22, HALF = 23;
-const EXP_CLAMP = 24, LOG2E = 25, LN2_HIGH = 26, LN2_LOW = 27, EXPONENT_BIAS = 28, MINUS_HALF = 29;
-const DENSITY_SCALE = 30;
+const CDF_POLYNOMIAL = 0, EXP_TAYLOR = 11, EXP_CLAMP = 19, LOG2E = 20, LN2_HIGH = 21, LN2_LOW = 22;
+const SQRT1_2 = 23, T_CLAMP = 24, QUARTER = 25, HALF = 26, ONE = 27, DENSITY_SCALE = 28, MINUS_HALF = 29;
+const EXPONENT_BIAS = 30;
 
 @inline function constant(index: i32): v128 {
   return v128.load32_splat(MATH_CONSTANTS + <usize>index * 4);
 }
 
-/**
- * erf(x) ≈ x·P(x²)/Q(x²), P of degree 6 and Q of degree 4, x clamped to [−4, 4] (|erf| rounds to 1
- * beyond): the rational minimax approximation of Eigen's and XLA's float erf, both polynomials by
- * Estrin's scheme (dependency chains 4 deep instead of 6: the GELU loops are latency-bound).
- * Error in exact arithmetic < 7e-8; evaluated in float32 (about 3 ulp from P and Q) it gives
- * |Φ error| < 2e-7 and |GELU error| < 1.1e-6 (worst at x ≈ ±5.6; relative < 2.2e-7 for x > 0),
- * measured through the kernel on a 1e-4 grid over [−14, 14]. The exp-of-polynomial Φ it replaced
- * (git e2deadc) was 3x more accurate and, even by Estrin's scheme, about 2x slower.
- */
-@inline function erf(x: v128): v128 {
-  x = f32x4.pmax(f32x4.pmin(x, constant(ERF_CLAMP)), constant(MINUS_ERF_CLAMP));
-  const x2 = f32x4.mul(x, x), x4 = f32x4.mul(x2, x2);
-  // Estrin: pairs of coefficients first, then joined by powers of x².
-  const p01 = f32x4.relaxed_madd(constant(ERF_P), x2, constant(ERF_P + 1));
-  const p23 = f32x4.relaxed_madd(constant(ERF_P + 2), x2, constant(ERF_P + 3));
-  const p45 = f32x4.relaxed_madd(constant(ERF_P + 4), x2, constant(ERF_P + 5));
-  const p = f32x4.relaxed_madd(
-    f32x4.relaxed_madd(p01, x4, p23), f32x4.mul(x4, x2), f32x4.relaxed_madd(p45, x2, constant(ERF_P + 6)),
-  );
-  const q01 = f32x4.relaxed_madd(constant(ERF_Q), x2, constant(ERF_Q + 1));
-  const q23 = f32x4.relaxed_madd(constant(ERF_Q + 2), x2, constant(ERF_Q + 3));
-  const q = f32x4.relaxed_madd(f32x4.relaxed_madd(q01, x4, q23), x2, constant(ERF_Q + 4));
-  return f32x4.div(f32x4.mul(x, p), q);
-}
+// The polynomials below are evaluated by Estrin's scheme (pairs c·s + c', joined by s², s⁴):
+// dependency chains 4 or 5 deep instead of 7 or 10, because these loops are latency-bound.
 
-/** Φ(x) = ½ + ½·erf(x/√2), the standard normal CDF (the addition is exact where Φ is tiny). */
-@inline function normalCdf(x: v128): v128 {
-  return f32x4.relaxed_madd(erf(f32x4.mul(x, constant(SQRT1_2))), constant(HALF), constant(HALF));
+/** c[i]·s + c[i + 1], for a table of coefficients c stored highest power first. */
+@inline function pair(i: i32, s: v128): v128 {
+  return f32x4.relaxed_madd(constant(i), s, constant(i + 1));
 }
 
 /** e^x for x <= 0: x = n·ln2 + r, |r| <= ln2/2, e^r by its degree-7 Taylor polynomial (error < 1e-8). */
@@ -86,11 +63,32 @@ const DENSITY_SCALE = 30;
   const n = f32x4.nearest(f32x4.mul(x, constant(LOG2E)));
   let r = f32x4.relaxed_nmadd(n, constant(LN2_HIGH), x);
   r = f32x4.relaxed_nmadd(n, constant(LN2_LOW), r);
-  let p = constant(EXP_TAYLOR);
-  for (let i = 1; i < 8; i++) p = f32x4.relaxed_madd(p, r, constant(EXP_TAYLOR + i));
+  const r2 = f32x4.mul(r, r);
+  const r7to4 = f32x4.relaxed_madd(pair(EXP_TAYLOR, r), r2, pair(EXP_TAYLOR + 2, r));
+  const r3to0 = f32x4.relaxed_madd(pair(EXP_TAYLOR + 4, r), r2, pair(EXP_TAYLOR + 6, r));
+  const p = f32x4.relaxed_madd(r7to4, f32x4.mul(r2, r2), r3to0);
   // 2^n built in the exponent bits; n + 127 is in [1, 127], so the plain truncation is exact.
   const twoToN = i32x4.shl(i32x4.relaxed_trunc_f32x4_s(f32x4.add(n, constant(EXPONENT_BIAS))), 23);
   return f32x4.mul(p, twoToN);
+}
+
+/**
+ * Φ(x), the standard normal CDF, = ½·erfc(t) for x < 0 and 1 − ½·erfc(t) otherwise, t = |x|/√2.
+ * erfc(t) = exp(t·P(t/4)) with P of degree 10 fitted to log(erfc(t))/t on [0, 4] (t is clamped
+ * there: Φ(−5.66) < 1e-8). |Φ error| < 1e-7 everywhere; relative error < 3e-6 for the tiny Φ(x < 0),
+ * which BatchNorm magnifies in a channel whose inputs are all in GELU's negative tail. (Eigen's
+ * and XLA's rational float erf made this unit 2x faster, but it forms Φ = ½ + ½·erf by
+ * cancellation: 10x larger errors in that tail, tests/wasm_gelu_batchnorm_test.ts.)
+ */
+@inline function normalCdf(x: v128): v128 {
+  const t = f32x4.pmin(f32x4.mul(f32x4.abs(x), constant(SQRT1_2)), constant(T_CLAMP));
+  const s = f32x4.mul(t, constant(QUARTER)), s2 = f32x4.mul(s, s), s4 = f32x4.mul(s2, s2);
+  const s10to7 = f32x4.relaxed_madd(pair(CDF_POLYNOMIAL, s), s2, pair(CDF_POLYNOMIAL + 2, s));
+  const s6to3 = f32x4.relaxed_madd(pair(CDF_POLYNOMIAL + 4, s), s2, pair(CDF_POLYNOMIAL + 6, s));
+  const s2to0 = f32x4.relaxed_madd(constant(CDF_POLYNOMIAL + 8), s2, pair(CDF_POLYNOMIAL + 9, s));
+  const p = f32x4.relaxed_madd(f32x4.relaxed_madd(s10to7, s4, s6to3), f32x4.mul(s2, s), s2to0);
+  const halfErfc = f32x4.mul(expNonPositive(f32x4.mul(p, t)), constant(HALF));
+  return v128.bitselect(halfErfc, f32x4.sub(constant(ONE), halfErfc), f32x4.lt(x, f32x4.splat(0)));
 }
 
 /** φ(x) = e^{−x²/2}/√(2π), the standard normal density. */
