@@ -31,19 +31,19 @@ const ROWS_PER_BLOCK = 16;
 // The constants live in a table in memory: a broadcast load is one instruction, where V8 would
 // rebuild an f32x4 constant from immediates at every use inside the loops.
 const MATH_CONSTANTS = memory.data<f32>([
-  // 0..10: P, highest power first (log erfc(t) ≈ t·P(t/4))
-  0.08387244492769241, -0.5505687594413757, 1.6069707870483398, -2.723357915878296, 2.8753654956817627,
-  -1.7211213111877441, 0.019027557224035263, 1.2330915927886963, -1.6454235315322876, -2.5464205741882324,
-  -1.128380298614502,
-  // 11..18: e^r, Taylor coefficients 1/7! … 1/0!
-  1.0 / 5040, 1.0 / 720, 1.0 / 120, 1.0 / 24, 1.0 / 6, 0.5, 1, 1,
-  // 19..: −87 (exp's lower clamp), log2(e), ln2 high and low parts (Cody-Waite), 1/√2, 4 (t's
-  // clamp), 1/4, 0.5, 1, 1/√(2π), −0.5, 127 (the float32 exponent bias)
-  -87, 1.44269504, 0.693359375, -2.12194440e-4, 0.70710678, 4, 0.25, 0.5, 1, 0.39894228, -0.5, 127,
+  // 0..10: P·log2(e), highest power first, P of degree 10 fitted to log(erfc(t))/t on [0, 4]
+  0.12100236117839813, -0.7943028211593628, 2.318368673324585, -3.9289748668670654, 4.148275375366211,
+  -2.483053207397461, 0.027450961992144585, 1.7789751291275024, -2.3738443851470947, -3.673708438873291,
+  -1.627908706665039,
+  // 11..18: 2^r = e^{r·ln2}, Taylor coefficients ln2^7/7! … ln2^0/0!
+  1.5252733646775596e-05, 0.0001540352968731895, 0.0013333557872101665, 0.009618128649890423,
+  0.05550410971045494, 0.24022650718688965, 0.6931471824645996, 1.0,
+  // 19..: −125 (exp2's lower clamp), 127 (the float32 exponent bias), 1/√2, 4 (t's clamp), 1/4,
+  // −1, 1, 1/√(2π), −log2(e)/2
+  -125, 127, 0.70710678, 4, 0.25, -1, 1, 0.39894228, -0.7213475108146667,
 ]);
-const CDF_POLYNOMIAL = 0, EXP_TAYLOR = 11, EXP_CLAMP = 19, LOG2E = 20, LN2_HIGH = 21, LN2_LOW = 22;
-const SQRT1_2 = 23, T_CLAMP = 24, QUARTER = 25, HALF = 26, ONE = 27, DENSITY_SCALE = 28, MINUS_HALF = 29;
-const EXPONENT_BIAS = 30;
+const CDF_POLYNOMIAL = 0, EXP2_TAYLOR = 11, EXP2_CLAMP = 19, EXPONENT_BIAS = 20, SQRT1_2 = 21, T_CLAMP = 22;
+const QUARTER = 23, MINUS_ONE = 24, ONE = 25, DENSITY_SCALE = 26, MINUS_HALF_LOG2E = 27;
 
 @inline function constant(index: i32): v128 {
   return v128.load32_splat(MATH_CONSTANTS + <usize>index * 4);
@@ -57,48 +57,53 @@ const EXPONENT_BIAS = 30;
   return f32x4.relaxed_madd(constant(i), s, constant(i + 1));
 }
 
-/** e^x for x <= 0: x = n·ln2 + r, |r| <= ln2/2, e^r by its degree-7 Taylor polynomial (error < 1e-8). */
-@inline function expNonPositive(x: v128): v128 {
-  x = f32x4.pmax(x, constant(EXP_CLAMP));
-  const n = f32x4.nearest(f32x4.mul(x, constant(LOG2E)));
-  let r = f32x4.relaxed_nmadd(n, constant(LN2_HIGH), x);
-  r = f32x4.relaxed_nmadd(n, constant(LN2_LOW), r);
-  const r2 = f32x4.mul(r, r);
-  const r7to4 = f32x4.relaxed_madd(pair(EXP_TAYLOR, r), r2, pair(EXP_TAYLOR + 2, r));
-  const r3to0 = f32x4.relaxed_madd(pair(EXP_TAYLOR + 4, r), r2, pair(EXP_TAYLOR + 6, r));
+/** 2^y for y <= 0: y = n + r, n = round(y), |r| <= ½ (exact), 2^r by its Taylor polynomial (error < 1e-8). */
+@inline function exp2NonPositive(y: v128): v128 {
+  y = f32x4.pmax(y, constant(EXP2_CLAMP));
+  const n = f32x4.nearest(y), r = f32x4.sub(y, n), r2 = f32x4.mul(r, r);
+  const r7to4 = f32x4.relaxed_madd(pair(EXP2_TAYLOR, r), r2, pair(EXP2_TAYLOR + 2, r));
+  const r3to0 = f32x4.relaxed_madd(pair(EXP2_TAYLOR + 4, r), r2, pair(EXP2_TAYLOR + 6, r));
   const p = f32x4.relaxed_madd(r7to4, f32x4.mul(r2, r2), r3to0);
-  // 2^n built in the exponent bits; n + 127 is in [1, 127], so the plain truncation is exact.
+  // 2^n built in the exponent bits; n + 127 is in [2, 127], so the plain truncation is exact.
   const twoToN = i32x4.shl(i32x4.relaxed_trunc_f32x4_s(f32x4.add(n, constant(EXPONENT_BIAS))), 23);
   return f32x4.mul(p, twoToN);
 }
 
 /**
- * Φ(x), the standard normal CDF, = ½·erfc(t) for x < 0 and 1 − ½·erfc(t) otherwise, t = |x|/√2.
+ * Φ(−|x|) = ½·erfc(t), t = |x|/√2, the standard normal CDF's lower tail, from |x|.
  * erfc(t) = exp(t·P(t/4)) with P of degree 10 fitted to log(erfc(t))/t on [0, 4] (t is clamped
- * there: Φ(−5.66) < 1e-8). |Φ error| < 1e-7 everywhere; relative error < 3e-6 for the tiny Φ(x < 0),
- * which BatchNorm magnifies in a channel whose inputs are all in GELU's negative tail. (Eigen's
- * and XLA's rational float erf made this unit 2x faster, but it forms Φ = ½ + ½·erf by
- * cancellation: 10x larger errors in that tail, tests/wasm_gelu_batchnorm_test.ts.)
+ * there: Φ(−5.66) < 1e-8), computed as 2^(t·P(t/4)·log2(e) − 1), the −1 for the ½.
+ * |error| < 1e-7 everywhere and relative error < 3e-6, which matters: BatchNorm magnifies a
+ * channel whose inputs all lie in GELU's negative tail. (Eigen's and XLA's rational float erf made
+ * this unit 2x faster, but it forms ½ + ½·erf by cancellation: 10x larger errors in that tail,
+ * tests/wasm_gelu_batchnorm_test.ts.)
  */
-@inline function normalCdf(x: v128): v128 {
-  const t = f32x4.pmin(f32x4.mul(f32x4.abs(x), constant(SQRT1_2)), constant(T_CLAMP));
+@inline function lowerTail(absX: v128): v128 {
+  const t = f32x4.pmin(f32x4.mul(absX, constant(SQRT1_2)), constant(T_CLAMP));
   const s = f32x4.mul(t, constant(QUARTER)), s2 = f32x4.mul(s, s), s4 = f32x4.mul(s2, s2);
   const s10to7 = f32x4.relaxed_madd(pair(CDF_POLYNOMIAL, s), s2, pair(CDF_POLYNOMIAL + 2, s));
   const s6to3 = f32x4.relaxed_madd(pair(CDF_POLYNOMIAL + 4, s), s2, pair(CDF_POLYNOMIAL + 6, s));
   const s2to0 = f32x4.relaxed_madd(constant(CDF_POLYNOMIAL + 8), s2, pair(CDF_POLYNOMIAL + 9, s));
   const p = f32x4.relaxed_madd(f32x4.relaxed_madd(s10to7, s4, s6to3), f32x4.mul(s2, s), s2to0);
-  const halfErfc = f32x4.mul(expNonPositive(f32x4.mul(p, t)), constant(HALF));
-  return v128.bitselect(halfErfc, f32x4.sub(constant(ONE), halfErfc), f32x4.lt(x, f32x4.splat(0)));
+  return exp2NonPositive(f32x4.relaxed_madd(p, t, constant(MINUS_ONE)));
 }
 
-/** φ(x) = e^{−x²/2}/√(2π), the standard normal density. */
-@inline function normalDensity(x: v128): v128 {
-  const halfSquare = f32x4.mul(f32x4.mul(x, x), constant(MINUS_HALF));
-  return f32x4.mul(expNonPositive(halfSquare), constant(DENSITY_SCALE));
+/** Φ(x), the standard normal CDF: the lower tail for x < 0, 1 − the tail otherwise. */
+@inline function normalCdf(x: v128): v128 {
+  const tail = lowerTail(f32x4.abs(x));
+  return v128.bitselect(tail, f32x4.sub(constant(ONE), tail), f32x4.lt(x, f32x4.splat(0)));
 }
 
+/** GELU(x) = x·Φ(x) = max(x, 0) − |x|·Φ(−|x|): one fused step from the tail, no select. */
 @inline function gelu(x: v128): v128 {
-  return f32x4.mul(x, normalCdf(x));
+  const absX = f32x4.abs(x);
+  return f32x4.relaxed_nmadd(absX, lowerTail(absX), f32x4.pmax(x, f32x4.splat(0)));
+}
+
+/** φ(x) = 2^{−x²·log2(e)/2}/√(2π), the standard normal density. */
+@inline function normalDensity(x: v128): v128 {
+  const y = f32x4.mul(f32x4.mul(x, x), constant(MINUS_HALF_LOG2E));
+  return f32x4.mul(exp2NonPositive(y), constant(DENSITY_SCALE));
 }
 
 /** Floats of one padded per-channel row: C rounded up to whole vectors. */
