@@ -9,10 +9,10 @@
 // (thread 0) turns them into mean, rstd, the saved and running statistics and a per-channel table;
 // (3) biasGeluBatchNormApply normalises out in place. Eval: Finalize from the running statistics,
 // then Apply computing u on the fly.
-// Backward (training statistics): BackwardStatistics sums dOut and dOut·(u − mean) per thread;
-// BackwardApply forms dz = gamma·rstd·(dOut − ΣdOut/N − x̂·ΣdOut·x̂/N)·GELU'(x), with Φ evaluated
-// once for both u and GELU', and per-thread sums of dz, which sumPartials (depthwise.ts) adds into
-// dBias.
+// Backward (training statistics): BackwardStatistics sums dOut and dOut·(u − mean) per thread and
+// leaves Φ(x) in dz (unless dz aliases dOut); BackwardApply forms
+// dz = gamma·rstd·(dOut − ΣdOut/N − x̂·ΣdOut·x̂/N)·GELU'(x), u and GELU' from that one Φ, and
+// per-thread sums of dz, which sumPartials (depthwise.ts) adds into dBias.
 //
 // Tiling of the reductions: each thread walks its rows in blocks of ROWS_PER_BLOCK; within a block
 // the channel vectors are outermost, so a vector's float64 sums over the block's rows stay in
@@ -224,9 +224,10 @@ export function biasGeluBatchNormApply(
 /**
  * Backward pass 1: thread t fills partials + t·2·Cp·8 bytes with ΣdOut f64 [Cp], then
  * ΣdOut·(u − mean) f64 [Cp] over its rows (BackwardApply scales it by rstd into ΣdOut·x̂).
+ * When cdf != 0 (dz, when it does not alias dOut) it also stores Φ(x) there for BackwardApply.
  */
 export function biasGeluBatchNormBackwardStatistics(
-  z: usize, bias: usize, saved: usize, dOut: usize, partials: usize, N: i32, C: i32,
+  z: usize, bias: usize, saved: usize, dOut: usize, partials: usize, cdf: usize, N: i32, C: i32,
   thread: i32, threads: i32,
 ): void {
   const Cp = paddedChannels(C), rowBytes = <usize>C * 4;
@@ -241,9 +242,10 @@ export function biasGeluBatchNormBackwardStatistics(
       let sumLow = f64x2.splat(0), sumHigh = sumLow, productLow = sumLow, productHigh = sumLow;
       for (let i = 0; i < rows; i++) {
         const element = <usize>(n0 + i) * rowBytes + at;
-        const g = loadLanes(dOut + element, lanes);
-        const u = gelu(f32x4.add(loadLanes(z + element, lanes), b));
-        const product = f32x4.mul(g, f32x4.sub(u, mean));
+        const g = loadLanes(dOut + element, lanes), x = f32x4.add(loadLanes(z + element, lanes), b);
+        const p = normalCdf(x);
+        if (cdf != 0) storeLanes(cdf + element, p, lanes);
+        const product = f32x4.mul(g, f32x4.sub(f32x4.mul(x, p), mean));
         sumLow = f64x2.add(sumLow, lowToFloat64(g));
         sumHigh = f64x2.add(sumHigh, highToFloat64(g));
         productLow = f64x2.add(productLow, lowToFloat64(product));
@@ -260,11 +262,12 @@ export function biasGeluBatchNormBackwardStatistics(
  * tables + t·4·Cp·4 bytes: (mean, gamma·rstd, ΣdOut/N, rstd·ΣdOut·x̂/N); thread 0 writes dBeta = ΣdOut
  * and dGamma = ΣdOut·x̂. Then, for its rows, with x̂ = (u − mean)·rstd,
  *   dz = gamma·rstd·(dOut − ΣdOut/N − x̂·ΣdOut·x̂/N)·GELU'(x),  GELU'(x) = Φ(x) + x·φ(x)
- * (dz may alias dOut), and Σdz into the f64 [Cp] at dzPartials + t·Cp·8 bytes.
+ * (dz may alias dOut), and Σdz into the f64 [Cp] at dzPartials + t·Cp·8 bytes. Φ(x) is read from
+ * dz when cdfInDz (pass 1 stored it), else evaluated again.
  */
 export function biasGeluBatchNormBackwardApply(
   z: usize, bias: usize, gamma: usize, saved: usize, dOut: usize, dz: usize, partials: usize,
-  tables: usize, dzPartials: usize, dGamma: usize, dBeta: usize, N: i32, C: i32,
+  tables: usize, dzPartials: usize, dGamma: usize, dBeta: usize, N: i32, C: i32, cdfInDz: i32,
   thread: i32, threads: i32,
 ): void {
   const Cp = paddedChannels(C), rowBytes = <usize>C * 4;
@@ -301,7 +304,7 @@ export function biasGeluBatchNormBackwardApply(
       for (let i = 0; i < rows; i++) {
         const element = <usize>(n0 + i) * rowBytes + at;
         const x = f32x4.add(loadLanes(z + element, lanes), b);
-        const cdf = normalCdf(x);
+        const cdf = cdfInDz ? loadLanes(dz + element, lanes) : normalCdf(x);
         // x̂·ΣdOut·x̂/N = (u − mean)·slopeOfCentred, slopeOfCentred = rstd²·Σ dOut·(u − mean) / N
         const centred = f32x4.sub(loadLanes(dOut + element, lanes), meanG);
         const du = f32x4.relaxed_nmadd(f32x4.sub(f32x4.mul(x, cdf), mean), slopeOfCentred, centred);

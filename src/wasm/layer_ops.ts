@@ -181,12 +181,15 @@ export function biasGeluBatchNormBackward(
   const statisticsBytes = threads * Cp * 16, tablesBytes = threads * Cp * 16;
   const partials = ctx.scratch(statisticsBytes + tablesBytes + threads * Cp * 8);
   const tables = partials + statisticsBytes, dzPartials = tables + tablesBytes;
+  // Unless dz aliases dOut, pass 1 leaves Φ(z + bias) in dz for pass 2 (one evaluation, not two).
+  const cdfInDz = dz.offset !== dOut.offset;
   ctx.pool.run("biasGeluBatchNormBackwardStatistics", [
     z.offset,
     bias.offset,
     saved.offset,
     dOut.offset,
     partials,
+    cdfInDz ? dz.offset : 0,
     N,
     C,
   ]);
@@ -204,6 +207,7 @@ export function biasGeluBatchNormBackward(
     dBeta.offset,
     N,
     C,
+    cdfInDz ? 1 : 0,
   ]);
   ctx.pool.run("sumPartials", [dzPartials, threads, Cp, C, dBias.offset]);
 }
