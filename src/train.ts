@@ -42,6 +42,11 @@ interface Position {
 export async function train(options: TrainOptions): Promise<{ runDir: string; testAccuracy: number }> {
   const runDir = options.resume ?? options.out ?? `runs/${new Date().toISOString().replace(/[:.]/g, "-")}`;
   const resumed = options.resume ? await readRunConfig(runDir) : null;
+  if (!resumed && existsSync(`${runDir}/config.json`)) {
+    throw new UsageError(
+      `--out ${runDir} already holds a run: continue it with --resume ${runDir}, or pick another --out`,
+    );
+  }
   const { backend, reason, onGpu } = await selectBackend(options.backend, {
     threads: options.workers,
     precision: options.precision,
@@ -55,9 +60,6 @@ export async function train(options: TrainOptions): Promise<{ runDir: string; te
       console.error(`resume: the recipe comes from ${runDir}/config.json; only --epochs may change it`);
     }
     if (resumed && options.recipe.epochs) recipe.epochs = options.recipe.epochs;
-    await Deno.mkdir(runDir, { recursive: true });
-    await writeAtomic(`${runDir}/config.json`, JSON.stringify(run, null, 2) + "\n");
-
     const data = await openCifar(options.data);
     const modelConfig = {
       hdim: recipe.hdim,
@@ -99,6 +101,9 @@ export async function train(options: TrainOptions): Promise<{ runDir: string; te
     if (trainLoader.batchesPerEpoch === 0) {
       throw new Error(`--batch ${recipe.batch} is larger than the ${data.train.count} training records`);
     }
+    // Only now, with data, model and loaders ready, does the run directory appear.
+    await Deno.mkdir(runDir, { recursive: true });
+    await writeAtomic(`${runDir}/config.json`, JSON.stringify(run, null, 2) + "\n");
     let stopRequested = false;
     const onInterrupt = () => {
       stopRequested = true;
@@ -290,6 +295,15 @@ async function loadTrainingState(model: ConvMixer, runDir: string): Promise<Posi
   };
   console.error(`resume: step ${position.step}, epoch ${position.epoch + 1}, batch ${position.batchInEpoch}`);
   return position;
+}
+
+function existsSync(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 async function writeAtomic(path: string, text: string) {

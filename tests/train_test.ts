@@ -139,6 +139,8 @@ Deno.test({
 });
 
 Deno.test("bad flags: one clear line and exit code 2", async () => {
+  await Deno.mkdir(`${dir}/existing-run`);
+  await Deno.writeTextFile(`${dir}/existing-run/config.json`, "{}");
   for (
     const [args, message] of [
       [["--bogus"], "Unknown option '--bogus'"],
@@ -149,6 +151,7 @@ Deno.test("bad flags: one clear line and exit code 2", async () => {
       [["--optimizer", "adam"], "--optimizer adam: must be one of adamw, sgd"],
       [["--augment", "heavy"], "--augment heavy"],
       [["--resume", `${dir}/nothing-here`], "not a run directory"],
+      [["--out", `${dir}/existing-run`], "already holds a run"],
     ] as const
   ) {
     const r = await run("train", [...args]);
