@@ -133,7 +133,8 @@ export const TRAIN_USAGE = `Usage: deno task train [flags]
   --batch N --hdim N --depth N --kernel K --patch P
   --lr X (lr_max) --wd X --optimizer adamw|sgd --schedule onecycle|constant --clip-norm X (0 = off)
   --scale S --ra-n N --ra-m M --jitter X --reprob P --augment none
-  --no-shuffle --seed N --workers N --precision f32|f16
+  --no-shuffle --seed N --precision f32|f16 (f16: WebGPU with shader-f16)
+  --workers N            compute threads of the WASM backend (default: every core)
   --init CKPT            start from these weights (timm-named safetensors)
   --resume RUNDIR        continue a run from its last checkpoint
   --out RUNDIR           where config.json, metrics.jsonl and last.safetensors go (default runs/<time>)`;
