@@ -34,11 +34,13 @@ export function averagePoolBackward(
 
 /**
  * Softmax cross-entropy over logits [B, K] with labels [B] (class indices as f32), on thread 0
- * (B×K is tiny). dLogits [B, K] = (softmax − onehot)/B when dLogits != 0; metrics [3] += (Σ loss,
- * number correct with the first maximum winning ties, B). Computed in float64, log-sum-exp style.
+ * (B×K is tiny), against the smoothed target q = (1 − ε)·onehot + ε/K (PyTorch's label_smoothing):
+ * loss = logsumexp − Σ q·z. dLogits [B, K] = (softmax − q)/B when dLogits != 0; metrics [3] +=
+ * (Σ loss, number correct with the first maximum winning ties, B). Float64, log-sum-exp style.
  */
 export function softmaxCrossEntropy(
-  logits: usize, labels: usize, dLogits: usize, metrics: usize, B: i32, K: i32, thread: i32, threads: i32,
+  logits: usize, labels: usize, dLogits: usize, metrics: usize, B: i32, K: i32, smoothing: f64,
+  thread: i32, threads: i32,
 ): void {
   if (thread != 0) return;
   let lossSum: f64 = 0, correct: f64 = 0;
@@ -52,15 +54,20 @@ export function softmaxCrossEntropy(
         argmax = k;
       }
     }
-    let sumExp: f64 = 0;
-    for (let k = 0; k < K; k++) sumExp += Math.exp(<f64>load<f32>(row + <usize>k * 4) - maximum);
+    let sumExp: f64 = 0, sumLogits: f64 = 0;
+    for (let k = 0; k < K; k++) {
+      const value: f64 = load<f32>(row + <usize>k * 4);
+      sumExp += Math.exp(value - maximum);
+      sumLogits += value;
+    }
     const logSumExp = maximum + Math.log(sumExp);
-    lossSum += logSumExp - <f64>load<f32>(row + <usize>label * 4);
+    const uniform = smoothing / K, target = 1 - smoothing + uniform;
+    lossSum += logSumExp - (1 - smoothing) * <f64>load<f32>(row + <usize>label * 4) - uniform * sumLogits;
     if (argmax == label) correct += 1;
     if (dLogits != 0) {
       for (let k = 0; k < K; k++) {
         const probability = Math.exp(<f64>load<f32>(row + <usize>k * 4) - logSumExp);
-        store<f32>(dLogits + (<usize>b * K + k) * 4, <f32>((probability - (k == label ? 1 : 0)) / B));
+        store<f32>(dLogits + (<usize>b * K + k) * 4, <f32>((probability - (k == label ? target : uniform)) / B));
       }
     }
   }

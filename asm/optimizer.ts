@@ -55,3 +55,18 @@ export function optimizerStep(
     storeLanes(param + at, p, lanes);
   }
 }
+
+/**
+ * average = decay·average + (1 − decay)·value over [size] (the weight average; decay 0 copies);
+ * threads split the elements in whole vectors.
+ */
+export function movingAverage(average: usize, value: usize, size: i32, decay: f32, thread: i32, threads: i32): void {
+  const keep = f32x4.splat(decay), take = f32x4.splat(1 - decay);
+  const vectors = (size + 3) >> 2;
+  const i1 = shareStart(vectors, thread + 1, threads) * 4;
+  for (let i = shareStart(vectors, thread, threads) * 4; i < i1; i += 4) {
+    const lanes = min(4, size - i), at = <usize>i * 4;
+    const mixed = f32x4.add(f32x4.mul(keep, loadLanes(average + at, lanes)), f32x4.mul(take, loadLanes(value + at, lanes)));
+    storeLanes(average + at, mixed, lanes);
+  }
+}

@@ -9,7 +9,7 @@
 import { parseArgs } from "node:util";
 import type { Backend } from "../src/backend.ts";
 import { ConvMixer, type ConvMixerConfig, convMixerFlops } from "../src/model.ts";
-import { PRESETS, type Recipe } from "../src/options.ts";
+import { augmentConfig, PRESETS, type Recipe } from "../src/options.ts";
 import { WasmBackend } from "../src/wasm/backend.ts";
 import { WebGpuBackend } from "../src/webgpu/backend.ts";
 import { requestGpu } from "../src/webgpu/device.ts";
@@ -145,14 +145,7 @@ async function benchModel(
   };
   if (train) {
     // The training loop's shape: no flush between steps, the loader's workers prepare ahead.
-    const augment = {
-      enabled: true,
-      scale: recipe.scale,
-      raN: recipe.raN,
-      raM: recipe.raM,
-      jitter: recipe.jitter,
-      reprob: recipe.reprob,
-    };
+    const augment = augmentConfig({ ...recipe, augment: true });
     const loader = await BatchLoader.create(train, {
       batch,
       shuffle: true,

@@ -6,7 +6,7 @@ import { parseArgs } from "node:util";
 import { type AugmentConfig, Augmenter, epochOrder } from "../src/data/augment.ts";
 import { type CifarSplit, openCifar } from "../src/data/cifar.ts";
 import { BatchLoader } from "../src/data/loader.ts";
-import { PRESETS } from "../src/options.ts";
+import { augmentConfig, PRESETS } from "../src/options.ts";
 
 export interface DataBenchRow {
   recipe: "none" | "official";
@@ -17,8 +17,7 @@ export interface DataBenchRow {
   imagesPerS: number;
 }
 
-const { scale, raN, raM, jitter, reprob } = PRESETS.official;
-export const OFFICIAL_RECIPE: AugmentConfig = { enabled: true, scale, raN, raM, jitter, reprob };
+export const OFFICIAL_RECIPE: AugmentConfig = augmentConfig(PRESETS.official)!;
 
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);

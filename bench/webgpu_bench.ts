@@ -190,7 +190,7 @@ export async function webgpuKernelRows(
       shape: `[${B},${classes}]`,
       flops: 0,
       bytes: 2 * B * classes * 4,
-      run: () => backend.softmaxCrossEntropy(logits, labels, dLogits, metrics),
+      run: () => backend.softmaxCrossEntropy(logits, labels, dLogits, metrics, 0),
     },
     {
       op: "accumulateSquares + optimizerStep (adamw)",

@@ -1,11 +1,13 @@
 // Softmax cross-entropy over [B, K] logits, mean over the batch, in one workgroup: each thread
-// takes every 256th sample (max-shifted log-sum-exp; argmax keeps the first maximum), writes
-// dLogits = (softmax − onehot)/B (HAS_GRAD), and a tree reduction adds the loss and the number
+// takes every 256th sample (max-shifted log-sum-exp; argmax keeps the first maximum). The target
+// is smoothed as PyTorch's label_smoothing ε does, q = (1 − ε)·onehot + ε/K, so the loss is
+// logsumexp − Σ q·z; it writes dLogits = (softmax − q)/B (HAS_GRAD), and a tree reduction adds the loss and the number
 // correct into metrics (+= Σ loss, += correct, += B) on the GPU, so nothing is read back per step.
 
 struct Params {
   B: u32,
   K: u32,
+  smoothing: f32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -35,18 +37,22 @@ fn main(@builtin(local_invocation_index) lid: u32) {
       }
     }
     var sumExp = 0.0;
+    var sumLogits = 0.0;
     for (var j = 0u; j < K; j++) {
       sumExp += exp(logits[row + j] - best);
+      sumLogits += logits[row + j];
     }
     let label = u32(labels[s]);
-    loss += best + log(sumExp) - logits[row + label];
+    let uniform = params.smoothing / f32(K);
+    let target = 1.0 - params.smoothing + uniform;
+    loss += best + log(sumExp) - (1.0 - params.smoothing) * logits[row + label] - uniform * sumLogits;
     if (argmax == label) {
       correct += 1.0;
     }
     if (HAS_GRAD) {
       for (var j = 0u; j < K; j++) {
-        let onehot = select(0.0, 1.0, j == label);
-        dLogits[row + j] = (exp(logits[row + j] - best) / sumExp - onehot) / f32(params.B);
+        let q = select(uniform, target, j == label);
+        dLogits[row + j] = (exp(logits[row + j] - best) / sumExp - q) / f32(params.B);
       }
     }
   }

@@ -122,12 +122,20 @@ export interface Backend {
   /** dx [B, H, W, C] = dOut [B, C] / (H·W), broadcast (overwrite). */
   averagePoolBackward(dOut: Tensor, dx: Tensor): void;
   /**
-   * Softmax cross-entropy, mean over the batch. logits [B, K], labels [B] (class index as f32).
-   * dLogits [B, K] = (softmax − onehot)/B (overwrite; null in eval).
+   * Softmax cross-entropy, mean over the batch. logits [B, K], labels [B] (class index as f32),
+   * against the target q = (1 − ε)·onehot + ε/K, ε = labelSmoothing (torch's cross_entropy with
+   * label_smoothing; 0 is the plain loss): per-sample loss = logsumexp(z) − Σ q·z.
+   * dLogits [B, K] = (softmax − q)/B (overwrite; null in eval).
    * metrics [3] accumulates: += Σ per-sample loss, += number correct (argmax == label, first max
    * wins), += B. Nothing is read back.
    */
-  softmaxCrossEntropy(logits: Tensor, labels: Tensor, dLogits: Tensor | null, metrics: Tensor): void;
+  softmaxCrossEntropy(
+    logits: Tensor,
+    labels: Tensor,
+    dLogits: Tensor | null,
+    metrics: Tensor,
+    labelSmoothing: number,
+  ): void;
 
   // ---- optimizer --------------------------------------------------------------------------------
   /** sumSquares [1] += Σ g² (gradient-norm clipping: call for every gradient, then update). */
@@ -147,6 +155,8 @@ export interface Backend {
     sumSquares: Tensor,
     hyper: OptimizerHyper,
   ): void;
+  /** average = decay·average + (1 − decay)·value, elementwise (same size; decay 0 copies). */
+  movingAverage(average: Tensor, value: Tensor, decay: number): void;
 }
 
 export function numel(shape: readonly number[]): number {

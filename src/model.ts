@@ -171,9 +171,10 @@ export class ConvMixer {
 
   /**
    * Forward pass through the logits; with `training`, BN uses batch statistics, and the loss
-   * gradient lands in a.dLogits. Metrics (loss, correct, count) accumulate into this.metrics.
+   * gradient (against labels smoothed by `labelSmoothing`) lands in a.dLogits. Metrics (loss,
+   * correct, count) accumulate into this.metrics.
    */
-  forward(a: Activations, training: boolean): Tensor {
+  forward(a: Activations, training: boolean, labelSmoothing = 0): Tensor {
     const be = this.backend;
     const p = (n: string) => this.params.get(n)!;
     be.patchEmbedForward(a.images, p("stem.0.weight"), a.stemPre);
@@ -186,7 +187,7 @@ export class ConvMixer {
     });
     be.averagePoolForward(a.blockInput[this.blocks.length], a.pooled);
     be.linearForward(a.pooled, p("head.weight"), p("head.bias"), a.logits);
-    be.softmaxCrossEntropy(a.logits, a.labels, training ? a.dLogits : null, this.metrics);
+    be.softmaxCrossEntropy(a.logits, a.labels, training ? a.dLogits : null, this.metrics, labelSmoothing);
     if (training) this.numBatchesTracked++;
     return a.logits;
   }
@@ -260,8 +261,11 @@ export class ConvMixer {
 
   // ---- state ------------------------------------------------------------------------------------
 
-  /** PyTorch's default initialisation: conv/linear weights and biases U(±1/√fan_in), BN γ=1, β=0. */
-  initialize(seed: number) {
+  /**
+   * PyTorch's default initialisation: conv/linear weights and biases U(±1/√fan_in), BN γ=1, β=0.
+   * `stemFilters` [n, 3, p, p] (n ≤ C, e.g. patch-whitening filters) replace the first n stem filters.
+   */
+  initialize(seed: number, stemFilters?: Float32Array) {
     const random = mulberry32(seed);
     const { hdim: C, kernel: k, patch: p } = this.config;
     const fanIn = (name: string) =>
@@ -273,6 +277,7 @@ export class ConvMixer {
       else {
         const bound = 1 / Math.sqrt(fanIn(name));
         for (let i = 0; i < data.length; i++) data[i] = (2 * random() - 1) * bound;
+        if (name === "stem.0.weight" && stemFilters) data.set(stemFilters.subarray(0, data.length));
       }
       this.backend.write(t, data);
     }

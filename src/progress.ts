@@ -51,7 +51,7 @@ function formatRate(rate: number): string {
   return rate.toFixed(rate >= 100 ? 0 : 1);
 }
 
-function formatDuration(seconds: number): string {
+export function formatDuration(seconds: number): string {
   if (!isFinite(seconds)) return "?";
   const s = Math.round(seconds);
   const h = Math.floor(s / 3600);

@@ -6,6 +6,7 @@
 // names) and last.optim.safetensors (AdamW moments + position), written atomically at every epoch end,
 // every few minutes, and on Ctrl-C, so --resume continues from the last save after any crash.
 import {
+  augmentConfig,
   parseTrainArgs,
   PRESETS,
   type Recipe,
@@ -15,28 +16,51 @@ import {
 } from "./options.ts";
 import { selectBackend } from "./select_backend.ts";
 import { ConvMixer } from "./model.ts";
-import { learningRate } from "./schedule.ts";
+import { epochKnots, learningRate, stepKnots } from "./schedule.ts";
 import { loadCheckpoint, saveCheckpoint, type StateDict } from "./checkpoint.ts";
 import { readSafetensors, type SafeTensor, writeSafetensors } from "./safetensors.ts";
-import { openCifar } from "./data/cifar.ts";
+import { type CifarSplit, IMAGE_BYTES, openCifar } from "./data/cifar.ts";
 import { BatchLoader } from "./data/loader.ts";
 import { evaluate } from "./evaluate.ts";
-import { Progress } from "./progress.ts";
+import { formatDuration, Progress } from "./progress.ts";
+import { WeightAverage } from "./weight_average.ts";
+import { patchWhiteningFilters } from "./stem_whitening.ts";
 
 const SAVE_INTERVAL_MS = 5 * 60 * 1000;
 const METRIC_READS_PER_EPOCH = 20;
+/**
+ * A run sized by --time trains its first CALIBRATION_STEPS steps at lr 0 (they still fill AdamW's
+ * moments and the BatchNorm statistics) and times steps WARM_STEPS.. of them; then its length is fixed.
+ */
+const CALIBRATION_STEPS = 12;
+const WARM_STEPS = 4;
+/** Time a --time run keeps in reserve: for the epoch ends' saves, and a margin for the rest. */
+const SAVE_RESERVE_MS = 1000;
+const MARGIN_FRACTION = 0.015;
 
 interface RunConfig {
   recipe: Recipe;
   seed: number;
   shuffle: boolean;
   init?: string;
+  /** Training images held out for validation (the last ones). */
+  val?: number;
+  /** The run's length in optimizer steps: epochs × steps per epoch, or fixed by --time or --total-steps. */
+  totalSteps?: number;
+  /** Whether the schedule's breakpoints fall on whole epochs (the official script's way). */
+  byEpochs?: boolean;
 }
 
 interface Position {
   step: number; // optimizer steps done
   epoch: number; // current epoch (0-based)
   batchInEpoch: number; // batches of `epoch` already done
+}
+
+interface Loaders {
+  train: BatchLoader;
+  val: BatchLoader | null;
+  test: BatchLoader;
 }
 
 export async function train(options: TrainOptions): Promise<{ runDir: string; testAccuracy: number }> {
@@ -59,157 +83,333 @@ export async function train(options: TrainOptions): Promise<{ runDir: string; te
     if (resumed && Object.keys(options.recipe).some((k) => k !== "epochs")) {
       console.error(`resume: the recipe comes from ${runDir}/config.json; only --epochs may change it`);
     }
-    if (resumed && options.recipe.epochs) recipe.epochs = options.recipe.epochs;
+    if (resumed && options.recipe.epochs && run.byEpochs) {
+      recipe.epochs = options.recipe.epochs;
+      delete run.totalSteps; // recomputed from the new epoch count
+    } else if (resumed && options.recipe.epochs) {
+      console.error(`resume: this run's length is fixed at ${run.totalSteps} steps; --epochs is ignored`);
+    }
     const data = await openCifar(options.data);
-    const modelConfig = {
-      hdim: recipe.hdim,
-      depth: recipe.depth,
-      kernel: recipe.kernel,
-      patch: recipe.patch,
-      classes: 10,
-    };
-    const model = new ConvMixer(backend, modelConfig, recipe.batch);
+    const splits = holdOut(data.train, run.val ?? 0);
+    const model = new ConvMixer(backend, modelConfig(recipe), recipe.batch);
+    const average = recipe.ema > 0 ? new WeightAverage(model, recipe.ema) : null;
     let position: Position = { step: 0, epoch: 0, batchInEpoch: 0 };
-    if (resumed) position = await loadTrainingState(model, runDir);
-    else if (initial) model.loadStateDict(initial.state);
-    else model.initialize(run.seed);
+    if (resumed) position = await loadTrainingState(model, average, runDir);
+    else {
+      if (initial) model.loadStateDict(initial.state);
+      else model.initialize(run.seed, stemFilters(recipe, splits.train));
+      average?.reset();
+    }
+    const loaders = await openLoaders(recipe, run, splits, data.test);
+    const perEpoch = loaders.train.batchesPerEpoch;
+    if (!recipe.time && run.totalSteps === undefined) {
+      run.totalSteps = recipe.epochs * perEpoch;
+      run.byEpochs = true;
+    }
+    // Only now, with data, model and loaders ready, does the run directory appear.
+    await Deno.mkdir(runDir, { recursive: true });
+    await writeAtomic(`${runDir}/config.json`, JSON.stringify(run, null, 2) + "\n");
+    const session = new TrainingSession(model, average, loaders, run, runDir, options.steps, position);
+    try {
+      return { runDir, testAccuracy: await session.run() };
+    } finally {
+      for (const loader of Object.values(loaders)) loader?.close();
+    }
+  } finally {
+    backend.dispose();
+  }
+}
 
-    const augment = recipe.augment
-      ? {
-        enabled: true,
-        scale: recipe.scale,
-        raN: recipe.raN,
-        raM: recipe.raM,
-        jitter: recipe.jitter,
-        reprob: recipe.reprob,
-      }
-      : null;
-    const trainLoader = await BatchLoader.create(data.train, {
-      batch: recipe.batch,
-      shuffle: run.shuffle,
-      seed: run.seed,
-      augment,
-      dropLast: true,
-    });
-    const testLoader = await BatchLoader.create(data.test, {
+function modelConfig(recipe: Recipe) {
+  const { hdim, depth, kernel, patch } = recipe;
+  return { hdim, depth, kernel, patch, classes: 10 };
+}
+
+/** The last `val` training images (official order) become the validation split. */
+function holdOut(train: CifarSplit, val: number): { train: CifarSplit; val: CifarSplit | null } {
+  if (val === 0) return { train, val: null };
+  if (val >= train.count) {
+    throw new UsageError(`--val ${val}: must leave training images (the split has ${train.count})`);
+  }
+  const cut = train.count - val;
+  const part = (from: number, to: number): CifarSplit => ({
+    images: train.images.subarray(from * IMAGE_BYTES, to * IMAGE_BYTES),
+    labels: train.labels.subarray(from, to),
+    count: to - from,
+  });
+  return { train: part(0, cut), val: part(cut, train.count) };
+}
+
+function stemFilters(recipe: Recipe, train: CifarSplit): Float32Array | undefined {
+  if (recipe.stemInit !== "whiten") return undefined;
+  return patchWhiteningFilters(train.images, train.count, recipe.patch);
+}
+
+async function openLoaders(
+  recipe: Recipe,
+  run: RunConfig,
+  splits: { train: CifarSplit; val: CifarSplit | null },
+  test: CifarSplit,
+): Promise<Loaders> {
+  const trainLoader = await BatchLoader.create(splits.train, {
+    batch: recipe.batch,
+    shuffle: run.shuffle,
+    seed: run.seed,
+    augment: augmentConfig(recipe),
+    dropLast: true,
+  });
+  const evaluation = (split: CifarSplit) =>
+    BatchLoader.create(split, {
       batch: recipe.batch,
       shuffle: false,
       seed: 0,
       augment: null,
       dropLast: false,
     });
-    if (trainLoader.batchesPerEpoch === 0) {
-      throw new Error(`--batch ${recipe.batch} is larger than the ${data.train.count} training records`);
-    }
-    // Only now, with data, model and loaders ready, does the run directory appear.
-    await Deno.mkdir(runDir, { recursive: true });
-    await writeAtomic(`${runDir}/config.json`, JSON.stringify(run, null, 2) + "\n");
-    let stopRequested = false;
-    const onInterrupt = () => {
-      stopRequested = true;
+  if (trainLoader.batchesPerEpoch === 0) {
+    throw new Error(`--batch ${recipe.batch} is larger than the ${splits.train.count} training records`);
+  }
+  return {
+    train: trainLoader,
+    val: splits.val ? await evaluation(splits.val) : null,
+    test: await evaluation(test),
+  };
+}
+
+/**
+ * One invocation of `task train` over a prepared model: the epochs, their evaluations and saves,
+ * the calibration of a --time run, and stopping on a signal or at --steps.
+ */
+class TrainingSession {
+  readonly #perEpoch: number;
+  #stopRequested = false;
+  #lastSave = Date.now();
+  #projectedEnd = NaN; // performance.now() at which the run should end
+  #clock: { step: number; at: number } | null = null; // when a --time run's timing began
+
+  constructor(
+    readonly model: ConvMixer,
+    readonly average: WeightAverage | null,
+    readonly loaders: Loaders,
+    readonly config: RunConfig,
+    readonly runDir: string,
+    readonly stopAtStep: number | undefined,
+    public position: Position,
+  ) {
+    this.#perEpoch = loaders.train.batchesPerEpoch;
+  }
+
+  get #recipe(): Recipe {
+    return this.config.recipe;
+  }
+
+  async run(): Promise<number> {
+    const onSignal = () => {
+      this.#stopRequested = true;
       console.error("\ninterrupted: saving a checkpoint, then stopping (Ctrl-C again to abort)");
-      Deno.removeSignalListener("SIGINT", onInterrupt);
+      Deno.removeSignalListener("SIGINT", onSignal);
     };
-    Deno.addSignalListener("SIGINT", onInterrupt);
+    Deno.addSignalListener("SIGINT", onSignal);
     let testAccuracy = NaN;
     try {
-      const perEpoch = trainLoader.batchesPerEpoch;
-      const readEvery = Math.max(1, Math.floor(perEpoch / METRIC_READS_PER_EPOCH));
-      let lastSave = Date.now();
-      for (let epoch = position.epoch; epoch < recipe.epochs; epoch++) {
-        const started = performance.now();
-        backend.fill(model.metrics, 0);
-        const progress = new Progress(`epoch ${epoch + 1}/${recipe.epochs}`, perEpoch * recipe.batch, "img");
-        // Metrics are read back without waiting: the read resolves later and is shown on a later step.
-        let pendingRead: Promise<Float32Array> | null = null;
-        let readAt = { images: 0, ms: 0, lr: 0 };
-        let lr = 0, images = 0;
-        const first = epoch === position.epoch ? position.batchInEpoch : 0;
-        const show = ([loss, correct, count]: Float32Array) => {
-          checkFinite(loss / count, position);
-          progress.update(
-            readAt.images + first * recipe.batch,
-            `loss ${(loss / count).toFixed(3)} acc ${(100 * correct / count).toFixed(1)}% ` +
-              `lr ${readAt.lr.toPrecision(3)} ${(readAt.images / readAt.ms * 1000).toFixed(0)} img/s`,
-          );
-        };
-        for await (const batch of trainLoader.epoch(epoch, first)) {
-          lr = learningRate(recipe.schedule, recipe.lr, recipe.epochs, epoch, batch.index, perEpoch);
-          const a = model.setBatch(batch.images, batch.labels);
-          model.forward(a, true);
-          model.backward(a);
-          model.step({
-            kind: recipe.optimizer,
-            lr,
-            weightDecay: recipe.wd,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            step: position.step + 1,
-            clipNorm: recipe.clipNorm,
-          });
-          position = { step: position.step + 1, epoch, batchInEpoch: batch.index + 1 };
-          images += batch.count;
-          if ((batch.index + 1) % readEvery === 0) {
-            if (pendingRead) show(await pendingRead);
-            readAt = { images, ms: performance.now() - started, lr };
-            pendingRead = backend.read(model.metrics);
-          }
-          const stepLimit = options.steps !== undefined && position.step >= options.steps;
-          if (stepLimit || stopRequested || Date.now() - lastSave > SAVE_INTERVAL_MS) {
-            if (pendingRead) show(await pendingRead);
-            pendingRead = null;
-            const [loss, , count] = await backend.read(model.metrics);
-            checkFinite(loss / count, position);
-            await saveTrainingState(model, runDir, position, perEpoch);
-            lastSave = Date.now();
-          }
-          if (stepLimit || stopRequested) break;
-        }
-        if (pendingRead) await pendingRead;
-        const [lossSum, correct, count] = await backend.read(model.metrics);
-        checkFinite(lossSum / count, position);
-        const seconds = (performance.now() - started) / 1000;
-        progress.done(`loss ${(lossSum / count).toFixed(3)} acc ${(100 * correct / count).toFixed(1)}%`);
-        const test = await evaluate(model, testLoader, data.test.count);
-        testAccuracy = test.accuracy;
-        const line = {
-          epoch: epoch + 1,
-          step: position.step,
-          train_loss: lossSum / count,
-          train_acc: correct / count,
-          test_loss: test.loss,
-          test_acc: test.accuracy,
-          lr,
-          images_per_s: images / seconds,
-          seconds,
-          partial: position.batchInEpoch < perEpoch || undefined,
-        };
-        await Deno.writeTextFile(`${runDir}/metrics.jsonl`, JSON.stringify(line) + "\n", { append: true });
-        console.error(
-          `epoch ${epoch + 1}: train loss ${line.train_loss.toFixed(4)} acc ${
-            (100 * line.train_acc).toFixed(2)
-          }% | ` +
-            `test loss ${test.loss.toFixed(4)} acc ${(100 * test.accuracy).toFixed(2)}% | ` +
-            `${line.images_per_s.toFixed(0)} img/s, ${seconds.toFixed(0)} s`,
-        );
-        if (position.batchInEpoch === perEpoch) position = { ...position, epoch: epoch + 1, batchInEpoch: 0 };
-        await saveTrainingState(model, runDir, position, perEpoch);
-        lastSave = Date.now();
-        if (stopRequested || (options.steps !== undefined && position.step >= options.steps)) break;
+      while (!this.#finished()) {
+        const line = await this.#trainEpoch();
+        if (this.#stopRequested) break;
+        const last = this.#finished();
+        testAccuracy = await this.#endEpoch(line, last);
       }
     } finally {
-      Deno.removeSignalListener("SIGINT", onInterrupt);
-      trainLoader.close();
-      testLoader.close();
+      Deno.removeSignalListener("SIGINT", onSignal);
     }
-    if (stopRequested) {
-      throw new Error(`stopped at step ${position.step}; continue with --resume ${runDir}`);
+    if (this.#stopRequested) {
+      await this.#save();
+      throw new Error(`stopped at step ${this.position.step}; continue with --resume ${this.runDir}`);
     }
-    return { runDir, testAccuracy };
-  } finally {
-    backend.dispose();
+    return testAccuracy;
   }
+
+  /** Done with this command: the run's last step, or --steps. */
+  #finished(): boolean {
+    const { step } = this.position;
+    const total = this.config.totalSteps;
+    return (total !== undefined && step >= total) ||
+      (this.stopAtStep !== undefined && step >= this.stopAtStep);
+  }
+
+  /** A run sized in steps trains its first CALIBRATION_STEPS at lr 0 whether or not it measures them. */
+  #lr(step: number): number {
+    const { totalSteps, recipe, byEpochs } = this.config;
+    if (byEpochs) {
+      return learningRate(recipe.schedule, recipe.lr, epochKnots(recipe.epochs, this.#perEpoch), step);
+    }
+    if (totalSteps === undefined || step < CALIBRATION_STEPS) return 0;
+    return learningRate(recipe.schedule, recipe.lr, stepKnots(totalSteps), step);
+  }
+
+  /** Trains the rest of the current epoch (or up to the run's end); returns its metrics line. */
+  async #trainEpoch(): Promise<Record<string, number | boolean | undefined>> {
+    const { model } = this;
+    const recipe = this.#recipe;
+    const { backend } = model;
+    const epoch = this.position.epoch;
+    const first = this.position.batchInEpoch;
+    const started = performance.now();
+    backend.fill(model.metrics, 0);
+    const total = this.config.totalSteps;
+    const epochs = total === undefined ? "?" : Math.ceil(total / this.#perEpoch);
+    const progress = new Progress(`epoch ${epoch + 1}/${epochs}`, this.#perEpoch * recipe.batch, "img");
+    const readEvery = Math.max(1, Math.floor(this.#perEpoch / METRIC_READS_PER_EPOCH));
+    // Metrics are read back without waiting: the read resolves later and is shown on a later step.
+    let pendingRead: Promise<Float32Array> | null = null;
+    let readAt = { images: 0, ms: 0, lr: 0 };
+    let lr = 0, images = 0;
+    const show = async () => {
+      if (!pendingRead) return;
+      const [loss, correct, count] = await pendingRead;
+      pendingRead = null;
+      checkFinite(loss / count, this.position);
+      const end = Number.isFinite(this.#projectedEnd)
+        ? ` · run ends in ${formatDuration((this.#projectedEnd - performance.now()) / 1000)}`
+        : "";
+      progress.update(
+        readAt.images + first * recipe.batch,
+        `loss ${(loss / count).toFixed(3)} acc ${(100 * correct / count).toFixed(1)}% ` +
+          `lr ${readAt.lr.toPrecision(3)} ${(readAt.images / readAt.ms * 1000).toFixed(0)} img/s${end}`,
+      );
+    };
+    for await (const batch of this.loaders.train.epoch(epoch, first)) {
+      const step = this.position.step;
+      lr = this.#lr(step);
+      const a = model.setBatch(batch.images, batch.labels);
+      model.forward(a, true, recipe.labelSmoothing);
+      model.backward(a);
+      model.step({
+        kind: recipe.optimizer,
+        lr,
+        weightDecay: recipe.wd,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        step: step + 1,
+        clipNorm: recipe.clipNorm,
+      });
+      this.average?.update(step + 1);
+      this.position = { step: step + 1, epoch, batchInEpoch: batch.index + 1 };
+      images += batch.count;
+      if (recipe.time && this.config.totalSteps === undefined) await this.#calibrate(a);
+      if ((batch.index + 1) % readEvery === 0) {
+        await show();
+        readAt = { images, ms: performance.now() - started, lr };
+        pendingRead = backend.read(model.metrics);
+      }
+      const atEnd = this.#finished();
+      if (atEnd || this.#stopRequested || Date.now() - this.#lastSave > SAVE_INTERVAL_MS) {
+        await show();
+        const [loss, , count] = await backend.read(model.metrics);
+        checkFinite(loss / count, this.position);
+        if (!atEnd && !this.#stopRequested) await this.#save();
+      }
+      if (atEnd || this.#stopRequested) break;
+    }
+    await show();
+    const [lossSum, correct, count] = await backend.read(model.metrics);
+    checkFinite(lossSum / count, this.position);
+    const seconds = (performance.now() - started) / 1000;
+    progress.done(`loss ${(lossSum / count).toFixed(3)} acc ${(100 * correct / count).toFixed(1)}%`);
+    return {
+      epoch: epoch + 1,
+      step: this.position.step,
+      train_loss: lossSum / count,
+      train_acc: correct / count,
+      lr,
+      images_per_s: images / seconds,
+      seconds,
+      partial: this.position.batchInEpoch < this.#perEpoch || undefined,
+    };
+  }
+
+  /**
+   * During a --time run's first steps: step WARM_STEPS starts the clock; CALIBRATION_STEPS − WARM_STEPS
+   * steps later it times one evaluation batch too and fixes the run's length so that training,
+   * every evaluation and the saves end within the budget (counted from the process's start).
+   */
+  async #calibrate(a: ReturnType<ConvMixer["activations"]>) {
+    const { step } = this.position;
+    const { backend } = this.model;
+    if (this.#clock === null) { // from WARM_STEPS on (or from the first step after a resume)
+      if (step < WARM_STEPS) return;
+      await backend.flush();
+      this.#clock = { step, at: performance.now() };
+      return;
+    }
+    if (step < this.#clock.step + CALIBRATION_STEPS - WARM_STEPS) return;
+    await backend.flush();
+    const stepMs = (performance.now() - this.#clock.at) / (step - this.#clock.step);
+    const forwardStarted = performance.now();
+    const metrics = await backend.read(this.model.metrics);
+    await backend.read(this.model.forward(a, false));
+    backend.write(this.model.metrics, metrics); // the timing forward leaves the epoch's metrics alone
+    const forwardMsPerImage = (performance.now() - forwardStarted) / a.batch;
+    const recipe = this.#recipe;
+    const views = recipe.tta === "flip" ? 2 : 1;
+    const testMs = this.loaders.test.records * views * forwardMsPerImage;
+    const budgetMs = recipe.time * 1000 * (1 - MARGIN_FRACTION);
+    // Each epoch costs its steps, one validation pass and one save.
+    const perStepMs = stepMs +
+      ((this.loaders.val?.records ?? 0) * views * forwardMsPerImage + SAVE_RESERVE_MS) /
+        this.#perEpoch;
+    const left = budgetMs - performance.now() - testMs - SAVE_RESERVE_MS;
+    const totalSteps = step + Math.max(0, Math.floor(left / perStepMs));
+    this.config.totalSteps = totalSteps;
+    this.#projectedEnd = performance.now() + (totalSteps - step) * perStepMs + testMs;
+    await writeAtomic(`${this.runDir}/config.json`, JSON.stringify(this.config, null, 2) + "\n");
+    console.error(
+      `\n--time ${recipe.time} s: ${stepMs.toFixed(1)} ms per step, ${
+        (forwardMsPerImage * 1000).toFixed(0)
+      } µs per evaluated image → ${totalSteps} steps (${(totalSteps / this.#perEpoch).toFixed(2)} epochs)`,
+    );
+  }
+
+  /** Evaluation (validation every epoch; the test set at the end), the metrics line, the save. */
+  async #endEpoch(line: Record<string, number | boolean | undefined>, last: boolean): Promise<number> {
+    const tta = this.#recipe.tta;
+    const evaluateSplit = (loader: BatchLoader) => {
+      const run = () => evaluate(this.model, loader, loader.records, { tta });
+      return this.average ? this.average.withAverage(run) : run();
+    };
+    let testAccuracy = NaN;
+    if (this.loaders.val) {
+      const val = await evaluateSplit(this.loaders.val);
+      Object.assign(line, { val_loss: val.loss, val_acc: val.accuracy });
+    }
+    if (last) {
+      const test = await evaluateSplit(this.loaders.test);
+      Object.assign(line, { test_loss: test.loss, test_acc: test.accuracy });
+      testAccuracy = test.accuracy;
+    }
+    await Deno.writeTextFile(`${this.runDir}/metrics.jsonl`, JSON.stringify(line) + "\n", { append: true });
+    console.error(epochSummary(line));
+    if (this.position.batchInEpoch === this.#perEpoch) {
+      this.position = { ...this.position, epoch: this.position.epoch + 1, batchInEpoch: 0 };
+    }
+    await this.#save();
+    return testAccuracy;
+  }
+
+  async #save() {
+    await saveTrainingState(this.model, this.average, this.runDir, this.position, this.#perEpoch);
+    this.#lastSave = Date.now();
+  }
+}
+
+function epochSummary(line: Record<string, number | boolean | undefined>): string {
+  const part = (name: string, loss: unknown, acc: unknown) =>
+    typeof loss === "number"
+      ? ` | ${name} loss ${loss.toFixed(4)} acc ${(100 * (acc as number)).toFixed(2)}%`
+      : "";
+  return `epoch ${line.epoch}:` + part("train", line.train_loss, line.train_acc).slice(2) +
+    part("val", line.val_loss, line.val_acc) + part("test", line.test_loss, line.test_acc) +
+    ` | ${(line.images_per_s as number).toFixed(0)} img/s, ${(line.seconds as number).toFixed(0)} s`;
 }
 
 function resolveRunConfig(
@@ -229,7 +429,14 @@ function resolveRunConfig(
       recipe[key] = initial[key];
     }
   }
-  return { recipe, seed: options.seed, shuffle: options.shuffle, init: options.init };
+  return {
+    recipe,
+    seed: options.seed,
+    shuffle: options.shuffle,
+    init: options.init,
+    val: options.val,
+    totalSteps: options.totalSteps,
+  };
 }
 
 async function readRunConfig(runDir: string): Promise<RunConfig> {
@@ -256,7 +463,17 @@ function checkFinite(loss: number, at: Position) {
   }
 }
 
-async function saveTrainingState(model: ConvMixer, runDir: string, at: Position, perEpoch: number) {
+/**
+ * The model checkpoint (timm names; the weight average when there is one) and the optimizer file
+ * (AdamW moments, the online weights under the average, and the position).
+ */
+async function saveTrainingState(
+  model: ConvMixer,
+  average: WeightAverage | null,
+  runDir: string,
+  at: Position,
+  perEpoch: number,
+) {
   const position = {
     step: String(at.step),
     epoch: String(at.epoch),
@@ -267,25 +484,46 @@ async function saveTrainingState(model: ConvMixer, runDir: string, at: Position,
   for (const [name, { shape, data }] of await model.optimizerStateDict()) {
     moments.set(name, { dtype: "F32", shape, data });
   }
+  let checkpoint = await model.stateDict();
+  if (average) {
+    for (const [name, { shape, data }] of checkpoint) {
+      moments.set(`${ONLINE}${name}`, { dtype: "F32", shape, data });
+    }
+    checkpoint = await average.withAverage(() => model.stateDict());
+  }
   // The moments first: both files carry the position, and resume refuses a mismatched pair.
   await writeSafetensors(`${runDir}/last.optim.safetensors`, moments, position);
-  await saveCheckpoint(`${runDir}/last.safetensors`, await model.stateDict(), position);
+  await saveCheckpoint(`${runDir}/last.safetensors`, checkpoint, position);
 }
 
-async function loadTrainingState(model: ConvMixer, runDir: string): Promise<Position> {
+/** Prefix of the online weights in the optimizer file of a run with a weight average. */
+const ONLINE = "online.";
+
+async function loadTrainingState(
+  model: ConvMixer,
+  average: WeightAverage | null,
+  runDir: string,
+): Promise<Position> {
   const checkpoint = await loadCheckpoint(`${runDir}/last.safetensors`);
   const moments = await readSafetensors(`${runDir}/last.optim.safetensors`);
   const step = moments.metadata.step;
   if (step === undefined || checkpoint.metadata?.step !== step) {
     throw new Error(`${runDir}: last.safetensors and last.optim.safetensors are from different steps`);
   }
-  model.loadStateDict(checkpoint.state);
   const optimizerState: StateDict = new Map();
+  const online: StateDict = new Map();
   for (const [name, t] of moments.tensors) {
     if (t.dtype !== "F32") {
       throw new Error(`${runDir}/last.optim.safetensors: ${name} is ${t.dtype}, expected F32`);
     }
-    optimizerState.set(name, { shape: t.shape, data: t.data as Float32Array });
+    const entry = { shape: t.shape, data: t.data as Float32Array };
+    if (name.startsWith(ONLINE)) online.set(name.slice(ONLINE.length), entry);
+    else optimizerState.set(name, entry);
+  }
+  model.loadStateDict(checkpoint.state);
+  if (average) {
+    average.reset(); // the checkpoint holds the average; the online weights follow
+    model.loadStateDict(new Map([...checkpoint.state, ...online]));
   }
   model.loadOptimizerStateDict(optimizerState);
   const position = {

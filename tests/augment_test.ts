@@ -417,7 +417,15 @@ Deno.test("augment: random erasing zeroes its rectangle of the normalised image 
   }
 });
 
-const OFFICIAL: AugmentConfig = { enabled: true, scale: 0.75, raN: 2, raM: 12, jitter: 0.2, reprob: 0.25 };
+const OFFICIAL: AugmentConfig = {
+  enabled: true,
+  scale: 0.75,
+  raN: 2,
+  raM: 12,
+  jitter: 0.2,
+  reprob: 0.25,
+  flip: "random",
+};
 
 Deno.test("augment: whole drawn plans (crop, flip, 3 ops, jitter, erase) run as their steps in order", () => {
   // Each prefix of the plan, run by the kernel, must be the reference step applied to the
@@ -448,6 +456,20 @@ Deno.test("augment: whole drawn plans (crop, flip, 3 ops, jitter, erase) run as 
     }
   }
   ok(boundaries < 24 * 7 * IMAGE * 0.02, `${boundaries} elements on rounding boundaries`);
+});
+
+Deno.test("augment: derandomised flips alternate per image from a random first choice; other draws unchanged", () => {
+  const alternate: AugmentConfig = { ...OFFICIAL, flip: "alternate" };
+  let firstFlipped = 0;
+  const n = 2000;
+  for (let i = 0; i < n; i++) {
+    const plans = [0, 1, 2, 3].map((epoch) => drawPlan(alternate, 7, epoch, i));
+    firstFlipped += plans[0].flip ? 1 : 0;
+    for (let e = 1; e < 4; e++) assertEquals(plans[e].flip, !plans[e - 1].flip, `image ${i} epoch ${e}`);
+    const random = drawPlan(OFFICIAL, 7, 2, i);
+    assertEquals({ ...plans[2], flip: random.flip }, random);
+  }
+  ok(Math.abs(firstFlipped / n - 0.5) < 0.04, `${firstFlipped} of ${n} flipped in epoch 0`);
 });
 
 Deno.test("augment: plans depend on (seed, epoch, index) only and follow torchvision's distributions", () => {

@@ -103,6 +103,7 @@ export function conformanceTests(
           "accumulateSquares and optimizerStep: adamw / sgd, clipping off / on / inactive",
           () => optimizer(h),
         );
+        await t.step("movingAverage: decay 0 (copy), 0.9, 0.999", () => movingAverage(h));
         await t.step("partial batches through view()", () => partialBatch(h));
       } finally {
         backend.dispose();
@@ -282,10 +283,12 @@ async function crossEntropy(h: Harness): Promise<void> {
       h.backend.write(h.backend.view(logits.t, [1, K]), row);
       logits.r.data.set(row);
     }
-    for (const dLogits of [h.garbage([B, K]), null]) {
-      const what = `[${B},${K}] ${dLogits === null ? "eval" : "training"}`;
-      h.backend.softmaxCrossEntropy(logits.t, labels.t, dLogits?.t ?? null, metrics.t);
-      ref.softmaxCrossEntropy(logits.r, labels.r, dLogits?.r ?? null, metrics.r);
+    for (
+      const [dLogits, smoothing] of [[h.garbage([B, K]), 0], [h.garbage([B, K]), 0.2], [null, 0.1]] as const
+    ) {
+      const what = `[${B},${K}] ${dLogits === null ? "eval" : "training"} smoothing ${smoothing}`;
+      h.backend.softmaxCrossEntropy(logits.t, labels.t, dLogits?.t ?? null, metrics.t, smoothing);
+      ref.softmaxCrossEntropy(logits.r, labels.r, dLogits?.r ?? null, metrics.r, smoothing);
       if (dLogits !== null) await h.expectClose(`softmaxCrossEntropy dLogits ${what}`, dLogits);
       const got = await h.backend.read(metrics.t);
       assert.deepEqual([got[1], got[2]], [metrics.r.data[1], metrics.r.data[2]], `correct, count ${what}`);
@@ -336,6 +339,17 @@ async function optimizer(h: Harness): Promise<void> {
           await h.expectClose(`optimizerStep v ${what}`, v);
         }
       }
+    }
+  }
+}
+
+async function movingAverage(h: Harness): Promise<void> {
+  for (const size of [7, 1031]) {
+    for (const decay of [0, 0.9, 0.999]) {
+      const average = h.random([size]), value = h.random([size]);
+      h.backend.movingAverage(average.t, value.t, decay);
+      ref.movingAverage(average.r, value.r, decay);
+      await h.expectClose(`movingAverage [${size}] decay ${decay}`, average);
     }
   }
 }

@@ -3,7 +3,15 @@ import { type AugmentConfig, type Batch, BatchLoader } from "../src/data/loader.
 import { CIFAR_MEAN, CIFAR_STD } from "../src/data/augment.ts";
 import { makeSplit } from "./make_cifar.ts";
 
-const AUGMENT: AugmentConfig = { enabled: true, scale: 0.75, raN: 2, raM: 12, jitter: 0.2, reprob: 0.25 };
+const AUGMENT: AugmentConfig = {
+  enabled: true,
+  scale: 0.75,
+  raN: 2,
+  raM: 12,
+  jitter: 0.2,
+  reprob: 0.25,
+  flip: "random",
+};
 
 async function collect(loader: BatchLoader, epoch: number, start = 0): Promise<Batch[]> {
   const batches: Batch[] = [];

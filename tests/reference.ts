@@ -323,12 +323,16 @@ export function averagePoolBackward(dOut: RefTensor, dx: RefTensor): void {
   }
 }
 
-/** Mean cross-entropy; dLogits = (softmax − onehot)/B; metrics += (Σ loss, # correct, B). */
+/**
+ * Mean cross-entropy against q = (1 − ε)·onehot + ε/K, straight from the definition −Σ q·log p;
+ * dLogits = (softmax − q)/B; metrics += (Σ loss, # correct, B).
+ */
 export function softmaxCrossEntropy(
   logits: RefTensor,
   labels: RefTensor,
   dLogits: RefTensor | null,
   metrics: RefTensor,
+  labelSmoothing = 0,
 ): void {
   const [B, K] = logits.shape;
   for (let b = 0; b < B; b++) {
@@ -338,12 +342,11 @@ export function softmaxCrossEntropy(
     let sumExp = 0;
     for (let k = 0; k < K; k++) sumExp += Math.exp(row[k] - row[argmax]);
     const logSumExp = row[argmax] + Math.log(sumExp);
-    metrics.data[0] += logSumExp - row[label];
+    const target = (k: number) => (k === label ? 1 - labelSmoothing : 0) + labelSmoothing / K;
+    for (let k = 0; k < K; k++) metrics.data[0] -= target(k) * (row[k] - logSumExp);
     metrics.data[1] += argmax === label ? 1 : 0;
     if (dLogits !== null) {
-      for (let k = 0; k < K; k++) {
-        dLogits.data[b * K + k] = (Math.exp(row[k] - logSumExp) - (k === label ? 1 : 0)) / B;
-      }
+      for (let k = 0; k < K; k++) dLogits.data[b * K + k] = (Math.exp(row[k] - logSumExp) - target(k)) / B;
     }
   }
   metrics.data[2] += B;
@@ -378,6 +381,13 @@ export function optimizerStep(
     const mHat = m.data[i] / (1 - hyper.beta1 ** hyper.step);
     const vHat = v.data[i] / (1 - hyper.beta2 ** hyper.step);
     param.data[i] -= hyper.lr * mHat / (Math.sqrt(vHat) + hyper.eps);
+  }
+}
+
+/** average = decay·average + (1 − decay)·value. */
+export function movingAverage(average: RefTensor, value: RefTensor, decay: number): void {
+  for (let i = 0; i < average.data.length; i++) {
+    average.data[i] = decay * average.data[i] + (1 - decay) * value.data[i];
   }
 }
 

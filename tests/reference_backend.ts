@@ -121,8 +121,14 @@ export class ReferenceBackend implements Backend {
   averagePoolBackward(dOut: Tensor, dx: Tensor) {
     ref.averagePoolBackward(r(dOut), r(dx));
   }
-  softmaxCrossEntropy(logits: Tensor, labels: Tensor, dLogits: Tensor | null, metrics: Tensor) {
-    ref.softmaxCrossEntropy(r(logits), r(labels), rn(dLogits), r(metrics));
+  softmaxCrossEntropy(
+    logits: Tensor,
+    labels: Tensor,
+    dLogits: Tensor | null,
+    metrics: Tensor,
+    labelSmoothing: number,
+  ) {
+    ref.softmaxCrossEntropy(r(logits), r(labels), rn(dLogits), r(metrics), labelSmoothing);
   }
   accumulateSquares(g: Tensor, sumSquares: Tensor) {
     ref.accumulateSquares(r(g), r(sumSquares));
@@ -136,5 +142,8 @@ export class ReferenceBackend implements Backend {
     hyper: OptimizerHyper,
   ) {
     ref.optimizerStep(r(param), r(grad), r(m), r(v), r(sumSquares), hyper);
+  }
+  movingAverage(average: Tensor, value: Tensor, decay: number) {
+    ref.movingAverage(r(average), r(value), decay);
   }
 }

@@ -262,6 +262,27 @@ Deno.test("softmax cross-entropy: dLogits matches finite differences of the mean
   assertGradient("cross-entropy dLogits", loss, logits, dLogits.data);
 });
 
+Deno.test("softmax cross-entropy with label smoothing: PyTorch's (1 − ε)·NLL + ε·mean(−log p); dLogits by finite differences", () => {
+  const [B, K, smoothing] = [4, 6, 0.2];
+  const logits = randomTensor([B, K], 3), labels = ref.refTensor([B], [5, 0, 2, 2]);
+  const loss = () => {
+    const metrics = ref.refTensor([3]);
+    ref.softmaxCrossEntropy(logits, labels, null, metrics, smoothing);
+    return metrics.data[0] / B;
+  };
+  let expected = 0; // torch.nn.functional.cross_entropy(label_smoothing=ε), as its documentation writes it
+  for (let b = 0; b < B; b++) {
+    const row = [...logits.data.subarray(b * K, (b + 1) * K)];
+    const logP = row.map((z) => z - Math.log(row.reduce((s, y) => s + Math.exp(y), 0)));
+    expected += ((1 - smoothing) * -logP[labels.data[b]] + smoothing * logP.reduce((s, l) => s - l, 0) / K) /
+      B;
+  }
+  assert.ok(Math.abs(loss() - expected) < 1e-12, `${loss()} vs ${expected}`);
+  const dLogits = ref.refTensor([B, K]);
+  ref.softmaxCrossEntropy(logits, labels, dLogits, ref.refTensor([3]), smoothing);
+  assertGradient("smoothed cross-entropy dLogits", loss, logits, dLogits.data);
+});
+
 Deno.test("optimizer: AdamW's first step is lr·sign(g) after decay; clipping scales g to the global norm", () => {
   const size = 6, g = randomTensor([size]), p = randomTensor([size]), p0 = p.data.slice();
   const m = ref.refTensor([size]), v = ref.refTensor([size]), sumSquares = ref.refTensor([1]);

@@ -17,6 +17,12 @@ export interface AugmentConfig {
   jitter: number;
   /** RandomErasing probability. */
   reprob: number;
+  /**
+   * "random": RandomHorizontalFlip(p = 0.5) every epoch. "alternate": airbench's derandomised
+   * flip, each image mirrored on every other epoch from a random first choice, so any two
+   * consecutive epochs show both of its sides.
+   */
+  flip: "random" | "alternate";
 }
 
 export const CIFAR_MEAN = [0.4914, 0.4822, 0.4465];
@@ -237,6 +243,11 @@ export function randAugmentOp(op: RandAugmentOp, magnitude: number): PlanOp | nu
   }
 }
 
+/** The derandomised flip's choice for epoch 0: a coin per (seed, image), the same every epoch. */
+function firstFlip(seed: number, index: number): boolean {
+  return new Random(seed, 0xfffffffe, index).uniform() < 0.5;
+}
+
 /**
  * Draws sample `index`'s plan for `epoch`, as the ConvMixer CIFAR script's transforms would:
  * RandomResizedCrop(32, scale=(s, 1), ratio=(1, 1)), RandomHorizontalFlip(), RandAugment(n, m),
@@ -256,7 +267,8 @@ export function drawPlan(config: AugmentConfig, seed: number, epoch: number, ind
       break;
     }
   }
-  const flip = random.uniform() < 0.5;
+  const coin = random.uniform() < 0.5; // drawn in both modes, so the draws after it stay the same
+  const flip = config.flip === "alternate" ? firstFlip(seed, index) !== (epoch % 2 === 1) : coin;
 
   const ops: PlanOp[] = [];
   for (let k = 0; k < config.raN; k++) {

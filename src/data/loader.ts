@@ -40,6 +40,8 @@ interface Pending {
 
 export class BatchLoader {
   readonly batchesPerEpoch: number;
+  /** Records in the split. */
+  readonly records: number;
   readonly #split: CifarSplit;
   readonly #options: LoaderOptions;
   readonly #workers: Worker[];
@@ -53,6 +55,7 @@ export class BatchLoader {
     this.#options = options;
     this.#workers = workers;
     this.#prefetch = options.prefetch ?? Math.max(2, 2 * workers.length);
+    this.records = split.count;
     this.batchesPerEpoch = options.dropLast
       ? Math.floor(split.count / options.batch)
       : Math.ceil(split.count / options.batch);

@@ -382,13 +382,20 @@ export class WasmBackend implements Backend {
     layerOps.averagePoolBackward(this.ctx, dOut as WasmTensor, dx as WasmTensor);
   }
 
-  softmaxCrossEntropy(logits: Tensor, labels: Tensor, dLogits: Tensor | null, metrics: Tensor): void {
+  softmaxCrossEntropy(
+    logits: Tensor,
+    labels: Tensor,
+    dLogits: Tensor | null,
+    metrics: Tensor,
+    labelSmoothing: number,
+  ): void {
     layerOps.softmaxCrossEntropy(
       this.ctx,
       logits as WasmTensor,
       labels as WasmTensor,
       dLogits as WasmTensor | null,
       metrics as WasmTensor,
+      labelSmoothing,
     );
   }
 
@@ -415,5 +422,9 @@ export class WasmBackend implements Backend {
       sumSquares as WasmTensor,
       hyper,
     );
+  }
+
+  movingAverage(average: Tensor, value: Tensor, decay: number): void {
+    layerOps.movingAverage(this.ctx, average as WasmTensor, value as WasmTensor, decay);
   }
 }

@@ -239,6 +239,7 @@ export function softmaxCrossEntropy(
   labels: WasmTensor,
   dLogits: WasmTensor | null,
   metrics: WasmTensor,
+  labelSmoothing: number,
 ): void {
   const op = "softmaxCrossEntropy";
   check(logits.shape.length === 2, () => `${op}: logits ${shapeText(logits)} must be [B, K]`);
@@ -261,6 +262,7 @@ export function softmaxCrossEntropy(
     metrics.offset,
     B,
     K,
+    labelSmoothing,
   ]);
 }
 
@@ -305,4 +307,12 @@ export function optimizerStep(
     hyper.step,
     hyper.clipNorm,
   ]);
+}
+
+export function movingAverage(ctx: WasmContext, average: WasmTensor, value: WasmTensor, decay: number): void {
+  check(
+    value.size === average.size,
+    () => `movingAverage: value ${shapeText(value)} must have the ${average.size} elements of average`,
+  );
+  ctx.pool.run("movingAverage", [average.offset, value.offset, average.size, decay]);
 }

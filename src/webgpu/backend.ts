@@ -723,13 +723,19 @@ export class WebGpuBackend implements Backend {
     );
   }
 
-  softmaxCrossEntropy(logits: Tensor, labels: Tensor, dLogits: Tensor | null, metrics: Tensor): void {
+  softmaxCrossEntropy(
+    logits: Tensor,
+    labels: Tensor,
+    dLogits: Tensor | null,
+    metrics: Tensor,
+    labelSmoothing: number,
+  ): void {
     const { B, K } = shapes.crossEntropyDims(logits, labels, dLogits, metrics);
     this.dispatch(
       "softmax_cross_entropy.wgsl",
       { HAS_GRAD: dLogits !== null },
       [this.gpu(logits), this.gpu(labels), dLogits ? this.gpu(dLogits) : this.dummy, this.gpu(metrics)],
-      { u32: [B, K] },
+      { u32: [B, K], f32: [labelSmoothing] },
       [1, 1, 1],
     );
   }
@@ -788,6 +794,18 @@ export class WebGpuBackend implements Backend {
         ],
       },
       this.grid1D(p.size),
+    );
+  }
+
+  movingAverage(average: Tensor, value: Tensor, decay: number): void {
+    shapes.movingAverageDims(average, value);
+    const a = this.gpu(average);
+    this.dispatch(
+      "moving_average.wgsl",
+      {},
+      [a, this.gpu(value)],
+      { u32: [a.size], f32: [decay] },
+      this.grid1D(a.size),
     );
   }
 

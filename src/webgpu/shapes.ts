@@ -113,6 +113,10 @@ export function optimizerDims(param: Tensor, grad: Tensor, m: Tensor, v: Tensor,
   sized(op, "sumSquares", sumSquares, 1, "[1]");
 }
 
+export function movingAverageDims(average: Tensor, value: Tensor): void {
+  sized("movingAverage", "value", value, average.size, `the ${average.size} elements of average`);
+}
+
 export function squaresDims(sumSquares: Tensor): void {
   sized("accumulateSquares", "sumSquares", sumSquares, 1, "[1]");
 }

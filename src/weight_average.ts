@@ -1,0 +1,62 @@
+// A moving average of the weights (Polyak averaging, as timm's ModelEmaV2): after every optimizer
+// step, average = d·average + (1 − d)·weights over the parameters and the BatchNorm running
+// statistics, with the usual warm-up d_t = min(d, (1 + t)/(10 + t)) so the random initialisation
+// is forgotten quickly in a short run. Evaluation and the saved checkpoint use the average; the
+// optimizer keeps training the online weights. All of it stays on the backend.
+import type { Tensor } from "./backend.ts";
+import type { ConvMixer } from "./model.ts";
+
+export class WeightAverage {
+  /** Averaged tensors by name, and a scratch copy of the online ones while the average is swapped in. */
+  readonly #average = new Map<string, Tensor>();
+  readonly #online = new Map<string, Tensor>();
+  #swapped = false;
+
+  constructor(readonly model: ConvMixer, readonly decay: number) {
+    for (const [name, t] of this.#tensors()) {
+      this.#average.set(name, model.backend.tensor(t.shape));
+      this.#online.set(name, model.backend.tensor(t.shape));
+    }
+    this.reset();
+  }
+
+  /** The average restarts from the current weights. */
+  reset() {
+    for (const [name, t] of this.#tensors()) this.model.backend.movingAverage(this.#average.get(name)!, t, 0);
+  }
+
+  /** Folds in the weights after optimizer step `step` (1-based). */
+  update(step: number) {
+    const decay = Math.min(this.decay, (1 + step) / (10 + step));
+    for (const [name, t] of this.#tensors()) {
+      this.model.backend.movingAverage(this.#average.get(name)!, t, decay);
+    }
+  }
+
+  /** Runs `use` with the averaged weights in the model, then puts the online weights back. */
+  async withAverage<T>(use: () => Promise<T>): Promise<T> {
+    if (this.#swapped) throw new Error("WeightAverage.withAverage: already swapped in");
+    this.#copy(this.#online, "in");
+    this.#copy(this.#average, "out");
+    this.#swapped = true;
+    try {
+      return await use();
+    } finally {
+      this.#copy(this.#online, "out");
+      this.#swapped = false;
+    }
+  }
+
+  /** Copies between the model's tensors and `store`: "in" stores the model's, "out" loads them. */
+  #copy(store: Map<string, Tensor>, direction: "in" | "out") {
+    const { backend } = this.model;
+    for (const [name, t] of this.#tensors()) {
+      if (direction === "in") backend.movingAverage(store.get(name)!, t, 0);
+      else backend.movingAverage(t, store.get(name)!, 0);
+    }
+  }
+
+  #tensors(): [string, Tensor][] {
+    return [...this.model.params, ...this.model.buffers];
+  }
+}
