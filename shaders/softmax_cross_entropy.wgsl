@@ -44,14 +44,14 @@ fn main(@builtin(local_invocation_index) lid: u32) {
     }
     let label = u32(labels[s]);
     let uniform = params.smoothing / f32(K);
-    let target = 1.0 - params.smoothing + uniform;
+    let onLabel = 1.0 - params.smoothing + uniform;
     loss += best + log(sumExp) - (1.0 - params.smoothing) * logits[row + label] - uniform * sumLogits;
     if (argmax == label) {
       correct += 1.0;
     }
     if (HAS_GRAD) {
       for (var j = 0u; j < K; j++) {
-        let q = select(uniform, target, j == label);
+        let q = select(uniform, onLabel, j == label);
         dLogits[row + j] = (exp(logits[row + j] - best) / sumExp - q) / f32(params.B);
       }
     }

@@ -31,6 +31,7 @@ export async function evalCheckpoint(options: EvalOptions): Promise<EvalResult> 
     const result = await evaluate(model, loader, data.test.count, {
       keepLogits: options.predictions !== undefined,
       progress: true,
+      tta: options.tta,
     });
     if (options.predictions) await writePredictions(options.predictions, data.test.labels, result.logits!);
     return result;

@@ -313,12 +313,14 @@ export interface EvalOptions {
   backend: BackendChoice;
   batch: number;
   predictions?: string;
+  tta: TestTimeAugmentation;
   help: boolean;
 }
 
 export const EVAL_USAGE = `Usage: deno task eval --checkpoint CKPT [--data PATH] [--backend auto|wasm|webgpu]
-                      [--batch N] [--predictions FILE.csv]
-  Prints test loss and accuracy; --predictions writes index,label,pred,logit_0..logit_9 per test record.`;
+                      [--batch N] [--predictions FILE.csv] [--tta none|flip]
+  Prints test loss and accuracy; --predictions writes index,label,pred,logit_0..logit_9 per test record
+  (with --tta flip: the mean of the image's and its mirror's logits).`;
 
 export function parseEvalArgs(args: string[]): EvalOptions {
   const v = parseFlags(
@@ -329,6 +331,7 @@ export function parseEvalArgs(args: string[]): EvalOptions {
       backend: { type: "string" },
       batch: { type: "string" },
       predictions: { type: "string" },
+      tta: { type: "string" },
       help: { type: "boolean", short: "h" },
     } as const,
   );
@@ -341,6 +344,7 @@ export function parseEvalArgs(args: string[]): EvalOptions {
     backend: choice("backend", v.backend, ["auto", "wasm", "webgpu"] as const) ?? "auto",
     batch: number("batch", v.batch, { min: 1, max: 65536, integer: true }) ?? 200, // ConvMixer-256/8 fits wasm32
     predictions: v.predictions,
+    tta: choice("tta", v.tta, ["none", "flip"] as const) ?? "none",
     help: v.help ?? false,
   };
 }

@@ -138,6 +138,87 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name:
+    "--time ends within its budget; --total-steps replays it exactly; --val is evaluated every epoch, test once",
+  ignore: !haveRealData,
+  fn: async () => {
+    const common = [...TINY, "--data", subset, "--seed", "3", "--val", "500"];
+    const started = performance.now();
+    const timed = await run("train", [...common, "--time", "20s", "--out", `${dir}/timed`]);
+    const seconds = (performance.now() - started) / 1000;
+    assert.equal(timed.code, 0, timed.stderr);
+    assert(seconds < 20 + 3, `--time 20s took ${seconds.toFixed(1)} s`);
+    const config = JSON.parse(await Deno.readTextFile(`${dir}/timed/config.json`));
+    assert(config.totalSteps > 12, `${config.totalSteps} steps`);
+    const lines = await metrics(`${dir}/timed`);
+    assert.equal(lines.at(-1).step, config.totalSteps);
+    assert(lines.every((l) => l.val_acc >= 0 && l.val_acc <= 1), "every epoch has a validation accuracy");
+    assert(lines.slice(0, -1).every((l) => l.test_acc === undefined), "the test set is evaluated once");
+    assert(lines.at(-1).test_acc > 0.2, `test accuracy ${lines.at(-1).test_acc}`);
+    const replay = await run("train", [
+      ...common,
+      "--total-steps",
+      String(config.totalSteps),
+      "--out",
+      `${dir}/replay`,
+    ]);
+    assert.equal(replay.code, 0, replay.stderr);
+    const a = await Deno.readFile(`${dir}/timed/last.safetensors`);
+    const b = await Deno.readFile(`${dir}/replay/last.safetensors`);
+    assert.deepEqual(a, b, "--total-steps N gives the --time run's checkpoint byte for byte");
+  },
+});
+
+Deno.test({
+  name:
+    "--resume is exact with every recipe method on (weight average, smoothing, whitening, alternating flips, TTA)",
+  ignore: !haveRealData,
+  fn: async () => {
+    const methods = [
+      "--ema",
+      "0.9",
+      "--label-smoothing",
+      "0.2",
+      "--stem-init",
+      "whiten",
+      "--flip",
+      "alternate",
+    ];
+    const common = [...TINY, ...methods, "--tta", "flip", "--data", subset, "--epochs", "2", "--seed", "4"];
+    const whole = await run("train", [...common, "--out", `${dir}/methods-whole`]);
+    assert.equal(whole.code, 0, whole.stderr);
+    const first = await run("train", [...common, "--steps", "70", "--out", `${dir}/methods-parts`]);
+    assert.equal(first.code, 0, first.stderr);
+    const rest = ["--resume", `${dir}/methods-parts`, "--data", subset, "--backend", "wasm"];
+    const second = await run("train", rest);
+    assert.equal(second.code, 0, second.stderr);
+    const a = await Deno.readFile(`${dir}/methods-whole/last.safetensors`);
+    const b = await Deno.readFile(`${dir}/methods-parts/last.safetensors`);
+    assert.deepEqual(a, b, "resumed and uninterrupted checkpoints differ");
+    const [wholeLast, partsLast] = [
+      await metrics(`${dir}/methods-whole`),
+      await metrics(`${dir}/methods-parts`),
+    ];
+    assert.equal(partsLast.at(-1).test_acc, wholeLast.at(-1).test_acc);
+    // The checkpoint holds the weight average, which eval with --tta flip scores as training did.
+    const e = await run("eval", [
+      "--checkpoint",
+      `${dir}/methods-whole/last.safetensors`,
+      "--data",
+      subset,
+      "--tta",
+      "flip",
+    ]);
+    assert.equal(e.code, 0, e.stderr);
+    const accuracy = Number(/accuracy ([\d.]+)%/.exec(e.stdout)![1]) / 100;
+    assert(
+      Math.abs(accuracy - wholeLast.at(-1).test_acc) < 1e-9,
+      `eval ${accuracy} vs ${wholeLast.at(-1).test_acc}`,
+    );
+  },
+});
+
 Deno.test("bad flags: one clear line and exit code 2", async () => {
   await Deno.mkdir(`${dir}/existing-run`);
   await Deno.writeTextFile(`${dir}/existing-run/config.json`, "{}");
@@ -213,7 +294,18 @@ Deno.test({
   name: "train and eval on --backend webgpu agree with --backend wasm",
   ignore: !haveRealData || !haveAdapter,
   fn: async () => {
-    const common = [...TINY, "--data", subset, "--epochs", "1", "--steps", "4", "--batch", "20"];
+    // With the recipe's methods on, so that both backends' smoothing and weight average are compared.
+    const methods = [
+      "--label-smoothing",
+      "0.2",
+      "--ema",
+      "0.9",
+      "--stem-init",
+      "whiten",
+      "--flip",
+      "alternate",
+    ];
+    const common = [...TINY, ...methods, "--data", subset, "--epochs", "1", "--steps", "4", "--batch", "20"];
     for (const backend of ["wasm", "webgpu"]) {
       const r = await run("train", [...common, "--backend", backend, "--out", `${dir}/agree-${backend}`]);
       assert.equal(r.code, 0, r.stderr);

@@ -1,0 +1,169 @@
+// The training recipe's parts outside the kernels: the learning-rate schedule against the official
+// script's formula, the duration and run-length flags, the weight average against its definition,
+// the patch-whitening initialisation, and flip test-time augmentation.
+import assert from "node:assert";
+import { epochKnots, learningRate, stepKnots } from "../src/schedule.ts";
+import { parseTrainArgs, UsageError } from "../src/options.ts";
+import { ConvMixer } from "../src/model.ts";
+import { WeightAverage } from "../src/weight_average.ts";
+import { patchSecondMoment, patchWhiteningFilters, symmetricEigen } from "../src/stem_whitening.ts";
+import { crossEntropyMetrics, mirror } from "../src/evaluate.ts";
+import { ReferenceBackend } from "./reference_backend.ts";
+import { randomValues, seededRandom } from "./reference.ts";
+
+/** numpy.interp as the official ConvMixer script calls it: lr_schedule(t) with t in epochs. */
+function officialLr(t: number, epochs: number, lrMax: number): number {
+  const xs = [0, Math.floor((epochs * 2) / 5), Math.floor((epochs * 4) / 5), epochs];
+  const ys = [0, lrMax, lrMax / 20, 0];
+  if (t <= xs[0]) return ys[0];
+  for (let i = 1; i < 4; i++) {
+    if (t <= xs[i]) return ys[i - 1] + (t - xs[i - 1]) / (xs[i] - xs[i - 1]) * (ys[i] - ys[i - 1]);
+  }
+  return 0;
+}
+
+Deno.test("schedule: whole-epoch runs put the breakpoints at epochs*2//5 and epochs*4//5, as the official script", () => {
+  assert.deepEqual(epochKnots(8, 10), [0, 30, 60, 80]);
+  assert.deepEqual(epochKnots(25, 98), [0, 980, 1960, 2450]);
+  for (const epochs of [1, 2, 7, 8, 25]) {
+    const perEpoch = 13;
+    for (let step = 0; step < epochs * perEpoch; step++) {
+      const t = Math.floor(step / perEpoch) + ((step % perEpoch) + 1) / perEpoch;
+      const got = learningRate("onecycle", 0.05, epochKnots(epochs, perEpoch), step);
+      assert.ok(Math.abs(got - officialLr(t, epochs, 0.05)) < 1e-15, `epochs ${epochs} step ${step}: ${got}`);
+    }
+  }
+  assert.equal(learningRate("constant", 0.3, epochKnots(8, 10), 5), 0.3);
+});
+
+Deno.test("schedule: a run sized in steps peaks at 2/5 of its steps and ends at 0", () => {
+  const knots = stepKnots(1000);
+  assert.deepEqual(knots, [0, 400, 800, 1000]);
+  assert.equal(learningRate("onecycle", 1, knots, 399), 1);
+  assert.ok(Math.abs(learningRate("onecycle", 1, knots, 799) - 1 / 20) < 1e-15);
+  assert.equal(learningRate("onecycle", 1, knots, 999), 0);
+});
+
+Deno.test("options: --time takes durations; one run length at a time; bad values get one line", () => {
+  assert.equal(parseTrainArgs(["--time", "90s"]).recipe.time, 90);
+  assert.equal(parseTrainArgs(["--time", "15m"]).recipe.time, 900);
+  assert.equal(parseTrainArgs(["--time", "1h30m"]).recipe.time, 5400);
+  assert.equal(
+    parseTrainArgs(["--epochs", "3"]).recipe.time,
+    0,
+    "--epochs overrides the CPU default's --time",
+  );
+  assert.equal(parseTrainArgs(["--total-steps", "30"]).totalSteps, 30);
+  for (
+    const [args, message] of [
+      [["--time", "15"], /--time 15: not a duration/],
+      [["--time", "0s"], /not a duration/],
+      [["--time", "1m", "--epochs", "2"], /--epochs and --time: give one of them/],
+      [["--total-steps", "5", "--epochs", "2"], /--epochs and --total-steps/],
+      [["--ema", "1"], /never move/],
+      [["--tta", "crop"], /--tta crop: must be one of none, flip/],
+      [["--val", "50000"], /--val 50000: must be ≤ 49999/],
+    ] as const
+  ) {
+    assert.throws(
+      () => parseTrainArgs([...args]),
+      (e: Error) => e instanceof UsageError && message.test(e.message),
+    );
+  }
+});
+
+Deno.test("weight average: d_t = min(d, (1 + t)/(10 + t)) over parameters and BN statistics; withAverage swaps and restores", async () => {
+  const backend = new ReferenceBackend();
+  const model = new ConvMixer(backend, { hdim: 4, depth: 1, kernel: 3, patch: 2, classes: 10 }, 2, 8);
+  model.initialize(3);
+  const average = new WeightAverage(model, 0.9);
+  const names = [...model.params.keys(), ...model.buffers.keys()];
+  const tensor = (name: string) => model.params.get(name) ?? model.buffers.get(name)!;
+  const expected = new Map(names.map((n) => [n, Float64Array.from(backend.values(tensor(n)))]));
+  const random = seededRandom(5);
+  for (let step = 1; step <= 30; step++) {
+    const decay = Math.min(0.9, (1 + step) / (10 + step));
+    for (const name of names) {
+      const values = backend.values(tensor(name));
+      values.set(randomValues(values.length, random, 1));
+      const e = expected.get(name)!;
+      for (let i = 0; i < e.length; i++) e[i] = decay * e[i] + (1 - decay) * values[i];
+    }
+    average.update(step);
+  }
+  const online = new Map(names.map((n) => [n, Float64Array.from(backend.values(tensor(n)))]));
+  await average.withAverage(() => {
+    for (const name of names) {
+      const got = backend.values(tensor(name)), want = expected.get(name)!;
+      for (let i = 0; i < want.length; i++) assert.ok(Math.abs(got[i] - want[i]) < 1e-12, `${name}[${i}]`);
+    }
+    return Promise.resolve();
+  });
+  for (const name of names) {
+    assert.deepEqual(backend.values(tensor(name)), online.get(name), `${name} restored`);
+  }
+});
+
+Deno.test("stem whitening: Jacobi eigenvectors reconstruct the matrix; the filters whiten the patches", () => {
+  const random = seededRandom(9);
+  const n = 12;
+  const basis = randomValues(n * n, random, 1);
+  const matrix = new Float64Array(n * n); // BᵀB: symmetric positive definite
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < n; j++) {
+      for (let k = 0; k < n; k++) matrix[i * n + j] += basis[k * n + i] * basis[k * n + j];
+    }
+  }
+  const { values, vectors } = symmetricEigen(matrix, n);
+  for (let i = 1; i < n; i++) assert.ok(values[i - 1] >= values[i], "eigenvalues descend");
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < n; j++) {
+      let sum = 0;
+      for (let k = 0; k < n; k++) sum += vectors[k * n + i] * values[k] * vectors[k * n + j];
+      assert.ok(Math.abs(sum - matrix[i * n + j]) < 1e-9 * values[0], `VᵀΛV [${i},${j}]`);
+    }
+  }
+  // Correlated images (a smooth random field): the whitened second moment is diag(λ/(λ + eps)) ≈ I.
+  const count = 64, patch = 2, d = 12;
+  const images = new Uint8Array(count * 3072);
+  for (let i = 0; i < images.length; i++) {
+    images[i] = Math.floor(100 + 50 * Math.sin(i / 7) + 60 * random());
+  }
+  const filters = patchWhiteningFilters(images, count, patch, { eps: 0 });
+  assert.equal(filters.length, 2 * d * d);
+  const moment = patchSecondMoment(images, Array.from({ length: count }, (_, i) => i), patch);
+  for (let a = 0; a < d; a++) {
+    for (let b = 0; b < d; b++) {
+      let sum = 0;
+      for (let x = 0; x < d; x++) {
+        for (let y = 0; y < d; y++) sum += filters[a * d + x] * moment[x * d + y] * filters[b * d + y];
+      }
+      assert.ok(Math.abs(sum - (a === b ? 1 : 0)) < 1e-4, `whitened moment [${a},${b}] = ${sum}`);
+    }
+    for (let x = 0; x < d; x++) {
+      assert.equal(filters[(d + a) * d + x], -filters[a * d + x], "second half: negatives");
+    }
+  }
+});
+
+Deno.test("flip TTA: mirror reverses each row's pixels (channels kept); host metrics match the definition", () => {
+  const side = 4, images = Float32Array.from({ length: 2 * side * side * 3 }, (_, i) => i);
+  const mirrored = mirror(images, side);
+  for (let b = 0; b < 2; b++) {
+    for (let y = 0; y < side; y++) {
+      for (let x = 0; x < side; x++) {
+        for (let c = 0; c < 3; c++) {
+          const at = (xx: number) => ((b * side + y) * side + xx) * 3 + c;
+          assert.equal(mirrored[at(x)], images[at(side - 1 - x)]);
+        }
+      }
+    }
+  }
+  assert.deepEqual(mirror(mirrored, side), images, "mirroring twice is the identity");
+  const logits = Float32Array.of(2, 1, 0, /**/ 0, 3, 3, /**/ 1, 1, 1);
+  const { loss, accuracy } = crossEntropyMetrics(logits, Uint8Array.of(0, 2, 1), 3);
+  const ce = (row: number[], label: number) =>
+    Math.log(row.reduce((s, z) => s + Math.exp(z), 0)) - row[label];
+  assert.ok(Math.abs(loss - (ce([2, 1, 0], 0) + ce([0, 3, 3], 2) + ce([1, 1, 1], 1)) / 3) < 1e-12);
+  assert.equal(accuracy, 1 / 3, "ties go to the first maximum: rows 2 and 3 are wrong");
+});
