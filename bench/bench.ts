@@ -2,7 +2,8 @@
 // For each model and backend: forward, backward and full training-step time (medians), images/s,
 // achieved GFLOP/s against the device's peak, memory held, and the step time when batches come from
 // the real data pipeline (CPU workers decoding and augmenting while the step runs) next to the same
-// steps on a fixed batch — equal times mean the data preparation is hidden. Writes JSON and an SVG.
+// steps on a fixed batch — equal times mean the data preparation is hidden; and per model, where the
+// WASM step's time goes op by op (bench/step_profile.ts). Writes JSON and an SVG.
 //
 //   deno task bench [--models 256/8,cpu] [--backends wasm,webgpu] [--batch 128] [--steps 5]
 //                   [--torch cpu|cuda|none] [--data PATH] [--out bench/results]
@@ -19,6 +20,7 @@ import { gemmBench } from "./gemm_bench.ts";
 import { depthwiseBench } from "./depthwise_bench.ts";
 import { webgpuKernelRows } from "./webgpu_bench.ts";
 import { dataBench } from "./data_bench.ts";
+import { stepProfile } from "./step_profile.ts";
 
 interface Row {
   model: string;
@@ -302,6 +304,15 @@ if (import.meta.main) {
       rows.push(await benchModel(backend, backend.description, name, batch, steps, train, peak));
     }
     backend.dispose();
+    console.error("wasm step profile…");
+    kernels.wasmStepProfile = [];
+    for (const name of models) {
+      const profiled = await WasmBackend.create(); // a fresh memory: the arena never frees
+      const { label, config } = modelOf(name);
+      const ops = stepProfile(profiled, config, batch, steps, peak);
+      kernels.wasmStepProfile.push(...ops.map((op) => ({ model: label, ...op })));
+      profiled.dispose();
+    }
     console.error("wasm kernels…");
     kernels.wasmGemm = await gemmBench([1, 2], steps);
     kernels.wasmDepthwiseAndUnits = await depthwiseBench([1, 2], steps);

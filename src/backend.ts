@@ -41,6 +41,8 @@ export interface Backend {
   readonly description: string;
   /** Bytes of memory the backend holds for tensors and scratch (the bench's memory column). */
   readonly allocatedBytes: number;
+  /** The most bytes of tensors the backend can hold at all, where that is a hard limit. */
+  readonly memoryLimitBytes?: number;
 
   // ---- memory -------------------------------------------------------------------------------
   /** A zero-filled tensor. */

@@ -27,7 +27,7 @@ interface Activations {
   labels: Tensor; // [B]
   stemPre: Tensor; // z of the stem
   blockInput: Tensor[]; // x_i, i = 0..depth (x_depth feeds the pool)
-  depthwisePre: Tensor[]; // z of each depthwise unit
+  depthwisePre: Tensor[]; // z of each depthwise unit (one shared buffer when recomputed)
   residualOut: Tensor[]; // s_i
   pointwisePre: Tensor[]; // z of each pointwise unit
   pooled: Tensor; // [B, C]
@@ -46,6 +46,13 @@ export class ConvMixer {
   numBatchesTracked = 0;
   readonly metrics: Tensor; // [3]: Σ loss, Σ correct, Σ count (see Backend.softmaxCrossEntropy)
   readonly tokens: number; // h = w = imageSize / patch
+  /**
+   * Whether the backward pass recomputes each depthwise conv's output instead of keeping one per
+   * block: where every activation would not fit the backend's memory (ConvMixer-256/8 at batch 512
+   * in a 4 GiB WebAssembly memory). The conv is cheap (k²·C per pixel against the pointwise C²)
+   * and deterministic, so the gradients are bit-for-bit the same.
+   */
+  readonly recomputeDepthwise: boolean;
   private readonly stem: Unit;
   private readonly blocks: { depthwise: Unit; pointwise: Unit }[] = [];
   private readonly full: Activations;
@@ -58,6 +65,7 @@ export class ConvMixer {
     readonly config: ConvMixerConfig,
     readonly maxBatch: number,
     readonly imageSize = 32,
+    recomputeDepthwise?: boolean, // default: only where the activations would not fit
   ) {
     const { hdim: C, depth, kernel: k, patch: p, classes } = config;
     if (imageSize % p !== 0) throw new Error(`image size ${imageSize} is not divisible by --patch ${p}`);
@@ -87,6 +95,10 @@ export class ConvMixer {
     param("head.bias", [classes]);
     this.metrics = backend.tensor([3]);
     this.sumSquares = backend.tensor([1]);
+    const activationBytes = 4 * maxBatch *
+      (imageSize * imageSize * 3 + this.tokens ** 2 * C * (4 * depth + 4));
+    this.recomputeDepthwise = recomputeDepthwise ??
+      activationBytes + backend.allocatedBytes > 0.95 * (backend.memoryLimitBytes ?? Infinity);
     this.full = this.allocateActivations(maxBatch);
   }
 
@@ -101,7 +113,7 @@ export class ConvMixer {
       labels: t([B]),
       stemPre: t(map),
       blockInput: many(depth + 1),
-      depthwisePre: many(depth),
+      depthwisePre: this.recomputeDepthwise ? Array(depth).fill(t(map)) : many(depth),
       residualOut: many(depth),
       pointwisePre: many(depth),
       pooled: t([B, C]),
@@ -227,6 +239,9 @@ export class ConvMixer {
       be.linearBackwardWeight(a.residualOut[i], dz, g(`${pointwise.conv}.weight`), null);
       be.linearBackwardInput(dz, p(`${pointwise.conv}.weight`), dx); // dx now holds ds_i
       // s_i = BN(GELU(depthwise(x_i) + b)) + x_i: ds_i reaches x_i directly and through the conv.
+      if (this.recomputeDepthwise) {
+        be.depthwiseConvForward(a.blockInput[i], p(`${depthwise.conv}.weight`), a.depthwisePre[i]);
+      }
       this.unitBackward(depthwise, a.depthwisePre[i], dx, dz);
       be.depthwiseConvBackwardWeight(a.blockInput[i], dz, g(`${depthwise.conv}.weight`));
       be.depthwiseConvBackwardInput(dz, p(`${depthwise.conv}.weight`), dx); // dx += convᵀ(dz)

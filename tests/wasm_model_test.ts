@@ -1,6 +1,9 @@
 // The whole model on the WASM backend: PyTorch's fixtures (float32 kernels vs float64 PyTorch),
 // and agreement with the float64 reference backend over several training steps.
+import assert from "node:assert";
 import { WasmBackend } from "../src/wasm/backend.ts";
+import { ConvMixer } from "../src/model.ts";
+import { randomValues, seededRandom } from "./reference.ts";
 import { checkFixture, FIXTURES } from "./model_fixtures.ts";
 import { checkTrainingAgreement } from "./model_agreement.ts";
 import { ReferenceBackend } from "./reference_backend.ts";
@@ -25,4 +28,37 @@ Deno.test("wasm and the float64 reference agree after 5 training steps", async (
   } finally {
     backend.dispose();
   }
+});
+
+Deno.test("recomputing the depthwise outputs in the backward pass trains bit for bit as keeping them", async () => {
+  const config = { hdim: 24, depth: 3, kernel: 5, patch: 2, classes: 10 };
+  const states = [];
+  for (const recompute of [false, true]) {
+    const backend = await WasmBackend.create({ threads: 2 });
+    try {
+      const model = new ConvMixer(backend, config, 6, 32, recompute);
+      assert.equal(model.recomputeDepthwise, recompute);
+      model.initialize(1);
+      const random = seededRandom(2);
+      for (let step = 1; step <= 3; step++) {
+        const a = model.setBatch(randomValues(6 * 32 * 32 * 3, random, 2), Float32Array.of(0, 1, 2, 3, 4, 5));
+        model.forward(a, true);
+        model.backward(a);
+        model.step({
+          kind: "adamw",
+          lr: 0.01,
+          weightDecay: 0.01,
+          beta1: 0.9,
+          beta2: 0.999,
+          eps: 1e-8,
+          step,
+          clipNorm: 1,
+        });
+      }
+      states.push(await model.stateDict());
+    } finally {
+      backend.dispose();
+    }
+  }
+  for (const [name, t] of states[0]) assert.deepEqual(states[1].get(name)!.data, t.data, name);
 });

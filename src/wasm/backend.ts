@@ -8,6 +8,7 @@ import {
   Arena,
   createSharedMemory,
   loadWasmModule,
+  WASM_MEMORY_LIMIT_BYTES,
   type WasmContext,
   type WasmTensor,
 } from "./module.ts";
@@ -94,6 +95,9 @@ export class WasmBackend implements Backend {
   readonly #pool: ThreadPool;
 
   /** The shared memory's size: tensors, plus the largest scratch any kernel has asked for. */
+  /** Everything lives in one 32-bit memory: the model trims its activations to fit (src/model.ts). */
+  readonly memoryLimitBytes = WASM_MEMORY_LIMIT_BYTES;
+
   get allocatedBytes(): number {
     return this.ctx.memory.buffer.byteLength;
   }

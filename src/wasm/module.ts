@@ -24,6 +24,7 @@ export interface WasmContext {
 
 const PAGE_BYTES = 65536;
 const MAX_PAGES = 65536; // 4 GiB: the most a 32-bit WebAssembly memory can address.
+export const WASM_MEMORY_LIMIT_BYTES = MAX_PAGES * PAGE_BYTES;
 const ALIGN = 64; // a cache line: no two threads' outputs share one, and v128 loads are aligned.
 
 const wasmUrl = new URL("../../build/convmixer.wasm", import.meta.url);
