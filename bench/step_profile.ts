@@ -18,80 +18,39 @@ export interface OpRow {
 
 const numel = (t: Tensor | null) => (t === null ? 0 : t.size);
 const rows = (t: Tensor) => t.size / t.shape[t.shape.length - 1];
+const channels = (t: Tensor) => t.shape[t.shape.length - 1];
 
-/** [op label, FLOPs (0: memory-bound), bytes moved] of one call. */
-type Work = (...args: (Tensor | null | boolean | number | object)[]) => [string, number, number];
+/** An op call's label, FLOPs (0: memory-bound) and least bytes moved, from its arguments. */
+type Work = (t: (Tensor | null)[], flag?: unknown) => [string, number, number];
+const flops = (label: string, count: number): [string, number, number] => [label, count, 0];
+const bytes = (label: string, ...tensors: (Tensor | null)[]): [string, number, number] => [
+  label,
+  0,
+  4 * tensors.reduce((sum, t) => sum + numel(t), 0),
+];
 
+// Convolutions: 2 FLOPs per multiply-add over the output (or dOut) and the filter's taps per channel.
 const WORK: Record<string, Work> = {
-  patchEmbedForward: (
-    images,
-    weight,
-    out,
-  ) => [
-    "patch embed forward",
-    2 * numel(out as Tensor) * numel(weight as Tensor) / (weight as Tensor).shape[0],
-    0,
-  ],
-  patchEmbedBackwardWeight: (
-    images,
-    dOut,
-    dWeight,
-  ) => [
-    "patch embed dWeight",
-    2 * numel(dOut as Tensor) * numel(dWeight as Tensor) / (dWeight as Tensor).shape[0],
-    0,
-  ],
-  depthwiseConvForward: (
-    x,
-    weight,
-  ) => ["depthwise forward", 2 * numel(x as Tensor) * numel(weight as Tensor) / (x as Tensor).shape[3], 0],
-  depthwiseConvBackwardInput: (
-    dOut,
-    weight,
-  ) => ["depthwise dx", 2 * numel(dOut as Tensor) * numel(weight as Tensor) / (dOut as Tensor).shape[3], 0],
-  depthwiseConvBackwardWeight: (
-    x,
-    dOut,
-    dWeight,
-  ) => ["depthwise dWeight", 2 * numel(x as Tensor) * numel(dWeight as Tensor) / (x as Tensor).shape[3], 0],
-  linearForward: (
-    x,
-    weight,
-  ) => [gemmLabel("forward", weight as Tensor), 2 * rows(x as Tensor) * numel(weight as Tensor), 0],
-  linearBackwardInput: (
-    dOut,
-    weight,
-  ) => [gemmLabel("dx", weight as Tensor), 2 * rows(dOut as Tensor) * numel(weight as Tensor), 0],
-  linearBackwardWeight: (
-    x,
-    dOut,
-    dWeight,
-  ) => [gemmLabel("dWeight", dWeight as Tensor), 2 * rows(x as Tensor) * numel(dWeight as Tensor), 0],
-  biasGeluBatchNormForward: (z, _b, _g, _be, _m, _v, _s, residual, out, training) => [
-    `bias-GELU-BN forward${training ? "" : " (eval)"}`,
-    0,
-    4 * (numel(z as Tensor) + numel(residual as Tensor | null) + numel(out as Tensor)),
-  ],
-  biasGeluBatchNormBackward: (
-    z,
-    _b,
-    _g,
-    _s,
-    dOut,
-    dz,
-  ) => ["bias-GELU-BN backward", 0, 4 * (numel(z as Tensor) + numel(dOut as Tensor) + numel(dz as Tensor))],
-  averagePoolForward: (
-    x,
-    out,
-  ) => ["average pool forward", 0, 4 * (numel(x as Tensor) + numel(out as Tensor))],
-  averagePoolBackward: (
-    dOut,
-    dx,
-  ) => ["average pool backward", 0, 4 * (numel(dOut as Tensor) + numel(dx as Tensor))],
-  softmaxCrossEntropy: (logits) => ["softmax cross-entropy", 0, 8 * numel(logits as Tensor)],
-  accumulateSquares: (g) => ["gradient norm", 0, 4 * numel(g as Tensor)],
-  optimizerStep: (param) => ["AdamW", 0, 4 * 7 * numel(param as Tensor)],
-  movingAverage: (average) => ["weight average", 0, 4 * 3 * numel(average as Tensor)],
+  patchEmbedForward: ([_, w, out]) => flops("patch embed forward", 2 * out!.size * w!.size / w!.shape[0]),
+  patchEmbedBackwardWeight: ([_, dOut, dW]) =>
+    flops("patch embed dWeight", 2 * dOut!.size * dW!.size / dW!.shape[0]),
+  depthwiseConvForward: ([x, w]) => flops("depthwise forward", 2 * x!.size * w!.size / channels(x!)),
+  depthwiseConvBackwardInput: ([dOut, w]) =>
+    flops("depthwise dx", 2 * dOut!.size * w!.size / channels(dOut!)),
+  depthwiseConvBackwardWeight: ([x, _, dW]) =>
+    flops("depthwise dWeight", 2 * x!.size * dW!.size / channels(x!)),
+  linearForward: ([x, w]) => flops(gemmLabel("forward", w!), 2 * rows(x!) * w!.size),
+  linearBackwardInput: ([dOut, w]) => flops(gemmLabel("dx", w!), 2 * rows(dOut!) * w!.size),
+  linearBackwardWeight: ([x, _, dW]) => flops(gemmLabel("dWeight", dW!), 2 * rows(x!) * dW!.size),
+  biasGeluBatchNormForward: (t, training) =>
+    bytes(`bias-GELU-BN forward${training ? "" : " (eval)"}`, t[0], t[7], t[8]), // z, residual, out
+  biasGeluBatchNormBackward: (t) => bytes("bias-GELU-BN backward", t[0], t[4], t[5]), // z, dOut, dz
+  averagePoolForward: ([x, out]) => bytes("average pool forward", x, out),
+  averagePoolBackward: ([dOut, dx]) => bytes("average pool backward", dOut, dx),
+  softmaxCrossEntropy: ([logits, _, dLogits]) => bytes("softmax cross-entropy", logits, dLogits),
+  accumulateSquares: ([g]) => bytes("gradient norm", g),
+  optimizerStep: ([p, g, m, v]) => bytes("AdamW", p, p, g, m, m, v, v), // p, m, v read and written
+  movingAverage: ([average, value]) => bytes("weight average", average, average, value),
 };
 
 function gemmLabel(pass: string, weight: Tensor): string {
@@ -109,11 +68,11 @@ function timed(
       const work = WORK[prop as string];
       if (typeof value !== "function") return value;
       if (!work) return value.bind(target);
-      return (...args: Parameters<Work>) => {
+      return (...args: unknown[]) => {
         const start = performance.now();
         const result = value.apply(target, args);
         const ms = performance.now() - start;
-        const [label, flops, bytes] = work(...args);
+        const [label, flops, bytes] = work(args as (Tensor | null)[], args[9]);
         const total = totals.get(label) ?? { ms: 0, calls: 0, flops: 0, bytes: 0 };
         totals.set(label, {
           ms: total.ms + ms,
