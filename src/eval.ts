@@ -4,7 +4,7 @@ import { EVAL_USAGE, type EvalOptions, parseEvalArgs, UsageError } from "./optio
 import { selectBackend } from "./select_backend.ts";
 import { ConvMixer } from "./model.ts";
 import { loadCheckpoint } from "./checkpoint.ts";
-import { openCifar } from "./data/cifar.ts";
+import { holdOut, openCifar } from "./data/cifar.ts";
 import { BatchLoader } from "./data/loader.ts";
 import { type EvalResult, evaluate } from "./evaluate.ts";
 
@@ -16,24 +16,25 @@ export async function evalCheckpoint(options: EvalOptions): Promise<EvalResult> 
     );
   }
   const data = await openCifar(options.data);
+  const split = options.val ? holdOut(data.train, options.val).val! : data.test;
   const { backend, reason } = await selectBackend(options.backend);
   console.error(`backend: ${backend.description} (${reason})`);
-  const loader = await BatchLoader.create(data.test, {
-    batch: Math.min(options.batch, data.test.count),
+  const loader = await BatchLoader.create(split, {
+    batch: Math.min(options.batch, split.count),
     shuffle: false,
     seed: 0,
     augment: null,
     dropLast: false,
   });
   try {
-    const model = new ConvMixer(backend, checkpoint.config, Math.min(options.batch, data.test.count));
+    const model = new ConvMixer(backend, checkpoint.config, Math.min(options.batch, split.count));
     model.loadStateDict(checkpoint.state);
-    const result = await evaluate(model, loader, data.test.count, {
+    const result = await evaluate(model, loader, split.count, {
       keepLogits: options.predictions !== undefined,
       progress: true,
       tta: options.tta,
     });
-    if (options.predictions) await writePredictions(options.predictions, data.test.labels, result.logits!);
+    if (options.predictions) await writePredictions(options.predictions, split.labels, result.logits!);
     return result;
   } finally {
     loader.close();
@@ -65,7 +66,7 @@ if (import.meta.main) {
     }
     const result = await evalCheckpoint(options);
     console.log(
-      `test loss ${result.loss.toFixed(4)} accuracy ${
+      `${options.val ? "validation" : "test"} loss ${result.loss.toFixed(4)} accuracy ${
         (100 * result.accuracy).toFixed(2)
       }% (${result.count} images)`,
     );

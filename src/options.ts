@@ -314,13 +314,16 @@ export interface EvalOptions {
   batch: number;
   predictions?: string;
   tta: TestTimeAugmentation;
+  /** Score the last `val` training images (a run's --val split) instead of the test set. */
+  val?: number;
   help: boolean;
 }
 
 export const EVAL_USAGE = `Usage: deno task eval --checkpoint CKPT [--data PATH] [--backend auto|wasm|webgpu]
-                      [--batch N] [--predictions FILE.csv] [--tta none|flip]
+                      [--batch N] [--predictions FILE.csv] [--tta none|flip] [--val N]
   Prints test loss and accuracy; --predictions writes index,label,pred,logit_0..logit_9 per test record
-  (with --tta flip: the mean of the image's and its mirror's logits).`;
+  (with --tta flip: the mean of the image's and its mirror's logits). --val N scores the last N training
+  images instead (the validation split of a run trained with --val N).`;
 
 export function parseEvalArgs(args: string[]): EvalOptions {
   const v = parseFlags(
@@ -332,6 +335,7 @@ export function parseEvalArgs(args: string[]): EvalOptions {
       batch: { type: "string" },
       predictions: { type: "string" },
       tta: { type: "string" },
+      val: { type: "string" },
       help: { type: "boolean", short: "h" },
     } as const,
   );
@@ -345,6 +349,7 @@ export function parseEvalArgs(args: string[]): EvalOptions {
     batch: number("batch", v.batch, { min: 1, max: 65536, integer: true }) ?? 200, // ConvMixer-256/8 fits wasm32
     predictions: v.predictions,
     tta: choice("tta", v.tta, ["none", "flip"] as const) ?? "none",
+    val: number("val", v.val, { min: 1, max: 49999, integer: true }),
     help: v.help ?? false,
   };
 }

@@ -19,7 +19,7 @@ import { ConvMixer } from "./model.ts";
 import { epochKnots, learningRate, stepKnots } from "./schedule.ts";
 import { loadCheckpoint, saveCheckpoint, type StateDict } from "./checkpoint.ts";
 import { readSafetensors, type SafeTensor, writeSafetensors } from "./safetensors.ts";
-import { type CifarSplit, IMAGE_BYTES, openCifar } from "./data/cifar.ts";
+import { type CifarSplit, holdOut, openCifar } from "./data/cifar.ts";
 import { BatchLoader } from "./data/loader.ts";
 import { evaluate } from "./evaluate.ts";
 import { formatDuration, Progress } from "./progress.ts";
@@ -123,21 +123,6 @@ export async function train(options: TrainOptions): Promise<{ runDir: string; te
 function modelConfig(recipe: Recipe) {
   const { hdim, depth, kernel, patch } = recipe;
   return { hdim, depth, kernel, patch, classes: 10 };
-}
-
-/** The last `val` training images (official order) become the validation split. */
-function holdOut(train: CifarSplit, val: number): { train: CifarSplit; val: CifarSplit | null } {
-  if (val === 0) return { train, val: null };
-  if (val >= train.count) {
-    throw new UsageError(`--val ${val}: must leave training images (the split has ${train.count})`);
-  }
-  const cut = train.count - val;
-  const part = (from: number, to: number): CifarSplit => ({
-    images: train.images.subarray(from * IMAGE_BYTES, to * IMAGE_BYTES),
-    labels: train.labels.subarray(from, to),
-    count: to - from,
-  });
-  return { train: part(0, cut), val: part(cut, train.count) };
 }
 
 function stemFilters(recipe: Recipe, train: CifarSplit): Float32Array | undefined {

@@ -255,3 +255,18 @@ function text(bytes: Uint8Array, start: number, length: number): string {
   const end = field.indexOf(0);
   return new TextDecoder().decode(end < 0 ? field : field.subarray(0, end));
 }
+
+/** The last `val` training images (official order) become the validation split. */
+export function holdOut(train: CifarSplit, val: number): { train: CifarSplit; val: CifarSplit | null } {
+  if (val === 0) return { train, val: null };
+  if (val >= train.count) {
+    throw new Error(`--val ${val}: must leave training images (the split has ${train.count})`);
+  }
+  const cut = train.count - val;
+  const part = (from: number, to: number): CifarSplit => ({
+    images: train.images.subarray(from * IMAGE_BYTES, to * IMAGE_BYTES),
+    labels: train.labels.subarray(from, to),
+    count: to - from,
+  });
+  return { train: part(0, cut), val: part(cut, train.count) };
+}
