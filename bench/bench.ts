@@ -304,8 +304,8 @@ if (import.meta.main) {
     probe.dispose();
     // Each model in a fresh memory (the arena never frees), so the memory column is the model's own;
     // ConvMixer-256/8 also as the official recipe runs it on the CPU at batch 512 (src/model.ts).
-    const runs = models.flatMap((name) =>
-      [[name, false], ...(name === "256/8" ? [[name, true]] : [])] as const
+    const runs: [string, boolean][] = models.flatMap((name): [string, boolean][] =>
+      name === "256/8" ? [[name, false], [name, true]] : [[name, false]]
     );
     for (const [name, recompute] of runs) {
       console.error(`wasm: ${name}${recompute ? " (depthwise recomputed)" : ""}…`);
