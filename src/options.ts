@@ -87,6 +87,8 @@ export interface TrainOptions {
   out?: string;
   workers?: number;
   precision: "f32" | "f16";
+  /** Append a line to RUNDIR/steps.jsonl every this many steps. */
+  logEvery?: number;
   help: boolean;
 }
 
@@ -121,6 +123,7 @@ const TRAIN_FLAGS = {
   out: { type: "string" },
   workers: { type: "string" },
   precision: { type: "string" },
+  "log-every": { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -137,7 +140,9 @@ export const TRAIN_USAGE = `Usage: deno task train [flags]
   --workers N            compute threads of the WASM backend (default: every core)
   --init CKPT            start from these weights (timm-named safetensors)
   --resume RUNDIR        continue a run from its last checkpoint
-  --out RUNDIR           where config.json, metrics.jsonl and last.safetensors go (default runs/<time>)`;
+  --out RUNDIR           where config.json, metrics.jsonl, report.html and last.safetensors go
+                         (default runs/<time>)
+  --log-every N          also write RUNDIR/steps.jsonl: loss, accuracy, lr, images/s every N steps`;
 
 function parseFlags<T extends ParseArgsOptionsConfig>(args: string[], options: T) {
   try {
@@ -223,6 +228,7 @@ export function parseTrainArgs(args: string[]): TrainOptions {
     out: v.out,
     workers: int("workers", 1, 64),
     precision: choice("precision", v.precision, ["f32", "f16"] as const) ?? "f32",
+    logEvery: int("log-every", 1),
     help: v.help ?? false,
   };
 }
@@ -233,12 +239,14 @@ export interface EvalOptions {
   backend: BackendChoice;
   batch: number;
   predictions?: string;
+  report?: string;
   help: boolean;
 }
 
 export const EVAL_USAGE = `Usage: deno task eval --checkpoint CKPT [--data PATH] [--backend auto|wasm|webgpu]
-                      [--batch N] [--predictions FILE.csv]
-  Prints test loss and accuracy; --predictions writes index,label,pred,logit_0..logit_9 per test record.`;
+                      [--batch N] [--predictions FILE.csv] [--report FILE.html]
+  Prints test loss and accuracy, per-class accuracy and the confusion matrix; --predictions writes
+  index,label,pred,logit_0..logit_9 per test record; --report writes an HTML report of the evaluation.`;
 
 export function parseEvalArgs(args: string[]): EvalOptions {
   const v = parseFlags(
@@ -249,6 +257,7 @@ export function parseEvalArgs(args: string[]): EvalOptions {
       backend: { type: "string" },
       batch: { type: "string" },
       predictions: { type: "string" },
+      report: { type: "string" },
       help: { type: "boolean", short: "h" },
     } as const,
   );
@@ -261,6 +270,7 @@ export function parseEvalArgs(args: string[]): EvalOptions {
     backend: choice("backend", v.backend, ["auto", "wasm", "webgpu"] as const) ?? "auto",
     batch: number("batch", v.batch, { min: 1, max: 65536, integer: true }) ?? 200, // ConvMixer-256/8 fits wasm32
     predictions: v.predictions,
+    report: v.report,
     help: v.help ?? false,
   };
 }

@@ -22,6 +22,8 @@ import { openCifar } from "./data/cifar.ts";
 import { BatchLoader } from "./data/loader.ts";
 import { evaluate } from "./evaluate.ts";
 import { Progress } from "./progress.ts";
+import { machineFacts, writeRunReport } from "./report/report.ts";
+import { StepLog } from "./step_log.ts";
 
 const SAVE_INTERVAL_MS = 5 * 60 * 1000;
 const METRIC_READS_PER_EPOCH = 20;
@@ -104,6 +106,7 @@ export async function train(options: TrainOptions): Promise<{ runDir: string; te
     // Only now, with data, model and loaders ready, does the run directory appear.
     await Deno.mkdir(runDir, { recursive: true });
     await writeAtomic(`${runDir}/config.json`, JSON.stringify(run, null, 2) + "\n");
+    const stepLog = options.logEvery ? new StepLog(`${runDir}/steps.jsonl`, options.logEvery) : null;
     let stopRequested = false;
     const onInterrupt = () => {
       stopRequested = true;
@@ -119,10 +122,11 @@ export async function train(options: TrainOptions): Promise<{ runDir: string; te
       for (let epoch = position.epoch; epoch < recipe.epochs; epoch++) {
         const started = performance.now();
         backend.fill(model.metrics, 0);
+        stepLog?.startEpoch();
         const progress = new Progress(`epoch ${epoch + 1}/${recipe.epochs}`, perEpoch * recipe.batch, "img");
         // Metrics are read back without waiting: the read resolves later and is shown on a later step.
         let pendingRead: Promise<Float32Array> | null = null;
-        let readAt = { images: 0, ms: 0, lr: 0 };
+        let readAt = { images: 0, lr: 0 };
         let lr = 0, images = 0;
         const first = epoch === position.epoch ? position.batchInEpoch : 0;
         const show = ([loss, correct, count]: Float32Array) => {
@@ -130,7 +134,7 @@ export async function train(options: TrainOptions): Promise<{ runDir: string; te
           progress.update(
             readAt.images + first * recipe.batch,
             `loss ${(loss / count).toFixed(3)} acc ${(100 * correct / count).toFixed(1)}% ` +
-              `lr ${readAt.lr.toPrecision(3)} ${(readAt.images / readAt.ms * 1000).toFixed(0)} img/s`,
+              `lr ${readAt.lr.toPrecision(3)}`,
           );
         };
         for await (const batch of trainLoader.epoch(epoch, first)) {
@@ -150,9 +154,10 @@ export async function train(options: TrainOptions): Promise<{ runDir: string; te
           });
           position = { step: position.step + 1, epoch, batchInEpoch: batch.index + 1 };
           images += batch.count;
+          stepLog?.afterStep(position.step, lr, () => backend.read(model.metrics));
           if ((batch.index + 1) % readEvery === 0) {
             if (pendingRead) show(await pendingRead);
-            readAt = { images, ms: performance.now() - started, lr };
+            readAt = { images, lr };
             pendingRead = backend.read(model.metrics);
           }
           const stepLimit = options.steps !== undefined && position.step >= options.steps;
@@ -171,7 +176,8 @@ export async function train(options: TrainOptions): Promise<{ runDir: string; te
         checkFinite(lossSum / count, position);
         const seconds = (performance.now() - started) / 1000;
         progress.done(`loss ${(lossSum / count).toFixed(3)} acc ${(100 * correct / count).toFixed(1)}%`);
-        const test = await evaluate(model, testLoader, data.test.count);
+        await stepLog?.flush();
+        const test = await evaluate(model, testLoader, data.test.count, { keepLogits: true });
         testAccuracy = test.accuracy;
         const line = {
           epoch: epoch + 1,
@@ -186,6 +192,8 @@ export async function train(options: TrainOptions): Promise<{ runDir: string; te
           partial: position.batchInEpoch < perEpoch || undefined,
         };
         await Deno.writeTextFile(`${runDir}/metrics.jsonl`, JSON.stringify(line) + "\n", { append: true });
+        const machine = machineFacts(backend.description, reason);
+        await writeRunReport(runDir, { machine, test: data.test, logits: test.logits! });
         console.error(
           `epoch ${epoch + 1}: train loss ${line.train_loss.toFixed(4)} acc ${
             (100 * line.train_acc).toFixed(2)
