@@ -29,7 +29,7 @@ function pngToRgb(bytes: Uint8Array): RgbImage {
   try {
     png = decodePng(bytes, { checkCrc: true });
   } catch (e) {
-    throw new Error(`corrupt or truncated PNG (${(e as Error).message})`);
+    throw new Error(`corrupt or truncated PNG (${reason(e)})`);
   }
   const { width, height } = png;
   const indexed = png.palette !== undefined;
@@ -51,8 +51,13 @@ function jpegToRgb(bytes: Uint8Array): RgbImage {
     const image = jpeg.decode(bytes, { useTArray: true, formatAsRGBA: false, tolerantDecoding: false });
     return { width: image.width, height: image.height, data: image.data };
   } catch (e) {
-    throw new Error(`corrupt or truncated JPEG (${(e as Error).message ?? e})`);
+    throw new Error(`corrupt or truncated JPEG (${reason(e)})`);
   }
+}
+
+/** A decoder's message, without the trailing colon some of them end with. */
+function reason(e: unknown): string {
+  return String((e as Error).message ?? e).replace(/[:\s]+$/, "");
 }
 
 /**

@@ -145,8 +145,16 @@ export const TRAIN_USAGE = `Usage: deno task train [flags]
   --log-every N          also write RUNDIR/steps.jsonl: loss, accuracy, lr, images/s every N steps`;
 
 function parseFlags<T extends ParseArgsOptionsConfig>(args: string[], options: T) {
+  return parseFlagsAndPaths(args, options, false).values;
+}
+
+function parseFlagsAndPaths<T extends ParseArgsOptionsConfig>(
+  args: string[],
+  options: T,
+  allowPositionals = true,
+) {
   try {
-    return parseArgs({ args, options, strict: true, allowPositionals: false }).values;
+    return parseArgs({ args, options, strict: true, allowPositionals });
   } catch (e) {
     const message = (e as Error).message.replace(/\. To specify a positional.*$/, "");
     throw new UsageError(`${message} (see --help)`);
@@ -271,6 +279,42 @@ export function parseEvalArgs(args: string[]): EvalOptions {
     batch: number("batch", v.batch, { min: 1, max: 65536, integer: true }) ?? 200, // ConvMixer-256/8 fits wasm32
     predictions: v.predictions,
     report: v.report,
+    help: v.help ?? false,
+  };
+}
+
+export interface PredictOptions {
+  checkpoint: string;
+  images: string[];
+  backend: BackendChoice;
+  json: boolean;
+  help: boolean;
+}
+
+export const PREDICT_USAGE =
+  `Usage: deno task predict --checkpoint CKPT [--backend auto|wasm|webgpu] [--json] IMAGE…
+  Classifies PNG and JPEG files of any size (reduced to 32×32 by area averaging): the top 3 classes with
+  their probabilities per file; --json prints one JSON line per file. Exits 1 if any file failed.`;
+
+export function parsePredictArgs(args: string[]): PredictOptions {
+  const { values: v, positionals } = parseFlagsAndPaths(
+    args,
+    {
+      checkpoint: { type: "string" },
+      backend: { type: "string" },
+      json: { type: "boolean" },
+      help: { type: "boolean", short: "h" },
+    } as const,
+  );
+  if (!v.help && v.checkpoint === undefined) {
+    throw new UsageError("--checkpoint CKPT is required (see --help)");
+  }
+  if (!v.help && positionals.length === 0) throw new UsageError("no image files given (see --help)");
+  return {
+    checkpoint: v.checkpoint ?? "",
+    images: positionals,
+    backend: choice("backend", v.backend, ["auto", "wasm", "webgpu"] as const) ?? "auto",
+    json: v.json ?? false,
     help: v.help ?? false,
   };
 }
