@@ -32,7 +32,14 @@ export function lineChart(
     title: title(options.title),
     legend: { top: 4, right: 8 },
     grid: { left: 72, right: 24, top: 44, bottom: 48 },
-    xAxis: { type: "value", name: options.xName, nameLocation: "middle", nameGap: 28, scale: true },
+    xAxis: {
+      type: "value",
+      name: options.xName,
+      nameLocation: "middle",
+      nameGap: 28,
+      scale: true,
+      minInterval: 1,
+    },
     yAxis: {
       type: "value",
       name: options.yName,
