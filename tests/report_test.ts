@@ -121,9 +121,10 @@ Deno.test({
   ignore: !haveRealData,
   fn: async () => {
     const out = `${dir}/run`; // written by the test above
-    const lines = (path: string) => Deno.readTextFileSync(path).trim().split("\n").map((l) => JSON.parse(l));
-    const steps = lines(`${out}/steps.jsonl`);
-    const epochs = lines(`${out}/metrics.jsonl`);
+    const lines = async (path: string) =>
+      (await Deno.readTextFile(path)).trim().split("\n").map((l) => JSON.parse(l));
+    const steps = await lines(`${out}/steps.jsonl`);
+    const epochs = await lines(`${out}/metrics.jsonl`);
     // 3000 images / batch 50 = 60 steps per epoch, 2 epochs, a line every 10 steps.
     assert.deepEqual(steps.map((s) => s.step), [10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110, 120]);
     for (const s of steps) {
