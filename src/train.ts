@@ -193,7 +193,7 @@ export async function train(options: TrainOptions): Promise<{ runDir: string; te
         };
         await Deno.writeTextFile(`${runDir}/metrics.jsonl`, JSON.stringify(line) + "\n", { append: true });
         const machine = machineFacts(backend.description, reason);
-        await writeRunReport(runDir, { machine, test: data.test, logits: test.logits! });
+        await writeRunReport(runDir, { machine, test: { split: data.test, logits: test.logits! } });
         console.error(
           `epoch ${epoch + 1}: train loss ${line.train_loss.toFixed(4)} acc ${
             (100 * line.train_acc).toFixed(2)

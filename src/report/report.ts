@@ -37,10 +37,13 @@ export function machineFacts(backend: string, reason: string): Record<string, st
   };
 }
 
-/** Writes RUNDIR/report.html from the run's files and the latest test evaluation's logits. */
+/**
+ * Writes RUNDIR/report.html from the run's files and, when there is one, the latest test
+ * evaluation's logits (without it the report has no test sections yet).
+ */
 export async function writeRunReport(
   runDir: string,
-  latest: { machine: Record<string, string>; test: CifarSplit; logits: Float32Array },
+  latest: { machine: Record<string, string>; test?: { split: CifarSplit; logits: Float32Array } },
 ): Promise<void> {
   const config = JSON.parse(await Deno.readTextFile(`${runDir}/config.json`));
   const epochs = await readJsonLines(`${runDir}/metrics.jsonl`) as EpochLine[];
@@ -51,10 +54,10 @@ export async function writeRunReport(
     machine: latest.machine,
     epochs,
     steps,
-    test: {
+    test: latest.test && {
       heading: `Test set after epoch ${epochs.at(-1)?.epoch ?? "?"}`,
-      analysis: analyseLogits(latest.logits, latest.test.labels, CLASS_NAMES.length),
-      images: latest.test.images,
+      analysis: analyseLogits(latest.test.logits, latest.test.split.labels, CLASS_NAMES.length),
+      images: latest.test.split.images,
     },
   });
   await writeTextAtomic(`${runDir}/report.html`, html);
