@@ -3,10 +3,12 @@
 // achieved GFLOP/s against the device's peak, memory held, and the step time when batches come from
 // the real data pipeline (CPU workers decoding and augmenting while the step runs) next to the same
 // steps on a fixed batch — equal times mean the data preparation is hidden; and per model, where the
-// WASM step's time goes op by op (bench/step_profile.ts). Writes JSON and an SVG.
+// WASM step's time goes op by op (bench/step_profile.ts). Writes JSON and an SVG (drawn by ECharts, as
+// the run report's charts: src/report/charts.ts).
 //
 //   deno task bench [--models 256/8,cpu] [--backends wasm,webgpu] [--batch 128] [--steps 5]
 //                   [--torch cpu|cuda|none] [--data PATH] [--out bench/results]
+//   deno task bench --chart-from bench/results.json    redraws the SVG of an earlier run, measuring nothing
 import { parseArgs } from "node:util";
 import type { Backend } from "../src/backend.ts";
 import { ConvMixer, type ConvMixerConfig, convMixerFlops } from "../src/model.ts";
@@ -21,6 +23,7 @@ import { depthwiseBench } from "./depthwise_bench.ts";
 import { webgpuKernelRows } from "./webgpu_bench.ts";
 import { dataBench } from "./data_bench.ts";
 import { stepProfile } from "./step_profile.ts";
+import { barChart } from "../src/report/charts.ts";
 
 interface Row {
   model: string;
@@ -49,6 +52,7 @@ const { values: flags } = parseArgs({
     torch: { type: "string", default: "cpu" },
     data: { type: "string" },
     out: { type: "string", default: "bench/results" },
+    "chart-from": { type: "string" },
   },
   strict: true,
 });
@@ -256,37 +260,27 @@ function table(rows: Row[]): string {
   return lines.join("\n");
 }
 
-/** Horizontal bars of training images/s, one group per model. */
+/** Horizontal bars of training images/s, grouped by model. */
 function chart(rows: Row[]): string {
-  const barHeight = 18, gap = 6, left = 330, width = 760;
-  const max = Math.max(...rows.map((r) => r.imagesPerS));
-  let y = 30;
-  const parts: string[] = [];
-  for (const model of new Set(rows.map((r) => r.model))) {
-    parts.push(`<text x="10" y="${y + 12}" font-weight="bold">${model}</text>`);
-    y += barHeight + gap;
-    for (const r of rows.filter((r) => r.model === model)) {
-      const w = ((width - left - 90) * r.imagesPerS) / max;
-      parts.push(
-        `<text x="20" y="${y + 13}">${r.backend} · ${r.device.slice(0, 36)}</text>`,
-        `<rect x="${left}" y="${y}" width="${w.toFixed(1)}" height="${barHeight}" fill="${
-          r.backend.startsWith("pytorch") ? "#888" : r.backend === "webgpu" ? "#2a7" : "#37c"
-        }"/>`,
-        `<text x="${left + w + 6}" y="${y + 13}">${r.imagesPerS.toFixed(1)} img/s</text>`,
-      );
-      y += barHeight + gap;
-    }
-    y += gap;
-  }
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${
-    y + 10
-  }" font-family="sans-serif" font-size="12">` +
-    `<text x="10" y="16" font-size="14">Training throughput (images/s, higher is better)</text>${
-      parts.join("")
-    }</svg>\n`;
+  const models = [...new Set(rows.map((r) => r.model))];
+  const ordered = models.flatMap((model) => rows.filter((r) => r.model === model));
+  return barChart({
+    title: "Training throughput (images/s, higher is better)",
+    labels: ordered.map((r) => `${r.model} · ${r.backend} · ${r.device.slice(0, 36)}`),
+    values: ordered.map((r) => r.imagesPerS),
+    colors: ordered.map((
+      r,
+    ) => (r.backend.startsWith("pytorch") ? "#888888" : r.backend === "webgpu" ? "#2a9d5c" : "#3b6fc6")),
+    format: (v) => `${v.toFixed(1)} img/s`,
+    width: 960,
+  }) + "\n";
 }
 
-if (import.meta.main) {
+if (import.meta.main && flags["chart-from"]) {
+  const { rows } = JSON.parse(await Deno.readTextFile(flags["chart-from"])) as { rows: Row[] };
+  await Deno.writeTextFile(`${flags.out}.svg`, chart(rows));
+  console.error(`wrote ${flags.out}.svg from ${flags["chart-from"]}`);
+} else if (import.meta.main) {
   const models = flags.models.split(",");
   const batch = Number(flags.batch), steps = Number(flags.steps);
   const backends = flags.backends.split(",");

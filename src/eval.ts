@@ -1,14 +1,18 @@
 // `deno task eval --checkpoint CKPT`: test loss and accuracy of a timm-named checkpoint (ours or
-// PyTorch's); --predictions writes index,label,pred,logit_0,…,logit_9 per test record, in file order.
+// PyTorch's), per-class accuracy and the confusion matrix; --predictions writes
+// index,label,pred,logit_0,…,logit_9 per test record, in file order; --report FILE.html the report's
+// test sections (src/report/).
 import { EVAL_USAGE, type EvalOptions, parseEvalArgs, UsageError } from "./options.ts";
 import { selectBackend } from "./select_backend.ts";
 import { ConvMixer } from "./model.ts";
 import { loadCheckpoint } from "./checkpoint.ts";
-import { holdOut, openCifar } from "./data/cifar.ts";
+import { CLASS_NAMES, holdOut, openCifar } from "./data/cifar.ts";
 import { BatchLoader } from "./data/loader.ts";
 import { type EvalResult, evaluate } from "./evaluate.ts";
+import { analyseLogits, analysisText, argmax, type TestAnalysis } from "./report/analysis.ts";
+import { machineFacts, writeCheckpointReport } from "./report/report.ts";
 
-export async function evalCheckpoint(options: EvalOptions): Promise<EvalResult> {
+export async function evalCheckpoint(options: EvalOptions): Promise<EvalResult & { analysis: TestAnalysis }> {
   const checkpoint = await loadCheckpoint(options.checkpoint);
   if (checkpoint.config.classes !== 10) {
     throw new Error(
@@ -30,12 +34,23 @@ export async function evalCheckpoint(options: EvalOptions): Promise<EvalResult> 
     const model = new ConvMixer(backend, checkpoint.config, Math.min(options.batch, split.count));
     model.loadStateDict(checkpoint.state);
     const result = await evaluate(model, loader, split.count, {
-      keepLogits: options.predictions !== undefined,
+      keepLogits: true,
       progress: true,
       tta: options.tta,
     });
+    const analysis = analyseLogits(result.logits!, split.labels, checkpoint.config.classes);
     if (options.predictions) await writePredictions(options.predictions, split.labels, result.logits!);
-    return result;
+    if (options.report) {
+      await writeCheckpointReport(options.report, {
+        checkpoint: options.checkpoint,
+        config: checkpoint.config,
+        metadata: checkpoint.metadata,
+        machine: machineFacts(backend.description, reason),
+        test: split,
+        analysis,
+      });
+    }
+    return { ...result, analysis };
   } finally {
     loader.close();
     backend.dispose();
@@ -48,9 +63,7 @@ async function writePredictions(path: string, labels: Uint8Array, logits: Float3
   const lines = [header.join(",")];
   for (let i = 0; i < labels.length; i++) {
     const row = logits.subarray(i * classes, (i + 1) * classes);
-    let pred = 0;
-    for (let c = 1; c < classes; c++) if (row[c] > row[pred]) pred = c;
-    lines.push(`${i},${labels[i]},${pred},${Array.from(row, (x) => x.toPrecision(7)).join(",")}`);
+    lines.push(`${i},${labels[i]},${argmax(row)},${Array.from(row, (x) => x.toPrecision(7)).join(",")}`);
   }
   const temporary = `${path}.tmp-${Deno.pid}`;
   await Deno.writeTextFile(temporary, lines.join("\n") + "\n");
@@ -70,6 +83,7 @@ if (import.meta.main) {
         (100 * result.accuracy).toFixed(2)
       }% (${result.count} images)`,
     );
+    console.log(analysisText(result.analysis, CLASS_NAMES));
     Deno.exit(0);
   } catch (e) {
     console.error(`eval: ${(e as Error).message}`);

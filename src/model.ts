@@ -39,9 +39,9 @@ interface Activations {
 }
 
 export class ConvMixer {
-  readonly params = new Map<string, Tensor>(); // trainable, timm names
-  readonly grads = new Map<string, Tensor>();
-  readonly buffers = new Map<string, Tensor>(); // BN running statistics
+  readonly params: Map<string, Tensor> = new Map(); // trainable, timm names
+  readonly grads: Map<string, Tensor> = new Map();
+  readonly buffers: Map<string, Tensor> = new Map(); // BN running statistics
   /** timm's `num_batches_tracked`: every BN has seen the same number of training batches. */
   numBatchesTracked = 0;
   readonly metrics: Tensor; // [3]: Σ loss, Σ correct, Σ count (see Backend.softmaxCrossEntropy)

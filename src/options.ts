@@ -126,6 +126,8 @@ export interface TrainOptions {
   out?: string;
   workers?: number;
   precision: "f32" | "f16";
+  /** Append a line to RUNDIR/steps.jsonl every this many steps. */
+  logEvery?: number;
   help: boolean;
 }
 
@@ -168,6 +170,7 @@ const TRAIN_FLAGS = {
   out: { type: "string" },
   workers: { type: "string" },
   precision: { type: "string" },
+  "log-every": { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -190,11 +193,21 @@ export const TRAIN_USAGE = `Usage: deno task train [flags]
   --workers N            compute threads of the WASM backend (default: every core)
   --init CKPT            start from these weights (timm-named safetensors)
   --resume RUNDIR        continue a run from its last checkpoint
-  --out RUNDIR           where config.json, metrics.jsonl and last.safetensors go (default runs/<time>)`;
+  --out RUNDIR           where config.json, metrics.jsonl, report.html and last.safetensors go
+                         (default runs/<time>)
+  --log-every N          also write RUNDIR/steps.jsonl: loss, accuracy, lr, images/s every N steps`;
 
 function parseFlags<T extends ParseArgsOptionsConfig>(args: string[], options: T) {
+  return parseFlagsAndPaths(args, options, false).values;
+}
+
+function parseFlagsAndPaths<T extends ParseArgsOptionsConfig>(
+  args: string[],
+  options: T,
+  allowPositionals = true,
+) {
   try {
-    return parseArgs({ args, options, strict: true, allowPositionals: false }).values;
+    return parseArgs({ args, options, strict: true, allowPositionals });
   } catch (e) {
     const message = (e as Error).message.replace(/\. To specify a positional.*$/, "");
     throw new UsageError(`${message} (see --help)`);
@@ -303,6 +316,7 @@ export function parseTrainArgs(args: string[]): TrainOptions {
     out: v.out,
     workers: int("workers", 1, 64),
     precision: choice("precision", v.precision, ["f32", "f16"] as const) ?? "f32",
+    logEvery: int("log-every", 1),
     help: v.help ?? false,
   };
 }
@@ -316,14 +330,17 @@ export interface EvalOptions {
   tta: TestTimeAugmentation;
   /** Score the last `val` training images (a run's --val split) instead of the test set. */
   val?: number;
+  report?: string;
   help: boolean;
 }
 
 export const EVAL_USAGE = `Usage: deno task eval --checkpoint CKPT [--data PATH] [--backend auto|wasm|webgpu]
-                      [--batch N] [--predictions FILE.csv] [--tta none|flip] [--val N]
-  Prints test loss and accuracy; --predictions writes index,label,pred,logit_0..logit_9 per test record
-  (with --tta flip: the mean of the image's and its mirror's logits). --val N scores the last N training
-  images instead (the validation split of a run trained with --val N).`;
+                      [--batch N] [--predictions FILE.csv] [--report FILE.html] [--tta none|flip]
+                      [--val N]
+  Prints test loss and accuracy, per-class accuracy and the confusion matrix; --predictions writes
+  index,label,pred,logit_0..logit_9 per test record; --report writes an HTML report of the evaluation.
+  --tta flip scores the mean of each image's and its mirror's logits (and --predictions writes those);
+  --val N scores the last N training images instead (the validation split of a run trained with --val N).`;
 
 export function parseEvalArgs(args: string[]): EvalOptions {
   const v = parseFlags(
@@ -336,6 +353,7 @@ export function parseEvalArgs(args: string[]): EvalOptions {
       predictions: { type: "string" },
       tta: { type: "string" },
       val: { type: "string" },
+      report: { type: "string" },
       help: { type: "boolean", short: "h" },
     } as const,
   );
@@ -350,6 +368,43 @@ export function parseEvalArgs(args: string[]): EvalOptions {
     predictions: v.predictions,
     tta: choice("tta", v.tta, ["none", "flip"] as const) ?? "none",
     val: number("val", v.val, { min: 1, max: 49999, integer: true }),
+    report: v.report,
+    help: v.help ?? false,
+  };
+}
+
+export interface PredictOptions {
+  checkpoint: string;
+  images: string[];
+  backend: BackendChoice;
+  json: boolean;
+  help: boolean;
+}
+
+export const PREDICT_USAGE =
+  `Usage: deno task predict --checkpoint CKPT [--backend auto|wasm|webgpu] [--json] IMAGE…
+  Classifies PNG and JPEG files of any size (reduced to 32×32 by area averaging): the top 3 classes with
+  their probabilities per file; --json prints one JSON line per file. Exits 1 if any file failed.`;
+
+export function parsePredictArgs(args: string[]): PredictOptions {
+  const { values: v, positionals } = parseFlagsAndPaths(
+    args,
+    {
+      checkpoint: { type: "string" },
+      backend: { type: "string" },
+      json: { type: "boolean" },
+      help: { type: "boolean", short: "h" },
+    } as const,
+  );
+  if (!v.help && v.checkpoint === undefined) {
+    throw new UsageError("--checkpoint CKPT is required (see --help)");
+  }
+  if (!v.help && positionals.length === 0) throw new UsageError("no image files given (see --help)");
+  return {
+    checkpoint: v.checkpoint ?? "",
+    images: positionals,
+    backend: choice("backend", v.backend, ["auto", "wasm", "webgpu"] as const) ?? "auto",
+    json: v.json ?? false,
     help: v.help ?? false,
   };
 }

@@ -25,6 +25,8 @@ import { evaluate } from "./evaluate.ts";
 import { formatDuration, Progress } from "./progress.ts";
 import { WeightAverage } from "./weight_average.ts";
 import { patchWhiteningFilters } from "./stem_whitening.ts";
+import { machineFacts, writeRunReport } from "./report/report.ts";
+import { StepLog } from "./step_log.ts";
 
 const SAVE_INTERVAL_MS = 5 * 60 * 1000;
 const METRIC_READS_PER_EPOCH = 20;
@@ -109,7 +111,21 @@ export async function train(options: TrainOptions): Promise<{ runDir: string; te
     // Only now, with data, model and loaders ready, does the run directory appear.
     await Deno.mkdir(runDir, { recursive: true });
     await writeAtomic(`${runDir}/config.json`, JSON.stringify(run, null, 2) + "\n");
-    const session = new TrainingSession(model, average, loaders, run, runDir, options.steps, position);
+    const reporting = {
+      machine: machineFacts(backend.description, reason),
+      testSplit: data.test,
+      stepLog: options.logEvery ? new StepLog(`${runDir}/steps.jsonl`, options.logEvery) : null,
+    };
+    const session = new TrainingSession(
+      model,
+      average,
+      loaders,
+      run,
+      runDir,
+      options.steps,
+      position,
+      reporting,
+    );
     try {
       return { runDir, testAccuracy: await session.run() };
     } finally {
@@ -180,6 +196,7 @@ class TrainingSession {
     readonly runDir: string,
     readonly stopAtStep: number | undefined,
     public position: Position,
+    readonly reporting: { machine: Record<string, string>; testSplit: CifarSplit; stepLog: StepLog | null },
   ) {
     this.#perEpoch = loaders.train.batchesPerEpoch;
   }
@@ -240,13 +257,14 @@ class TrainingSession {
     const first = this.position.batchInEpoch;
     const started = performance.now();
     backend.fill(model.metrics, 0);
+    this.reporting.stepLog?.startEpoch();
     const total = this.config.totalSteps;
     const epochs = total === undefined ? "?" : Math.ceil(total / this.#perEpoch);
     const progress = new Progress(`epoch ${epoch + 1}/${epochs}`, this.#perEpoch * recipe.batch, "img");
     const readEvery = Math.max(1, Math.floor(this.#perEpoch / METRIC_READS_PER_EPOCH));
     // Metrics are read back without waiting: the read resolves later and is shown on a later step.
     let pendingRead: Promise<Float32Array> | null = null;
-    let readAt = { images: 0, ms: 0, lr: 0 };
+    let readAt = { images: 0, lr: 0 };
     let lr = 0, images = 0;
     const show = async () => {
       if (!pendingRead) return;
@@ -259,7 +277,7 @@ class TrainingSession {
       progress.update(
         readAt.images + first * recipe.batch,
         `loss ${(loss / count).toFixed(3)} acc ${(100 * correct / count).toFixed(1)}% ` +
-          `lr ${readAt.lr.toPrecision(3)} ${(readAt.images / readAt.ms * 1000).toFixed(0)} img/s${end}`,
+          `lr ${readAt.lr.toPrecision(3)}${end}`,
       );
     };
     for await (const batch of this.loaders.train.epoch(epoch, first)) {
@@ -281,10 +299,11 @@ class TrainingSession {
       this.average?.update(step + 1);
       this.position = { step: step + 1, epoch, batchInEpoch: batch.index + 1 };
       images += batch.count;
+      this.reporting.stepLog?.afterStep(step + 1, lr, () => backend.read(model.metrics));
       if (recipe.time && this.config.totalSteps === undefined) await this.#calibrate(a);
       if ((batch.index + 1) % readEvery === 0) {
         await show();
-        readAt = { images, ms: performance.now() - started, lr };
+        readAt = { images, lr };
         pendingRead = backend.read(model.metrics);
       }
       const atEnd = this.#finished();
@@ -357,12 +376,15 @@ class TrainingSession {
 
   /** Evaluation (validation every epoch; the test set at the end), the metrics line, the save. */
   async #endEpoch(line: Record<string, number | boolean | undefined>, last: boolean): Promise<number> {
+    await this.reporting.stepLog?.flush();
     const tta = this.#recipe.tta;
     const evaluateSplit = (loader: BatchLoader) => {
-      const run = () => evaluate(this.model, loader, loader.records, { tta });
+      const run = () =>
+        evaluate(this.model, loader, loader.records, { tta, keepLogits: loader === this.loaders.test });
       return this.average ? this.average.withAverage(run) : run();
     };
     let testAccuracy = NaN;
+    let testLogits: Float32Array | undefined;
     if (this.loaders.val) {
       const val = await evaluateSplit(this.loaders.val);
       Object.assign(line, { val_loss: val.loss, val_acc: val.accuracy });
@@ -371,8 +393,14 @@ class TrainingSession {
       const test = await evaluateSplit(this.loaders.test);
       Object.assign(line, { test_loss: test.loss, test_acc: test.accuracy });
       testAccuracy = test.accuracy;
+      testLogits = test.logits;
     }
     await Deno.writeTextFile(`${this.runDir}/metrics.jsonl`, JSON.stringify(line) + "\n", { append: true });
+    const { machine, testSplit } = this.reporting;
+    await writeRunReport(this.runDir, {
+      machine,
+      test: testLogits && { split: testSplit, logits: testLogits },
+    });
     console.error(epochSummary(line));
     if (this.position.batchInEpoch === this.#perEpoch) {
       this.position = { ...this.position, epoch: this.position.epoch + 1, batchInEpoch: 0 };

@@ -2,53 +2,15 @@
 // learns; --resume continues bit-for-bit; eval reproduces the run's test accuracy and writes
 // predictions; bad input gets one clear line and a non-zero exit, and leaves nothing half-written.
 import assert from "node:assert";
-import { openCifar } from "../src/data/cifar.ts";
 import { loadCheckpoint, saveCheckpoint } from "../src/checkpoint.ts";
-import { RECORD, writeTarGz } from "./make_cifar.ts";
+import { realDataPresent, run, writeRealSubset } from "./cli.ts";
 
-const REAL_DATA = Deno.env.get("CIFAR10_DATA") ?? "data/cifar-10-binary.tar.gz";
-const haveRealData = (() => {
-  try {
-    return Deno.statSync(REAL_DATA).isFile;
-  } catch {
-    return false;
-  }
-})();
-if (!haveRealData && Deno.env.get("CI")) {
-  throw new Error(`CI: the real CIFAR-10 archive ${REAL_DATA} is missing`);
-}
-if (!haveRealData) console.error(`train_test: ${REAL_DATA} not found, skipping the real-data tests`);
+const haveRealData = realDataPresent("train_test");
 
 const dir = await Deno.makeTempDir({ prefix: "convmixer-train-test-" });
 const subset = `${dir}/cifar-subset.tar.gz`;
 
-/** A real-image subset in the official layout: `perFile` records per training file, `test` test records. */
-async function writeSubset(perFile: number, test: number) {
-  const { train, test: testSplit } = await openCifar(REAL_DATA);
-  const records = (split: typeof train, start: number, count: number) => {
-    const out = new Uint8Array(count * RECORD);
-    for (let i = 0; i < count; i++) {
-      out[i * RECORD] = split.labels[start + i];
-      out.set(split.images.subarray((start + i) * 3072, (start + i + 1) * 3072), i * RECORD + 1);
-    }
-    return out;
-  };
-  const files: Record<string, Uint8Array> = {};
-  for (let n = 1; n <= 5; n++) files[`data_batch_${n}.bin`] = records(train, (n - 1) * 10000, perFile);
-  files["test_batch.bin"] = records(testSplit, 0, test);
-  writeTarGz(subset, files);
-}
-if (haveRealData) await writeSubset(600, 1000);
-
-async function run(script: "train" | "eval", args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `src/${script}.ts`, ...args],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const text = (b: Uint8Array) => new TextDecoder().decode(b);
-  return { code: out.code, stdout: text(out.stdout), stderr: text(out.stderr) };
-}
+if (haveRealData) await writeRealSubset(subset, 600, 1000);
 
 const TINY = [
   "--backend",

@@ -1,6 +1,5 @@
 // A data worker: holds the split's images (shared, not copied) and an Augmenter with a WebAssembly
 // memory of its own, and answers each batch request with transferred image and label buffers.
-/// <reference lib="deno.worker" />
 import { type AugmentConfig, Augmenter } from "./augment.ts";
 
 export interface WorkerInit {
@@ -28,17 +27,24 @@ export interface BatchReply {
 
 export type WorkerReply = BatchReply | { id: number; error: string };
 
+// The worker's global scope, typed here: a `deno.worker` lib directive would retype the globals of
+// every module that imports the message types above (and JSR refuses such directives).
+const worker = self as unknown as {
+  onmessage: ((event: MessageEvent<WorkerInit | WorkerJob>) => void) | null;
+  postMessage(message: WorkerReply, transfer?: Transferable[]): void;
+};
+
 let ready: Promise<{ init: WorkerInit; augmenter: Augmenter }> | null = null;
 
-self.onmessage = async (event: MessageEvent<WorkerInit | WorkerJob>) => {
+worker.onmessage = async (event: MessageEvent<WorkerInit | WorkerJob>) => {
   const message = event.data;
   if (message.kind === "init") {
     ready = Augmenter.create(message.batch).then((augmenter) => ({ init: message, augmenter }));
     try {
       await ready;
-      self.postMessage({ id: message.id, images: new Float32Array(0), labels: new Float32Array(0) });
+      worker.postMessage({ id: message.id, images: new Float32Array(0), labels: new Float32Array(0) });
     } catch (e) {
-      self.postMessage({ id: message.id, error: (e as Error).message });
+      worker.postMessage({ id: message.id, error: (e as Error).message });
     }
     return;
   }
@@ -47,8 +53,8 @@ self.onmessage = async (event: MessageEvent<WorkerInit | WorkerJob>) => {
     const images = augmenter.run(init.images, message.indices, init.augment, init.seed, message.epoch);
     const labels = Float32Array.from(message.indices, (i) => init.labels[i]);
     const reply: BatchReply = { id: message.id, images, labels };
-    self.postMessage(reply, [images.buffer, labels.buffer]);
+    worker.postMessage(reply, [images.buffer, labels.buffer]);
   } catch (e) {
-    self.postMessage({ id: message.id, error: (e as Error).message });
+    worker.postMessage({ id: message.id, error: (e as Error).message });
   }
 };

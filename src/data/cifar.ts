@@ -18,6 +18,19 @@ export const DEFAULT_CIFAR_PATH = "data/cifar-10-binary.tar.gz";
 export const IMAGE_BYTES = 3072;
 export const RECORD_BYTES = 1 + IMAGE_BYTES;
 export const CLASSES = 10;
+/** The class names of batches.meta.txt, by label. */
+export const CLASS_NAMES = [
+  "airplane",
+  "automobile",
+  "bird",
+  "cat",
+  "deer",
+  "dog",
+  "frog",
+  "horse",
+  "ship",
+  "truck",
+] as const;
 const TRAIN_FILES = [1, 2, 3, 4, 5].map((n) => `data_batch_${n}.bin`);
 const TEST_FILE = "test_batch.bin";
 const WANTED = new Set([...TRAIN_FILES, TEST_FILE]);

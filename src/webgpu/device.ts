@@ -1,6 +1,7 @@
 // Opens a WebGPU device with the adapter's largest limits (big activations need the full
 // maxStorageBufferBindingSize) and shader-f16 when offered. Uses Deno's built-in navigator.gpu
 // and its own lib types.
+import { tmpdir } from "node:os";
 
 export interface GpuHandle {
   adapter: GPUAdapter;
@@ -30,12 +31,31 @@ function isSoftwareAdapter(info: GPUAdapterInfo): boolean {
 }
 
 /**
+ * Mesa's Vulkan drivers print "error: XDG_RUNTIME_DIR is invalid or not set" when it is unset (most
+ * servers and containers), which reads like a failure; compute needs no display, so give them a
+ * private directory (mode 0700, as the XDG spec asks) before the first adapter request.
+ */
+function provideRuntimeDir(): void {
+  try {
+    if (Deno.env.get("XDG_RUNTIME_DIR")) return;
+    const dir = `${tmpdir()}/convmixer-runtime-${Deno.uid()}`;
+    Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const info = Deno.statSync(dir);
+    if (info.uid !== Deno.uid() || (info.mode! & 0o077) !== 0) return; // not ours alone: leave it unset
+    Deno.env.set("XDG_RUNTIME_DIR", dir);
+  } catch {
+    // Without env/write permissions the driver's line stays; nothing else depends on it.
+  }
+}
+
+/**
  * The device, or null when there is no adapter (or only a software one and allowFallback is
  * false; allowFallback defaults to true).
  */
 export async function requestGpu(options: { allowFallback?: boolean } = {}): Promise<GpuHandle | null> {
   const allowFallback = options.allowFallback ?? true;
   if (typeof navigator === "undefined" || !("gpu" in navigator)) return null;
+  provideRuntimeDir();
   const adapter = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
   if (!adapter) return null;
   const info = adapter.info;
