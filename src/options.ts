@@ -88,6 +88,8 @@ export interface TrainOptions {
   workers?: number;
   precision: "f32" | "f16";
   help: boolean;
+  /** The flags given on the command line (without "--"), so --resume can name the ones it ignores. */
+  flagsGiven: string[];
 }
 
 export class UsageError extends Error {}
@@ -224,6 +226,7 @@ export function parseTrainArgs(args: string[]): TrainOptions {
     workers: int("workers", 1, 64),
     precision: choice("precision", v.precision, ["f32", "f16"] as const) ?? "f32",
     help: v.help ?? false,
+    flagsGiven: Object.keys(v),
   };
 }
 

@@ -2,9 +2,10 @@
 // (src/data/loader.ts) while the backend runs the current step; the model and the optimizer state
 // stay on the backend, and only the metrics tensor is read back, a few times per epoch.
 //
-// The run directory holds config.json, metrics.jsonl (one line per epoch), last.safetensors (timm
-// names) and last.optim.safetensors (AdamW moments + position), written atomically at every epoch end,
-// every few minutes, and on Ctrl-C, so --resume continues from the last save after any crash.
+// The run directory (src/run_dir.ts) holds config.json, metrics.jsonl (one line per epoch),
+// last.safetensors (timm names) and the AdamW moments, saved as one atomic step at every epoch end,
+// every few minutes, and on Ctrl-C/SIGTERM/SIGHUP, so --resume continues from the last save after
+// any crash.
 import {
   parseTrainArgs,
   PRESETS,
@@ -16,8 +17,10 @@ import {
 import { selectBackend } from "./select_backend.ts";
 import { ConvMixer } from "./model.ts";
 import { learningRate } from "./schedule.ts";
-import { loadCheckpoint, saveCheckpoint, type StateDict } from "./checkpoint.ts";
-import { readSafetensors, type SafeTensor, writeSafetensors } from "./safetensors.ts";
+import { loadCheckpoint } from "./checkpoint.ts";
+import { type Position, RunDir } from "./run_dir.ts";
+import { currentRecipe, resumeChange, type RunConfig } from "./run_config.ts";
+import { StoppedBySignal, StopSignals } from "./stop_signals.ts";
 import { openCifar } from "./data/cifar.ts";
 import { BatchLoader } from "./data/loader.ts";
 import { evaluate } from "./evaluate.ts";
@@ -26,40 +29,35 @@ import { Progress } from "./progress.ts";
 const SAVE_INTERVAL_MS = 5 * 60 * 1000;
 const METRIC_READS_PER_EPOCH = 20;
 
-interface RunConfig {
-  recipe: Recipe;
-  seed: number;
-  shuffle: boolean;
-  init?: string;
-}
-
-interface Position {
-  step: number; // optimizer steps done
-  epoch: number; // current epoch (0-based)
-  batchInEpoch: number; // batches of `epoch` already done
-}
-
 export async function train(options: TrainOptions): Promise<{ runDir: string; testAccuracy: number }> {
   const runDir = options.resume ?? options.out ?? `runs/${new Date().toISOString().replace(/[:.]/g, "-")}`;
-  const resumed = options.resume ? await readRunConfig(runDir) : null;
-  if (!resumed && existsSync(`${runDir}/config.json`)) {
-    throw new UsageError(
-      `--out ${runDir} already holds a run: continue it with --resume ${runDir}, or pick another --out`,
-    );
+  const folder = options.resume ? await RunDir.resume(runDir) : await RunDir.create(runDir);
+  try {
+    return await trainIn(folder, options);
+  } finally {
+    await folder.close();
   }
+}
+
+async function trainIn(
+  folder: RunDir,
+  options: TrainOptions,
+): Promise<{ runDir: string; testAccuracy: number }> {
+  const runDir = folder.path;
+  const resumed = folder.config;
+  const start: Position = folder.saved?.position ?? { step: 0, epoch: 0, batchInEpoch: 0 };
+  const change = resumed ? resumeChange(runDir, resumed, options, start) : null;
   const { backend, reason, onGpu } = await selectBackend(options.backend, {
     threads: options.workers,
     precision: options.precision,
   });
   console.error(`backend: ${backend.description} (${reason})`);
   try {
-    const initial = options.init ? await loadCheckpoint(options.init) : null;
+    const init = resumed ? (folder.saved ? undefined : resumed.init) : options.init;
+    const initial = init ? await loadCheckpoint(init) : null;
     const run = resumed ?? resolveRunConfig(options, onGpu, initial?.config);
-    const { recipe } = run;
-    if (resumed && Object.keys(options.recipe).some((k) => k !== "epochs")) {
-      console.error(`resume: the recipe comes from ${runDir}/config.json; only --epochs may change it`);
-    }
-    if (resumed && options.recipe.epochs) recipe.epochs = options.recipe.epochs;
+    if (change) run.changes = [...run.changes ?? [], change];
+    const recipe = currentRecipe(run);
     const data = await openCifar(options.data);
     const modelConfig = {
       hdim: recipe.hdim,
@@ -69,9 +67,11 @@ export async function train(options: TrainOptions): Promise<{ runDir: string; te
       classes: 10,
     };
     const model = new ConvMixer(backend, modelConfig, recipe.batch);
-    let position: Position = { step: 0, epoch: 0, batchInEpoch: 0 };
-    if (resumed) position = await loadTrainingState(model, runDir);
-    else if (initial) model.loadStateDict(initial.state);
+    let position = start;
+    if (folder.saved) {
+      model.loadStateDict(folder.saved.state);
+      model.loadOptimizerStateDict(folder.saved.optimizer);
+    } else if (initial) model.loadStateDict(initial.state);
     else model.initialize(run.seed);
 
     const augment = recipe.augment
@@ -101,16 +101,9 @@ export async function train(options: TrainOptions): Promise<{ runDir: string; te
     if (trainLoader.batchesPerEpoch === 0) {
       throw new Error(`--batch ${recipe.batch} is larger than the ${data.train.count} training records`);
     }
-    // Only now, with data, model and loaders ready, does the run directory appear.
-    await Deno.mkdir(runDir, { recursive: true });
-    await writeAtomic(`${runDir}/config.json`, JSON.stringify(run, null, 2) + "\n");
-    let stopRequested = false;
-    const onInterrupt = () => {
-      stopRequested = true;
-      console.error("\ninterrupted: saving a checkpoint, then stopping (Ctrl-C again to abort)");
-      Deno.removeSignalListener("SIGINT", onInterrupt);
-    };
-    Deno.addSignalListener("SIGINT", onInterrupt);
+    // Only now, with data, model and loaders ready, does the run directory get its config.
+    if (!resumed || change) await folder.writeConfig(run);
+    const signals = new StopSignals();
     let testAccuracy = NaN;
     try {
       const perEpoch = trainLoader.batchesPerEpoch;
@@ -118,7 +111,8 @@ export async function train(options: TrainOptions): Promise<{ runDir: string; te
       let lastSave = Date.now();
       for (let epoch = position.epoch; epoch < recipe.epochs; epoch++) {
         const started = performance.now();
-        backend.fill(model.metrics, 0);
+        if (epoch === start.epoch && folder.saved) backend.write(model.metrics, folder.saved.epochMetrics);
+        else backend.fill(model.metrics, 0);
         const progress = new Progress(`epoch ${epoch + 1}/${recipe.epochs}`, perEpoch * recipe.batch, "img");
         // Metrics are read back without waiting: the read resolves later and is shown on a later step.
         let pendingRead: Promise<Float32Array> | null = null;
@@ -156,16 +150,17 @@ export async function train(options: TrainOptions): Promise<{ runDir: string; te
             pendingRead = backend.read(model.metrics);
           }
           const stepLimit = options.steps !== undefined && position.step >= options.steps;
-          if (stepLimit || stopRequested || Date.now() - lastSave > SAVE_INTERVAL_MS) {
+          if (signals.received || Date.now() - lastSave > SAVE_INTERVAL_MS) {
             if (pendingRead) show(await pendingRead);
             pendingRead = null;
-            const [loss, , count] = await backend.read(model.metrics);
-            checkFinite(loss / count, position);
-            await saveTrainingState(model, runDir, position, perEpoch);
+            const sums = await backend.read(model.metrics);
+            checkFinite(sums[0] / sums[2], position);
+            await folder.save(model, position, perEpoch, sums);
             lastSave = Date.now();
           }
-          if (stepLimit || stopRequested) break;
+          if (stepLimit || signals.received) break;
         }
+        if (signals.received) break; // saved above; the epoch's evaluation would delay the exit
         if (pendingRead) await pendingRead;
         const [lossSum, correct, count] = await backend.read(model.metrics);
         checkFinite(lossSum / count, position);
@@ -185,7 +180,7 @@ export async function train(options: TrainOptions): Promise<{ runDir: string; te
           seconds,
           partial: position.batchInEpoch < perEpoch || undefined,
         };
-        await Deno.writeTextFile(`${runDir}/metrics.jsonl`, JSON.stringify(line) + "\n", { append: true });
+        await folder.appendMetrics(line);
         console.error(
           `epoch ${epoch + 1}: train loss ${line.train_loss.toFixed(4)} acc ${
             (100 * line.train_acc).toFixed(2)
@@ -194,17 +189,23 @@ export async function train(options: TrainOptions): Promise<{ runDir: string; te
             `${line.images_per_s.toFixed(0)} img/s, ${seconds.toFixed(0)} s`,
         );
         if (position.batchInEpoch === perEpoch) position = { ...position, epoch: epoch + 1, batchInEpoch: 0 };
-        await saveTrainingState(model, runDir, position, perEpoch);
+        const sums = position.batchInEpoch === 0
+          ? new Float32Array(3)
+          : Float32Array.of(lossSum, correct, count);
+        await folder.save(model, position, perEpoch, sums);
         lastSave = Date.now();
-        if (stopRequested || (options.steps !== undefined && position.step >= options.steps)) break;
+        if (signals.received || (options.steps !== undefined && position.step >= options.steps)) break;
       }
     } finally {
-      Deno.removeSignalListener("SIGINT", onInterrupt);
+      signals.dispose();
       trainLoader.close();
       testLoader.close();
     }
-    if (stopRequested) {
-      throw new Error(`stopped at step ${position.step}; continue with --resume ${runDir}`);
+    if (signals.received) {
+      throw new StoppedBySignal(
+        signals.received,
+        `stopped by ${signals.received} at step ${position.step}, saved; continue with --resume ${runDir}`,
+      );
     }
     return { runDir, testAccuracy };
   } finally {
@@ -232,21 +233,6 @@ function resolveRunConfig(
   return { recipe, seed: options.seed, shuffle: options.shuffle, init: options.init };
 }
 
-async function readRunConfig(runDir: string): Promise<RunConfig> {
-  const path = `${runDir}/config.json`;
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch {
-    throw new UsageError(`--resume ${runDir}: no ${path} (not a run directory)`);
-  }
-  try {
-    return JSON.parse(text) as RunConfig;
-  } catch (e) {
-    throw new Error(`${path}: not valid JSON (${(e as Error).message})`);
-  }
-}
-
 function checkFinite(loss: number, at: Position) {
   if (!Number.isFinite(loss)) {
     throw new Error(
@@ -254,62 +240,6 @@ function checkFinite(loss: number, at: Position) {
         `the last checkpoint is intact — lower --lr or set --clip-norm, then --resume`,
     );
   }
-}
-
-async function saveTrainingState(model: ConvMixer, runDir: string, at: Position, perEpoch: number) {
-  const position = {
-    step: String(at.step),
-    epoch: String(at.epoch),
-    batch_in_epoch: String(at.batchInEpoch),
-    batches_per_epoch: String(perEpoch),
-  };
-  const moments = new Map<string, SafeTensor>();
-  for (const [name, { shape, data }] of await model.optimizerStateDict()) {
-    moments.set(name, { dtype: "F32", shape, data });
-  }
-  // The moments first: both files carry the position, and resume refuses a mismatched pair.
-  await writeSafetensors(`${runDir}/last.optim.safetensors`, moments, position);
-  await saveCheckpoint(`${runDir}/last.safetensors`, await model.stateDict(), position);
-}
-
-async function loadTrainingState(model: ConvMixer, runDir: string): Promise<Position> {
-  const checkpoint = await loadCheckpoint(`${runDir}/last.safetensors`);
-  const moments = await readSafetensors(`${runDir}/last.optim.safetensors`);
-  const step = moments.metadata.step;
-  if (step === undefined || checkpoint.metadata?.step !== step) {
-    throw new Error(`${runDir}: last.safetensors and last.optim.safetensors are from different steps`);
-  }
-  model.loadStateDict(checkpoint.state);
-  const optimizerState: StateDict = new Map();
-  for (const [name, t] of moments.tensors) {
-    if (t.dtype !== "F32") {
-      throw new Error(`${runDir}/last.optim.safetensors: ${name} is ${t.dtype}, expected F32`);
-    }
-    optimizerState.set(name, { shape: t.shape, data: t.data as Float32Array });
-  }
-  model.loadOptimizerStateDict(optimizerState);
-  const position = {
-    step: Number(step),
-    epoch: Number(moments.metadata.epoch),
-    batchInEpoch: Number(moments.metadata.batch_in_epoch),
-  };
-  console.error(`resume: step ${position.step}, epoch ${position.epoch + 1}, batch ${position.batchInEpoch}`);
-  return position;
-}
-
-function existsSync(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function writeAtomic(path: string, text: string) {
-  const temporary = `${path}.tmp-${Deno.pid}`;
-  await Deno.writeTextFile(temporary, text);
-  await Deno.rename(temporary, path);
 }
 
 if (import.meta.main) {
@@ -324,6 +254,6 @@ if (import.meta.main) {
     Deno.exit(0);
   } catch (e) {
     console.error(`train: ${(e as Error).message}`);
-    Deno.exit(e instanceof UsageError ? 2 : 1);
+    Deno.exit(e instanceof UsageError ? 2 : e instanceof StoppedBySignal ? e.exitCode : 1);
   }
 }
