@@ -5,6 +5,16 @@ import { dirname } from "node:path";
 /** The suffix of every temporary; a run folder's leftovers of an interrupted write match it. */
 export const TEMPORARY_MARK = ".tmp-";
 
+// tests/kill_test.ts sets this to N to SIGKILL the process at the Nth write step, the instants
+// where a kill is most likely to break a run folder. Unset, writeStep does nothing.
+const killAtWrite = Number(Deno.env.get("CONVMIXER_KILL_AT_WRITE") ?? 0);
+let writeSteps = 0;
+
+/** Marks the end of one step of a multi-step write (a temporary written, a rename, a removal). */
+export function writeStep(): void {
+  if (++writeSteps === killAtWrite) Deno.kill(Deno.pid, "SIGKILL");
+}
+
 export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<void> {
   const temporary = `${path}${TEMPORARY_MARK}${Deno.pid}`;
   try {
@@ -15,11 +25,13 @@ export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<
     } finally {
       file.close();
     }
+    writeStep();
     await Deno.rename(temporary, path);
   } catch (e) {
     await Deno.remove(temporary).catch(() => {});
     throw e;
   }
+  writeStep();
   await syncDirectory(dirname(path));
 }
 

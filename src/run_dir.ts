@@ -11,7 +11,7 @@
 // drops metrics lines written after the save.
 import { loadCheckpoint, saveCheckpoint, type StateDict } from "./checkpoint.ts";
 import { readSafetensors, type SafeTensor, writeSafetensors } from "./safetensors.ts";
-import { syncDirectory, TEMPORARY_MARK, writeAll, writeFileAtomic } from "./atomic_file.ts";
+import { syncDirectory, TEMPORARY_MARK, writeAll, writeFileAtomic, writeStep } from "./atomic_file.ts";
 import { parseRunConfig, type RunConfig } from "./run_config.ts";
 import { UsageError } from "./options.ts";
 import type { ConvMixer } from "./model.ts";
@@ -109,6 +109,7 @@ export class RunDir {
       const file = await Deno.open(path, { append: true, create: true });
       try {
         await writeAll(file, new TextEncoder().encode(JSON.stringify(line) + "\n"));
+        writeStep();
         await file.sync();
       } finally {
         file.close();
@@ -233,7 +234,10 @@ async function removeLeftovers(path: string, keep: string | null, report: boolea
       leftovers.push(entry.name);
     }
   }
-  for (const name of leftovers) await Deno.remove(`${path}/${name}`);
+  for (const name of leftovers) {
+    await Deno.remove(`${path}/${name}`);
+    writeStep();
+  }
   if (report && leftovers.length > 0) {
     console.error(`resume: removed ${leftovers.sort().join(", ")} (left by an interrupted save)`);
   }
