@@ -121,10 +121,15 @@ export function resumeChange(
     const value = options.recipe[key];
     if (value !== undefined && value !== recipe[key]) change[key] = value;
   }
-  const epochs = change.epochs ?? recipe.epochs;
-  if (epochs <= at.epoch) {
+  const done = `${at.epoch} epochs (step ${at.step})`;
+  if (options.recipe.epochs !== undefined && options.recipe.epochs <= at.epoch) {
     throw new UsageError(
-      `--resume ${runDir}: ${at.epoch} of ${epochs} epochs are done (step ${at.step}); ` +
+      `--epochs ${options.recipe.epochs}: ${runDir} has already done ${done}; pass N > ${at.epoch}`,
+    );
+  }
+  if (options.recipe.epochs === undefined && recipe.epochs <= at.epoch) {
+    throw new UsageError(
+      `--resume ${runDir}: the run is complete (${at.epoch} of ${recipe.epochs} epochs, step ${at.step}); ` +
         `pass --epochs N with N > ${at.epoch} to train longer`,
     );
   }

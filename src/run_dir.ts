@@ -91,30 +91,32 @@ export class RunDir {
   }
 
   async writeConfig(config: RunConfig): Promise<void> {
-    await this.#writing(
-      `${this.path}/config.json`,
-      () =>
-        writeFileAtomic(
-          `${this.path}/config.json`,
-          new TextEncoder().encode(JSON.stringify(config, null, 2) + "\n"),
-        ),
-    );
+    const path = `${this.path}/config.json`;
+    try {
+      await writeFileAtomic(path, new TextEncoder().encode(JSON.stringify(config, null, 2) + "\n"));
+    } catch (e) {
+      throw new Error(`${path}: cannot write (${(e as Error).message}); free space, then run again`);
+    }
     this.#wroteConfig = true;
   }
 
   /** Appends one epoch's line, fsynced, so the save that follows can count it. */
   async appendMetrics(line: Record<string, unknown>): Promise<void> {
     const path = `${this.path}/metrics.jsonl`;
-    await this.#writing(path, async () => {
-      const file = await Deno.open(path, { append: true, create: true });
+    await this.#writing(async () => {
       try {
-        await writeAll(file, new TextEncoder().encode(JSON.stringify(line) + "\n"));
-        writeStep();
-        await file.sync();
-      } finally {
-        file.close();
+        const file = await Deno.open(path, { append: true, create: true });
+        try {
+          await writeAll(file, new TextEncoder().encode(JSON.stringify(line) + "\n"));
+          writeStep();
+          await file.sync();
+        } finally {
+          file.close();
+        }
+        await syncDirectory(this.path);
+      } catch (e) {
+        throw new Error(`${path}: cannot append (${(e as Error).message})`);
       }
-      await syncDirectory(this.path);
     });
   }
 
@@ -135,7 +137,7 @@ export class RunDir {
     const optimizerFile = optimizerFileOf(at.step);
     const tensors = new Map<string, SafeTensor>();
     for (const [name, { shape, data }] of moments) tensors.set(name, { dtype: "F32", shape, data });
-    await this.#writing(`${this.path}/${optimizerFile}`, async () => {
+    await this.#writing(async () => {
       await writeSafetensors(`${this.path}/${optimizerFile}`, tensors, { step: String(at.step) });
       await saveCheckpoint(`${this.path}/${MODEL}`, state, {
         step: String(at.step),
@@ -165,12 +167,11 @@ export class RunDir {
   }
 
   /** Runs a write; a failure (a full disk) says what still stands and how to go on. */
-  async #writing(path: string, write: () => Promise<void>): Promise<void> {
+  async #writing(write: () => Promise<void>): Promise<void> {
     try {
       await write();
     } catch (e) {
-      const cause = (e as Error).message.replace(`${path}: `, "");
-      throw new Error(`${path}: ${cause}; ${this.#standing()}: free space, then --resume ${this.path}`);
+      throw new Error(`${(e as Error).message}; ${this.#standing()}: free space, then --resume ${this.path}`);
     }
   }
 }
@@ -213,7 +214,6 @@ async function readSave(path: string): Promise<Saved> {
   if (!Array.isArray(sums) || sums.length !== 3 || !sums.every(Number.isFinite)) {
     throw new Error(`${modelPath}: metadata 'epoch_metrics' ${metadata.epoch_metrics} is not 3 numbers`);
   }
-  console.error(`resume: step ${position.step}, epoch ${position.epoch + 1}, batch ${position.batchInEpoch}`);
   return { position, state, optimizer, epochMetrics: Float32Array.from(sums) };
 }
 
@@ -251,13 +251,18 @@ async function trimMetrics(path: string, lines: number): Promise<void> {
   const kept = text.split("\n").slice(0, lines).map((line) => line + "\n").join("");
   if (kept.length >= text.length) return;
   await writeFileAtomic(metricsPath, new TextEncoder().encode(kept));
-  console.error(`resume: metrics.jsonl keeps its first ${lines} lines (the rest came after the last save)`);
+  const dropped = text.slice(kept.length).trim().split("\n").length;
+  console.error(
+    `resume: dropped ${dropped} metrics.jsonl line(s) written after the save (trained again now)`,
+  );
 }
 
 /** Takes the run folder's lock (flock, so it dies with its process) and writes our pid into it. */
 async function takeLock(path: string): Promise<Deno.FsFile> {
   const lockPath = `${path}/lock`;
-  const file = await Deno.open(lockPath, { read: true, write: true, create: true });
+  const file = await Deno.open(lockPath, { read: true, write: true, create: true }).catch((e) => {
+    throw new Error(`${lockPath}: cannot create the run folder's lock (${e.message})`);
+  });
   if (!(await file.tryLock(true))) {
     file.close();
     const holder = (await Deno.readTextFile(lockPath).catch(() => "")).trim() || "unknown";
@@ -267,9 +272,15 @@ async function takeLock(path: string): Promise<Deno.FsFile> {
   if (previous !== "") {
     console.error(`${path}: taking over the lock of pid ${previous}, which is no longer running`);
   }
-  await file.truncate(0);
-  await writeAll(file, new TextEncoder().encode(`${Deno.pid}\n`));
-  await file.sync();
+  try {
+    await file.truncate(0);
+    await writeAll(file, new TextEncoder().encode(`${Deno.pid}\n`));
+    await file.sync();
+  } catch (e) {
+    await Deno.remove(lockPath).catch(() => {}); // ours: we hold it
+    file.close();
+    throw new Error(`${lockPath}: cannot write the run folder's lock (${(e as Error).message})`);
+  }
   return file;
 }
 

@@ -47,6 +47,9 @@ async function trainIn(
   const resumed = folder.config;
   const start: Position = folder.saved?.position ?? { step: 0, epoch: 0, batchInEpoch: 0 };
   const change = resumed ? resumeChange(runDir, resumed, options, start) : null;
+  if (folder.saved) {
+    console.error(`resume: step ${start.step}, epoch ${start.epoch + 1}, batch ${start.batchInEpoch}`);
+  }
   const { backend, reason, onGpu } = await selectBackend(options.backend, {
     threads: options.workers,
     precision: options.precision,

@@ -64,8 +64,9 @@ async function continuing(runDir: string): Promise<{ args: string[]; fresh: bool
 async function complete(runDir: string) {
   const { args, fresh } = await continuing(runDir);
   const r = await finished(train(args));
-  if (r.code === 2 && r.stderr.includes(`${EPOCHS} of ${EPOCHS} epochs are done`)) stats.complete++;
-  else {
+  if (r.code === 2 && r.stderr.includes(`the run is complete (${EPOCHS} of ${EPOCHS} epochs`)) {
+    stats.complete++;
+  } else {
     assert.equal(r.code, 0, `${runDir}: ${r.stderr}`);
     if (fresh) stats.restarted++;
     else stats.resumed++;
