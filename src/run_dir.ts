@@ -28,6 +28,8 @@ export interface Saved {
   state: StateDict;
   optimizer: StateDict;
   epochMetrics: Float32Array;
+  /** The file the moments came from: what resume must keep. */
+  optimizerFile: string;
 }
 
 const MODEL = "last.safetensors";
@@ -80,7 +82,7 @@ export class RunDir {
     try {
       const config = parseRunConfig(configPath, await Deno.readTextFile(configPath));
       const saved = exists(`${path}/${MODEL}`) ? await readSave(path) : null;
-      await removeLeftovers(path, saved ? optimizerFileOf(saved.position.step) : null, true);
+      await removeLeftovers(path, saved?.optimizerFile ?? null, true);
       await trimMetrics(path, saved?.position.epoch ?? 0);
       if (!saved) console.error(`resume: ${path} holds no save yet; starting from step 0`);
       return new RunDir(path, config, saved, lock, false);
@@ -214,7 +216,7 @@ async function readSave(path: string): Promise<Saved> {
   if (!Array.isArray(sums) || sums.length !== 3 || !sums.every(Number.isFinite)) {
     throw new Error(`${modelPath}: metadata 'epoch_metrics' ${metadata.epoch_metrics} is not 3 numbers`);
   }
-  return { position, state, optimizer, epochMetrics: Float32Array.from(sums) };
+  return { position, state, optimizer, epochMetrics: Float32Array.from(sums), optimizerFile };
 }
 
 /** The name of the first tensor holding a NaN or an infinity, or null. */

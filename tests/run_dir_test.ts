@@ -2,7 +2,7 @@
 // lock, non-finite weights, a full disk, leftovers of an interrupted save, a malformed config.json,
 // impossible --epochs/--steps, and flags --resume changes or ignores. tests/kill_test.ts does kill -9.
 import assert from "node:assert/strict";
-import { loadCheckpoint } from "../src/checkpoint.ts";
+import { loadCheckpoint, saveCheckpoint } from "../src/checkpoint.ts";
 import { officialFiles, writeTarGz } from "./make_cifar.ts";
 
 const dir = await Deno.makeTempDir({ prefix: "convmixer-run-dir-test-" });
@@ -228,6 +228,40 @@ Deno.test("resume removes an interrupted save's leftovers and metrics lines writ
     JSON.parse(l).epoch
   );
   assert.deepEqual(epochs, [1, 2, 3]);
+});
+
+Deno.test("a folder saved before optim-<step> files (last.optim.safetensors) resumes", async () => {
+  const out = `${dir}/old-layout`;
+  assert.equal((await train([...RUN, "--data", tiny, "--epochs", "2", "--out", out])).code, 0);
+  await Deno.rename(`${out}/optim-20.safetensors`, `${out}/last.optim.safetensors`);
+  const { state, metadata: { optimizer: _, epoch_metrics: __, ...metadata } } = await loadCheckpoint(
+    `${out}/last.safetensors`,
+  );
+  await saveCheckpoint(`${out}/last.safetensors`, state, metadata);
+  const refused = await train(["--resume", out, "--data", tiny, ...SESSION, "--steps", "5"]);
+  assert.equal(refused.code, 2, refused.stderr);
+  assert(await exists(`${out}/last.optim.safetensors`), "resume removed the moments of the save it resumes");
+  const resumed = await train([
+    "--resume",
+    out,
+    "--data",
+    tiny,
+    ...SESSION,
+    "--epochs",
+    "3",
+    "--steps",
+    "25",
+  ]);
+  assert.equal(resumed.code, 0, resumed.stderr);
+  assert(resumed.stderr.includes("resume: step 20, epoch 3, batch 0"), resumed.stderr);
+  const names = [...Deno.readDirSync(out)].map((e) => e.name).sort();
+  assert.deepEqual(names, [
+    "config.json",
+    "last.safetensors",
+    "lock",
+    "metrics.jsonl",
+    "optim-25.safetensors",
+  ]);
 });
 
 Deno.test("--steps stop mid-epoch then resume: the partial epoch's line is replaced, not duplicated", async () => {
