@@ -37,7 +37,7 @@ const OPTIMIZER = /^optim-\d+\.safetensors$/;
 const OLD_OPTIMIZER = "last.optim.safetensors"; // the layout before optim-<step> files
 
 export class RunDir {
-  #wroteConfig = false;
+  #wroteConfig: boolean;
   #savedStep: number | null;
 
   private constructor(
