@@ -121,13 +121,13 @@ export function resumeChange(
     const value = options.recipe[key];
     if (value !== undefined && value !== recipe[key]) change[key] = value;
   }
-  const done = `${at.epoch} epochs (step ${at.step})`;
-  if (options.recipe.epochs !== undefined && options.recipe.epochs <= at.epoch) {
+  if (change.epochs !== undefined && change.epochs <= at.epoch) {
     throw new UsageError(
-      `--epochs ${options.recipe.epochs}: ${runDir} has already done ${done}; pass N > ${at.epoch}`,
+      `--epochs ${change.epochs}: ${runDir} has already done ${at.epoch} epochs (step ${at.step}); ` +
+        `pass N > ${at.epoch}`,
     );
   }
-  if (options.recipe.epochs === undefined && recipe.epochs <= at.epoch) {
+  if (change.epochs === undefined && recipe.epochs <= at.epoch) {
     throw new UsageError(
       `--resume ${runDir}: the run is complete (${at.epoch} of ${recipe.epochs} epochs, step ${at.step}); ` +
         `pass --epochs N with N > ${at.epoch} to train longer`,

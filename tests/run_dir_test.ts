@@ -289,7 +289,7 @@ Deno.test("a malformed config.json or an impossible --epochs/--steps: one line, 
     const [args, message] of [
       [[], "the run is complete (2 of 2 epochs, step 20); pass --epochs N with N > 2 to train longer"],
       [["--epochs", "1"], `--epochs 1: ${out} has already done 2 epochs (step 20); pass N > 2`],
-      [["--epochs", "2"], "--epochs 2: "],
+      [["--epochs", "2"], "the run is complete (2 of 2 epochs, step 20)"],
       [["--epochs", "3", "--steps", "20"], "--steps 20: "],
     ] as const
   ) {
