@@ -48,8 +48,8 @@ export function augmentConfig(recipe: Recipe): AugmentConfig | null {
   return { enabled: true, scale, raN, raM, jitter, reprob, flip };
 }
 
-/** The methods beyond the paper's recipe, all off: what `official` adds to a preset's own choices. */
-const PAPER_METHODS = {
+/** The methods beyond the paper's recipe, all off (the official preset; old runs' configs). */
+export const PAPER_METHODS = {
   time: 0,
   labelSmoothing: 0,
   ema: 0,
@@ -129,6 +129,8 @@ export interface TrainOptions {
   /** Append a line to RUNDIR/steps.jsonl every this many steps. */
   logEvery?: number;
   help: boolean;
+  /** The flags given on the command line (without "--"), so --resume can name the ones it ignores. */
+  flagsGiven: string[];
 }
 
 export class UsageError extends Error {}
@@ -318,6 +320,7 @@ export function parseTrainArgs(args: string[]): TrainOptions {
     precision: choice("precision", v.precision, ["f32", "f16"] as const) ?? "f32",
     logEvery: int("log-every", 1),
     help: v.help ?? false,
+    flagsGiven: Object.keys(v),
   };
 }
 

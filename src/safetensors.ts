@@ -5,6 +5,8 @@
 //   the data  every tensor's bytes (little-endian, row-major), offsets relative to the data's start;
 //             the tensors tile the data exactly: no gaps, no overlaps, nothing after the last one.
 // Readers copy each tensor out of the file, so the data needs no alignment in memory.
+import { crc32 } from "node:zlib";
+import { writeFileAtomic } from "./atomic_file.ts";
 
 export type Dtype = "F32" | "I64" | "F16";
 
@@ -16,6 +18,9 @@ export interface SafeTensor {
 }
 
 const itemSize: Record<Dtype, number> = { F32: 4, I64: 8, F16: 2 };
+
+/** The metadata key prefix of a tensor's checksum: `crc32.<tensor name>` → 8 hex digits. */
+const CRC_KEY = "crc32.";
 
 // The same limit as the reference implementation: a longer header is a corrupt length field.
 const maxHeaderBytes = 100_000_000;
@@ -51,32 +56,81 @@ function arrayMatchesDtype(dtype: Dtype, data: SafeTensor["data"]): boolean {
   return data instanceof Uint16Array;
 }
 
-/** Reads and validates a whole .safetensors file. Every problem throws one line: "<path>: <problem>". */
+/**
+ * Reads and validates a whole .safetensors file. Every problem throws one line: "<path>: <problem>".
+ * The header and the sizes are checked before the data is read, so a corrupt length or a huge
+ * unrelated file fails at once; tensors with a CRC32 in the metadata (files we wrote) are verified.
+ */
 export async function readSafetensors(
   path: string,
 ): Promise<{ tensors: Map<string, SafeTensor>; metadata: Record<string, string> }> {
-  let bytes: Uint8Array;
-  try {
-    bytes = await Deno.readFile(path);
-  } catch (e) {
-    throw new Error(`${path}: cannot read safetensors file (${(e as Error).message})`);
-  }
   function fail(problem: string): never {
     throw new Error(`${path}: ${problem}`);
   }
-
-  if (bytes.length < 8) fail(`file is ${bytes.length} bytes, too short for the 8-byte header length`);
-  const headerLength = new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true);
-  if (headerLength > BigInt(Math.min(maxHeaderBytes, bytes.length - 8))) {
-    fail(
-      `header length ${headerLength} exceeds the ${bytes.length - 8} bytes after it (corrupt or truncated)`,
-    );
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(path, { read: true });
+  } catch (e) {
+    fail(`cannot read safetensors file (${(e as Error).message})`);
   }
-  const dataStart = 8 + Number(headerLength);
+  try {
+    const fileLength = (await file.stat()).size;
+    if (fileLength < 8) fail(`file is ${fileLength} bytes, too short for the 8-byte header length`);
+    const headerLength = new DataView((await readExactly(file, 8)).buffer).getBigUint64(0, true);
+    if (headerLength > BigInt(Math.min(maxHeaderBytes, fileLength - 8))) {
+      fail(
+        `header length ${headerLength} exceeds the ${fileLength - 8} bytes after it (corrupt or truncated)`,
+      );
+    }
+    const dataStart = 8 + Number(headerLength);
+    const { entries, metadata, checksums } = parseHeader(await readExactly(file, Number(headerLength)), fail);
+    checkTiling(entries, fileLength - dataStart, fail);
+    const data = await readExactly(file, fileLength - dataStart);
+    const tensors = new Map<string, SafeTensor>();
+    for (const e of entries) {
+      const bytes = data.subarray(e.begin, e.end);
+      const expected = checksums.get(e.name);
+      if (expected !== undefined && crc32(bytes) !== expected) {
+        fail(`tensor '${e.name}' fails its CRC32 check: its bytes are corrupt`);
+      }
+      tensors.set(e.name, { dtype: e.dtype, shape: e.shape, data: typedArray(e.dtype, bytes) });
+    }
+    return { tensors, metadata };
+  } catch (e) {
+    if ((e as Error).message.startsWith(`${path}: `)) throw e;
+    fail(`cannot read safetensors file (${(e as Error).message})`);
+  } finally {
+    file.close();
+  }
+}
 
+async function readExactly(file: Deno.FsFile, length: number): Promise<Uint8Array> {
+  const bytes = new Uint8Array(length);
+  let done = 0;
+  while (done < length) {
+    const n = await file.read(bytes.subarray(done));
+    if (n === null) throw new Error(`the file ended ${length - done} bytes early (changed while read)`);
+    done += n;
+  }
+  return bytes;
+}
+
+interface Entry {
+  name: string;
+  dtype: Dtype;
+  shape: number[];
+  begin: number;
+  end: number;
+}
+
+/** The header's tensor entries, its metadata (without our checksums) and the checksums by tensor. */
+function parseHeader(
+  headerBytes: Uint8Array,
+  fail: (problem: string) => never,
+): { entries: Entry[]; metadata: Record<string, string>; checksums: Map<string, number> } {
   let header: unknown;
   try {
-    header = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(8, dataStart)));
+    header = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(headerBytes));
   } catch (e) {
     fail(`header is not valid JSON (${(e as Error).message})`);
   }
@@ -85,7 +139,8 @@ export async function readSafetensors(
   }
 
   const metadata: Record<string, string> = {};
-  const entries: { name: string; dtype: Dtype; shape: number[]; begin: number; end: number }[] = [];
+  const checksums = new Map<string, number>();
+  const entries: Entry[] = [];
   for (const [name, value] of Object.entries(header as Record<string, unknown>)) {
     if (name === "__metadata__") {
       if (typeof value !== "object" || value === null || Array.isArray(value)) {
@@ -93,7 +148,10 @@ export async function readSafetensors(
       }
       for (const [key, text] of Object.entries(value as Record<string, unknown>)) {
         if (typeof text !== "string") fail(`__metadata__ value for '${key}' is not a string`);
-        metadata[key] = text as string;
+        if (!key.startsWith(CRC_KEY)) metadata[key] = text as string;
+        else if (/^[0-9a-f]{8}$/.test(text as string)) {
+          checksums.set(key.slice(CRC_KEY.length), parseInt(text, 16));
+        } else fail(`__metadata__ '${key}' is ${JSON.stringify(text)}, not 8 hex digits`);
       }
       continue;
     }
@@ -123,9 +181,16 @@ export async function readSafetensors(
     }
     entries.push({ name, dtype: dtype as Dtype, shape: shape as number[], begin, end });
   }
+  for (const name of checksums.keys()) {
+    if (!entries.some((e) => e.name === name)) {
+      fail(`__metadata__ has a CRC32 for '${name}', which is not a tensor`);
+    }
+  }
+  return { entries, metadata, checksums };
+}
 
-  // The tensors must tile the data exactly, in offset order.
-  const dataLength = bytes.length - dataStart;
+/** The tensors must tile the data exactly, in offset order (sorts entries by offset). */
+function checkTiling(entries: Entry[], dataLength: number, fail: (problem: string) => never) {
   entries.sort((a, b) => a.begin - b.begin || a.end - b.end);
   let expectedBegin = 0;
   for (const e of entries) {
@@ -146,26 +211,22 @@ export async function readSafetensors(
   if (expectedBegin !== dataLength) {
     fail(`the tensors cover ${expectedBegin} data bytes but the file has ${dataLength} (trailing bytes)`);
   }
-
-  const tensors = new Map<string, SafeTensor>();
-  for (const e of entries) {
-    const data = typedArray(e.dtype, bytes.subarray(dataStart + e.begin, dataStart + e.end));
-    tensors.set(e.name, { dtype: e.dtype, shape: e.shape, data });
-  }
-  return { tensors, metadata };
 }
 
 /**
- * Writes tensors (in the map's order) atomically: the whole file goes to `${path}.tmp-<pid>`, is
- * fsynced, then renamed over path, so a crash or error never leaves a partial file at path.
+ * Writes tensors (in the map's order) atomically and durably (src/atomic_file.ts), so a crash or an
+ * error never leaves a partial file at path. Each tensor's CRC32 goes into the metadata as
+ * `crc32.<name>` (PyTorch ignores it; readSafetensors checks it).
  */
 export async function writeSafetensors(
   path: string,
   tensors: Map<string, SafeTensor>,
   metadata: Record<string, string> = {},
 ): Promise<void> {
-  const header: Record<string, unknown> = {};
-  if (Object.keys(metadata).length > 0) header.__metadata__ = metadata;
+  const reserved = Object.keys(metadata).find((key) => key.startsWith(CRC_KEY));
+  if (reserved) throw new Error(`${path}: metadata key '${reserved}' is reserved for checksums`);
+  const checksums: Record<string, string> = {};
+  const entries: Record<string, unknown> = {};
   let offset = 0;
   for (const [name, t] of tensors) {
     if (name === "__metadata__") throw new Error(`${path}: '__metadata__' cannot be a tensor name`);
@@ -177,9 +238,11 @@ export async function writeSafetensors(
       throw new Error(`${path}: tensor '${name}' has ${t.data.length} elements but shape [${t.shape}]`);
     }
     const size = t.data.byteLength;
-    header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + size] };
+    entries[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + size] };
+    checksums[CRC_KEY + name] = crc32(bytesOf(t.data)).toString(16).padStart(8, "0");
     offset += size;
   }
+  const header = { __metadata__: { ...metadata, ...checksums }, ...entries };
   let json = JSON.stringify(header);
   json += " ".repeat((8 - (new TextEncoder().encode(json).length % 8)) % 8);
   const headerBytes = new TextEncoder().encode(json);
@@ -189,23 +252,16 @@ export async function writeSafetensors(
   file.set(headerBytes, 8);
   let at = 8 + headerBytes.length;
   for (const t of tensors.values()) {
-    file.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), at);
+    file.set(bytesOf(t.data), at);
     at += t.data.byteLength;
   }
-
-  const tmp = `${path}.tmp-${Deno.pid}`;
   try {
-    const handle = await Deno.open(tmp, { write: true, create: true, truncate: true });
-    try {
-      let written = 0;
-      while (written < file.length) written += await handle.write(file.subarray(written));
-      await handle.sync();
-    } finally {
-      handle.close();
-    }
-    await Deno.rename(tmp, path);
+    await writeFileAtomic(path, file);
   } catch (e) {
-    await Deno.remove(tmp).catch(() => {});
     throw new Error(`${path}: cannot write safetensors file (${(e as Error).message})`);
   }
+}
+
+function bytesOf(data: SafeTensor["data"]): Uint8Array {
+  return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
 }

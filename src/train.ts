@@ -2,9 +2,10 @@
 // (src/data/loader.ts) while the backend runs the current step; the model and the optimizer state
 // stay on the backend, and only the metrics tensor is read back, a few times per epoch.
 //
-// The run directory holds config.json, metrics.jsonl (one line per epoch), last.safetensors (timm
-// names) and last.optim.safetensors (AdamW moments + position), written atomically at every epoch end,
-// every few minutes, and on Ctrl-C, so --resume continues from the last save after any crash.
+// The run directory (src/run_dir.ts) holds config.json, metrics.jsonl (one line per epoch),
+// last.safetensors (timm names) and the AdamW moments, saved as one atomic step at every epoch end,
+// every few minutes, and on Ctrl-C/SIGTERM/SIGHUP, so --resume continues from the last save after
+// any crash.
 import {
   augmentConfig,
   parseTrainArgs,
@@ -17,8 +18,10 @@ import {
 import { selectBackend } from "./select_backend.ts";
 import { ConvMixer } from "./model.ts";
 import { epochKnots, learningRate, stepKnots } from "./schedule.ts";
-import { loadCheckpoint, saveCheckpoint, type StateDict } from "./checkpoint.ts";
-import { readSafetensors, type SafeTensor, writeSafetensors } from "./safetensors.ts";
+import { loadCheckpoint, type StateDict } from "./checkpoint.ts";
+import { type Position, RunDir, type Saved } from "./run_dir.ts";
+import { currentRecipe, resumeChange, type RunConfig } from "./run_config.ts";
+import { StoppedBySignal, StopSignals } from "./stop_signals.ts";
 import { type CifarSplit, holdOut, openCifar } from "./data/cifar.ts";
 import { BatchLoader } from "./data/loader.ts";
 import { evaluate } from "./evaluate.ts";
@@ -40,25 +43,6 @@ const WARM_STEPS = 4;
 const SAVE_RESERVE_MS = 1000;
 const MARGIN_FRACTION = 0.015;
 
-interface RunConfig {
-  recipe: Recipe;
-  seed: number;
-  shuffle: boolean;
-  init?: string;
-  /** Training images held out for validation (the last ones). */
-  val?: number;
-  /** The run's length in optimizer steps: epochs × steps per epoch, or fixed by --time or --total-steps. */
-  totalSteps?: number;
-  /** Whether the schedule's breakpoints fall on whole epochs (the official script's way). */
-  byEpochs?: boolean;
-}
-
-interface Position {
-  step: number; // optimizer steps done
-  epoch: number; // current epoch (0-based)
-  batchInEpoch: number; // batches of `epoch` already done
-}
-
 interface Loaders {
   train: BatchLoader;
   val: BatchLoader | null;
@@ -67,11 +51,24 @@ interface Loaders {
 
 export async function train(options: TrainOptions): Promise<{ runDir: string; testAccuracy: number }> {
   const runDir = options.resume ?? options.out ?? `runs/${new Date().toISOString().replace(/[:.]/g, "-")}`;
-  const resumed = options.resume ? await readRunConfig(runDir) : null;
-  if (!resumed && existsSync(`${runDir}/config.json`)) {
-    throw new UsageError(
-      `--out ${runDir} already holds a run: continue it with --resume ${runDir}, or pick another --out`,
-    );
+  const folder = options.resume ? await RunDir.resume(runDir) : await RunDir.create(runDir);
+  try {
+    return await trainIn(folder, options);
+  } finally {
+    await folder.close();
+  }
+}
+
+async function trainIn(
+  folder: RunDir,
+  options: TrainOptions,
+): Promise<{ runDir: string; testAccuracy: number }> {
+  const runDir = folder.path;
+  const resumed = folder.config;
+  const start: Position = folder.saved?.position ?? { step: 0, epoch: 0, batchInEpoch: 0 };
+  const change = resumed ? resumeChange(runDir, resumed, options, start) : null;
+  if (folder.saved) {
+    console.error(`resume: step ${start.step}, epoch ${start.epoch + 1}, batch ${start.batchInEpoch}`);
   }
   const { backend, reason, onGpu } = await selectBackend(options.backend, {
     threads: options.workers,
@@ -79,24 +76,16 @@ export async function train(options: TrainOptions): Promise<{ runDir: string; te
   });
   console.error(`backend: ${backend.description} (${reason})`);
   try {
-    const initial = options.init ? await loadCheckpoint(options.init) : null;
+    const init = resumed ? (folder.saved ? undefined : resumed.init) : options.init;
+    const initial = init ? await loadCheckpoint(init) : null;
     const run = resumed ?? resolveRunConfig(options, onGpu, initial?.config);
-    const { recipe } = run;
-    if (resumed && Object.keys(options.recipe).some((k) => k !== "epochs")) {
-      console.error(`resume: the recipe comes from ${runDir}/config.json; only --epochs may change it`);
-    }
-    if (resumed && options.recipe.epochs && run.byEpochs) {
-      recipe.epochs = options.recipe.epochs;
-      delete run.totalSteps; // recomputed from the new epoch count
-    } else if (resumed && options.recipe.epochs) {
-      console.error(`resume: this run's length is fixed at ${run.totalSteps} steps; --epochs is ignored`);
-    }
+    if (change) run.changes = [...run.changes ?? [], change];
+    const recipe = currentRecipe(run);
     const data = await openCifar(options.data);
     const splits = holdOut(data.train, run.val ?? 0);
     const model = new ConvMixer(backend, modelConfig(recipe), recipe.batch);
     const average = recipe.ema > 0 ? new WeightAverage(model, recipe.ema) : null;
-    let position: Position = { step: 0, epoch: 0, batchInEpoch: 0 };
-    if (resumed) position = await loadTrainingState(model, average, runDir);
+    if (folder.saved) restoreTrainingState(model, average, folder.saved);
     else {
       if (initial) model.loadStateDict(initial.state);
       else model.initialize(run.seed, stemFilters(recipe, splits.train));
@@ -104,13 +93,13 @@ export async function train(options: TrainOptions): Promise<{ runDir: string; te
     }
     const loaders = await openLoaders(recipe, run, splits, data.test);
     const perEpoch = loaders.train.batchesPerEpoch;
-    if (!recipe.time && run.totalSteps === undefined) {
+    const lengthFromEpochs = !recipe.time && (run.totalSteps === undefined || change?.epochs !== undefined);
+    if (lengthFromEpochs) {
       run.totalSteps = recipe.epochs * perEpoch;
       run.byEpochs = true;
     }
-    // Only now, with data, model and loaders ready, does the run directory appear.
-    await Deno.mkdir(runDir, { recursive: true });
-    await writeAtomic(`${runDir}/config.json`, JSON.stringify(run, null, 2) + "\n");
+    // Only now, with data, model and loaders ready, does the run directory get its config.
+    if (!resumed || change || lengthFromEpochs) await folder.writeConfig(run);
     const reporting = {
       machine: machineFacts(backend.description, reason),
       testSplit: data.test,
@@ -121,9 +110,9 @@ export async function train(options: TrainOptions): Promise<{ runDir: string; te
       average,
       loaders,
       run,
-      runDir,
+      recipe,
+      folder,
       options.steps,
-      position,
       reporting,
     );
     try {
@@ -183,7 +172,8 @@ async function openLoaders(
  */
 class TrainingSession {
   readonly #perEpoch: number;
-  #stopRequested = false;
+  readonly #signals = new StopSignals();
+  #epochSums: Float32Array = new Float32Array(3); // the last epoch's (loss, correct, count) sums
   #lastSave = Date.now();
   #projectedEnd = NaN; // performance.now() at which the run should end
   #clock: { step: number; at: number } | null = null; // when a --time run's timing began
@@ -193,39 +183,34 @@ class TrainingSession {
     readonly average: WeightAverage | null,
     readonly loaders: Loaders,
     readonly config: RunConfig,
-    readonly runDir: string,
+    readonly recipe: Recipe,
+    readonly folder: RunDir,
     readonly stopAtStep: number | undefined,
-    public position: Position,
     readonly reporting: { machine: Record<string, string>; testSplit: CifarSplit; stepLog: StepLog | null },
   ) {
     this.#perEpoch = loaders.train.batchesPerEpoch;
+    this.position = folder.saved?.position ?? { step: 0, epoch: 0, batchInEpoch: 0 };
   }
 
-  get #recipe(): Recipe {
-    return this.config.recipe;
-  }
+  position: Position;
 
   async run(): Promise<number> {
-    const onSignal = () => {
-      this.#stopRequested = true;
-      console.error("\ninterrupted: saving a checkpoint, then stopping (Ctrl-C again to abort)");
-      Deno.removeSignalListener("SIGINT", onSignal);
-    };
-    Deno.addSignalListener("SIGINT", onSignal);
     let testAccuracy = NaN;
     try {
       while (!this.#finished()) {
         const line = await this.#trainEpoch();
-        if (this.#stopRequested) break;
-        const last = this.#finished();
-        testAccuracy = await this.#endEpoch(line, last);
+        if (this.#signals.received) break; // saved already; an evaluation would delay the exit
+        testAccuracy = await this.#endEpoch(line, this.#finished());
       }
     } finally {
-      Deno.removeSignalListener("SIGINT", onSignal);
+      this.#signals.dispose();
     }
-    if (this.#stopRequested) {
-      await this.#save();
-      throw new Error(`stopped at step ${this.position.step}; continue with --resume ${this.runDir}`);
+    const signal = this.#signals.received;
+    if (signal) {
+      throw new StoppedBySignal(
+        signal,
+        `stopped by ${signal} at step ${this.position.step}, saved; continue with --resume ${this.folder.path}`,
+      );
     }
     return testAccuracy;
   }
@@ -240,7 +225,7 @@ class TrainingSession {
 
   /** A run sized in steps trains its first CALIBRATION_STEPS at lr 0 whether or not it measures them. */
   #lr(step: number): number {
-    const { totalSteps, recipe, byEpochs } = this.config;
+    const { totalSteps, byEpochs } = this.config, recipe = this.recipe;
     if (byEpochs) {
       return learningRate(recipe.schedule, recipe.lr, epochKnots(recipe.epochs, this.#perEpoch), step);
     }
@@ -251,12 +236,15 @@ class TrainingSession {
   /** Trains the rest of the current epoch (or up to the run's end); returns its metrics line. */
   async #trainEpoch(): Promise<Record<string, number | boolean | undefined>> {
     const { model } = this;
-    const recipe = this.#recipe;
+    const recipe = this.recipe;
     const { backend } = model;
     const epoch = this.position.epoch;
     const first = this.position.batchInEpoch;
     const started = performance.now();
-    backend.fill(model.metrics, 0);
+    const saved = this.folder.saved;
+    const resuming = saved !== null && this.position.step === saved.position.step && first > 0;
+    if (resuming) backend.write(model.metrics, saved.epochMetrics); // the epoch's sums so far
+    else backend.fill(model.metrics, 0);
     this.reporting.stepLog?.startEpoch();
     const total = this.config.totalSteps;
     const epochs = total === undefined ? "?" : Math.ceil(total / this.#perEpoch);
@@ -306,17 +294,18 @@ class TrainingSession {
         readAt = { images, lr };
         pendingRead = backend.read(model.metrics);
       }
-      const atEnd = this.#finished();
-      if (atEnd || this.#stopRequested || Date.now() - this.#lastSave > SAVE_INTERVAL_MS) {
+      const atEnd = this.#finished(), stop = this.#signals.received !== null;
+      if (atEnd || stop || Date.now() - this.#lastSave > SAVE_INTERVAL_MS) {
         await show();
-        const [loss, , count] = await backend.read(model.metrics);
-        checkFinite(loss / count, this.position);
-        if (!atEnd && !this.#stopRequested) await this.#save();
+        const sums = await backend.read(model.metrics);
+        checkFinite(sums[0] / sums[2], this.position);
+        if (!atEnd) await this.#save(sums);
       }
-      if (atEnd || this.#stopRequested) break;
+      if (atEnd || stop) break;
     }
     await show();
-    const [lossSum, correct, count] = await backend.read(model.metrics);
+    this.#epochSums = await backend.read(model.metrics);
+    const [lossSum, correct, count] = this.#epochSums;
     checkFinite(lossSum / count, this.position);
     const seconds = (performance.now() - started) / 1000;
     progress.done(`loss ${(lossSum / count).toFixed(3)} acc ${(100 * correct / count).toFixed(1)}%`);
@@ -354,7 +343,7 @@ class TrainingSession {
     await backend.read(this.model.forward(a, false));
     backend.write(this.model.metrics, metrics); // the timing forward leaves the epoch's metrics alone
     const forwardMsPerImage = (performance.now() - forwardStarted) / a.batch;
-    const recipe = this.#recipe;
+    const recipe = this.recipe;
     const views = recipe.tta === "flip" ? 2 : 1;
     const testMs = this.loaders.test.records * views * forwardMsPerImage;
     const budgetMs = recipe.time * 1000 * (1 - MARGIN_FRACTION);
@@ -366,7 +355,7 @@ class TrainingSession {
     const totalSteps = step + Math.max(0, Math.floor(left / perStepMs));
     this.config.totalSteps = totalSteps;
     this.#projectedEnd = performance.now() + (totalSteps - step) * perStepMs + testMs;
-    await writeAtomic(`${this.runDir}/config.json`, JSON.stringify(this.config, null, 2) + "\n");
+    await this.folder.writeConfig(this.config);
     console.error(
       `\n--time ${recipe.time} s: ${stepMs.toFixed(1)} ms per step, ${
         (forwardMsPerImage * 1000).toFixed(0)
@@ -377,7 +366,7 @@ class TrainingSession {
   /** Evaluation (validation every epoch; the test set at the end), the metrics line, the save. */
   async #endEpoch(line: Record<string, number | boolean | undefined>, last: boolean): Promise<number> {
     await this.reporting.stepLog?.flush();
-    const tta = this.#recipe.tta;
+    const tta = this.recipe.tta;
     const evaluateSplit = (loader: BatchLoader) => {
       const run = () =>
         evaluate(this.model, loader, loader.records, { tta, keepLogits: loader === this.loaders.test });
@@ -395,9 +384,9 @@ class TrainingSession {
       testAccuracy = test.accuracy;
       testLogits = test.logits;
     }
-    await Deno.writeTextFile(`${this.runDir}/metrics.jsonl`, JSON.stringify(line) + "\n", { append: true });
+    await this.folder.appendMetrics(line);
     const { machine, testSplit } = this.reporting;
-    await writeRunReport(this.runDir, {
+    await writeRunReport(this.folder.path, {
       machine,
       test: testLogits && { split: testSplit, logits: testLogits },
     });
@@ -405,12 +394,16 @@ class TrainingSession {
     if (this.position.batchInEpoch === this.#perEpoch) {
       this.position = { ...this.position, epoch: this.position.epoch + 1, batchInEpoch: 0 };
     }
-    await this.#save();
+    // A finished epoch's sums are in its line; a partial one (the run's or --steps' end) keeps them.
+    const sums = this.position.batchInEpoch === 0 ? new Float32Array(3) : this.#epochSums;
+    await this.#save(sums);
     return testAccuracy;
   }
 
-  async #save() {
-    await saveTrainingState(this.model, this.average, this.runDir, this.position, this.#perEpoch);
+  /** One atomic save (src/run_dir.ts) of the model, the optimizer and the epoch's metric sums so far. */
+  async #save(epochMetrics: Float32Array) {
+    const { state, moments } = await trainingState(this.model, this.average);
+    await this.folder.save(state, moments, this.position, this.#perEpoch, epochMetrics);
     this.#lastSave = Date.now();
   }
 }
@@ -452,21 +445,6 @@ function resolveRunConfig(
   };
 }
 
-async function readRunConfig(runDir: string): Promise<RunConfig> {
-  const path = `${runDir}/config.json`;
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch {
-    throw new UsageError(`--resume ${runDir}: no ${path} (not a run directory)`);
-  }
-  try {
-    return JSON.parse(text) as RunConfig;
-  } catch (e) {
-    throw new Error(`${path}: not valid JSON (${(e as Error).message})`);
-  }
-}
-
 function checkFinite(loss: number, at: Position) {
   if (!Number.isFinite(loss)) {
     throw new Error(
@@ -476,91 +454,36 @@ function checkFinite(loss: number, at: Position) {
   }
 }
 
-/**
- * The model checkpoint (timm names; the weight average when there is one) and the optimizer file
- * (AdamW moments, the online weights under the average, and the position).
- */
-async function saveTrainingState(
-  model: ConvMixer,
-  average: WeightAverage | null,
-  runDir: string,
-  at: Position,
-  perEpoch: number,
-) {
-  const position = {
-    step: String(at.step),
-    epoch: String(at.epoch),
-    batch_in_epoch: String(at.batchInEpoch),
-    batches_per_epoch: String(perEpoch),
-  };
-  const moments = new Map<string, SafeTensor>();
-  for (const [name, { shape, data }] of await model.optimizerStateDict()) {
-    moments.set(name, { dtype: "F32", shape, data });
-  }
-  let checkpoint = await model.stateDict();
-  if (average) {
-    for (const [name, { shape, data }] of checkpoint) {
-      moments.set(`${ONLINE}${name}`, { dtype: "F32", shape, data });
-    }
-    checkpoint = await average.withAverage(() => model.stateDict());
-  }
-  // The moments first: both files carry the position, and resume refuses a mismatched pair.
-  await writeSafetensors(`${runDir}/last.optim.safetensors`, moments, position);
-  await saveCheckpoint(`${runDir}/last.safetensors`, checkpoint, position);
-}
-
-/** Prefix of the online weights in the optimizer file of a run with a weight average. */
+/** Prefix of the online weights among the optimizer state of a run with a weight average. */
 const ONLINE = "online.";
 
-async function loadTrainingState(
+/**
+ * What a save holds: the model (timm names; the weight average when there is one) and the optimizer
+ * state (AdamW moments, and under a weight average the online weights it trains).
+ */
+async function trainingState(
   model: ConvMixer,
   average: WeightAverage | null,
-  runDir: string,
-): Promise<Position> {
-  const checkpoint = await loadCheckpoint(`${runDir}/last.safetensors`);
-  const moments = await readSafetensors(`${runDir}/last.optim.safetensors`);
-  const step = moments.metadata.step;
-  if (step === undefined || checkpoint.metadata?.step !== step) {
-    throw new Error(`${runDir}: last.safetensors and last.optim.safetensors are from different steps`);
-  }
-  const optimizerState: StateDict = new Map();
-  const online: StateDict = new Map();
-  for (const [name, t] of moments.tensors) {
-    if (t.dtype !== "F32") {
-      throw new Error(`${runDir}/last.optim.safetensors: ${name} is ${t.dtype}, expected F32`);
-    }
-    const entry = { shape: t.shape, data: t.data as Float32Array };
+): Promise<{ state: StateDict; moments: StateDict }> {
+  const moments = await model.optimizerStateDict();
+  const online = await model.stateDict();
+  if (!average) return { state: online, moments };
+  for (const [name, entry] of online) moments.set(`${ONLINE}${name}`, entry);
+  return { state: await average.withAverage(() => model.stateDict()), moments };
+}
+
+function restoreTrainingState(model: ConvMixer, average: WeightAverage | null, saved: Saved) {
+  const optimizer: StateDict = new Map(), online: StateDict = new Map();
+  for (const [name, entry] of saved.optimizer) {
     if (name.startsWith(ONLINE)) online.set(name.slice(ONLINE.length), entry);
-    else optimizerState.set(name, entry);
+    else optimizer.set(name, entry);
   }
-  model.loadStateDict(checkpoint.state);
+  model.loadStateDict(saved.state);
   if (average) {
     average.reset(); // the checkpoint holds the average; the online weights follow
-    model.loadStateDict(new Map([...checkpoint.state, ...online]));
+    model.loadStateDict(new Map([...saved.state, ...online]));
   }
-  model.loadOptimizerStateDict(optimizerState);
-  const position = {
-    step: Number(step),
-    epoch: Number(moments.metadata.epoch),
-    batchInEpoch: Number(moments.metadata.batch_in_epoch),
-  };
-  console.error(`resume: step ${position.step}, epoch ${position.epoch + 1}, batch ${position.batchInEpoch}`);
-  return position;
-}
-
-function existsSync(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function writeAtomic(path: string, text: string) {
-  const temporary = `${path}.tmp-${Deno.pid}`;
-  await Deno.writeTextFile(temporary, text);
-  await Deno.rename(temporary, path);
+  model.loadOptimizerStateDict(optimizer);
 }
 
 if (import.meta.main) {
@@ -575,6 +498,6 @@ if (import.meta.main) {
     Deno.exit(0);
   } catch (e) {
     console.error(`train: ${(e as Error).message}`);
-    Deno.exit(e instanceof UsageError ? 2 : 1);
+    Deno.exit(e instanceof UsageError ? 2 : e instanceof StoppedBySignal ? e.exitCode : 1);
   }
 }

@@ -295,6 +295,21 @@ async function crossEntropy(h: Harness): Promise<void> {
       await h.expectClose(`softmaxCrossEntropy metrics ${what}`, metrics);
     }
   }
+  // An out-of-range, negative or fractional label is refused before anything reads out of bounds.
+  const logits = h.random([4, 10]);
+  for (const bad of [10, 1e9, -1, 2.5, NaN]) {
+    const labels = h.of([4], Float32Array.of(1, 2, bad, 3));
+    assert.throws(
+      () => h.backend.softmaxCrossEntropy(logits.t, labels.t, null, metrics.t, 0),
+      /labels must be class indices in \[0, 10\)/,
+      `label ${bad}`,
+    );
+  }
+  const labels = h.of([4], Float32Array.of(1, 2, 11, 3));
+  h.backend.write(h.backend.view(labels.t, [2]), Float32Array.of(0, 0)); // the 11 stays past the view
+  assert.throws(() => h.backend.softmaxCrossEntropy(logits.t, labels.t, null, metrics.t, 0), /class indices/);
+  h.backend.fill(labels.t, 9);
+  h.backend.softmaxCrossEntropy(logits.t, labels.t, null, metrics.t, 0);
 }
 
 async function optimizer(h: Harness): Promise<void> {

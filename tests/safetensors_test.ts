@@ -174,3 +174,56 @@ Deno.test("a failed write leaves neither a partial file nor a temporary", async 
   await assert.rejects(writeSafetensors(good, bad));
   assert.deepEqual(await Deno.readFile(good), before);
 });
+
+Deno.test("each tensor's CRC32 is in the metadata; a flipped byte is refused, naming the tensor", async () => {
+  const path = `${dir}/checked.safetensors`;
+  await writeSafetensors(
+    path,
+    new Map<string, SafeTensor>([
+      ["a", { dtype: "F32", shape: [2], data: new Float32Array([1, 2]) }],
+      ["b", { dtype: "F32", shape: [3], data: new Float32Array([3, 4, 5]) }],
+    ]),
+    { step: "7" },
+  );
+  const bytes = await Deno.readFile(path);
+  const n = Number(new DataView(bytes.buffer).getBigUint64(0, true));
+  const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n)));
+  // crc32 of the little-endian float32 bytes of [1, 2] and [3, 4, 5] (Python: zlib.crc32).
+  assert.deepEqual(header.__metadata__, { step: "7", "crc32.a": "2e3fa576", "crc32.b": "a5657320" });
+  assert.deepEqual((await readSafetensors(path)).metadata, { step: "7" }, "checksums are not metadata");
+
+  for (const [at, name] of [[8 + n + 3, "a"], [8 + n + 8, "b"], [bytes.length - 1, "b"]] as const) {
+    const flipped = bytes.slice();
+    flipped[at] ^= 0x10;
+    await Deno.writeFile(path, flipped);
+    await rejects(
+      path,
+      new RegExp(`^${path}: tensor '${name}' fails its CRC32 check: its bytes are corrupt$`),
+    );
+  }
+  await assert.rejects(writeSafetensors(path, new Map(), { "crc32.x": "0" }), /reserved for checksums/);
+});
+
+Deno.test("files without checksums (PyTorch's) load; a bad checksum entry is refused", async () => {
+  const plain = await handMade("plain", { x: { dtype: "F32", shape: [2], data_offsets: [0, 8] } }, f32(1, 2));
+  assert.deepEqual((await readSafetensors(plain)).tensors.get("x")?.data, new Float32Array([1, 2]));
+  const x = { dtype: "F32", shape: [2], data_offsets: [0, 8] };
+  await rejects(
+    await handMade("badcrc", { __metadata__: { "crc32.x": "xyz" }, x }, f32(1, 2)),
+    /__metadata__ 'crc32.x' is "xyz", not 8 hex digits/,
+  );
+  await rejects(
+    await handMade("strayrc", { __metadata__: { "crc32.y": "00000000" }, x }, f32(1, 2)),
+    /__metadata__ has a CRC32 for 'y', which is not a tensor/,
+  );
+});
+
+Deno.test("a huge file is judged by its header and size before its data is read", async () => {
+  // 8 GiB, sparse: reading it whole would take seconds and gigabytes of memory.
+  const path = await handMade("huge", { x: { dtype: "F32", shape: [2], data_offsets: [0, 8] } }, f32(1, 2));
+  await Deno.truncate(path, 8 * 2 ** 30);
+  const started = performance.now();
+  await rejects(path, /the tensors cover 8 data bytes but the file has 858993\d+ \(trailing bytes\)/);
+  assert(performance.now() - started < 1000, `took ${performance.now() - started} ms`);
+  await Deno.remove(path);
+});

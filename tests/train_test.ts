@@ -129,6 +129,14 @@ Deno.test({
     const a = await Deno.readFile(`${dir}/timed/last.safetensors`);
     const b = await Deno.readFile(`${dir}/replay/last.safetensors`);
     assert.deepEqual(a, b, "--total-steps N gives the --time run's checkpoint byte for byte");
+    // Its length is in steps: a finished run is complete, whatever --epochs says.
+    const again = await run("train", ["--resume", `${dir}/timed`, "--data", subset, "--epochs", "9"]);
+    assert.equal(again.code, 2, again.stderr);
+    assert.match(again.stderr, /--epochs 9 ignored: the run's length is fixed in steps/);
+    assert.match(
+      again.stderr,
+      new RegExp(`the run is complete \\(step ${config.totalSteps} of ${config.totalSteps}\\)`),
+    );
   },
 });
 

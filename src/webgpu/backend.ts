@@ -59,6 +59,12 @@ class Storage {
   buffer: GPUBuffer | null = null;
   half = false;
   pending: Float32Array | null = null;
+  /**
+   * One more than the largest value the host put here with write (rank 1) or fill; Infinity once one
+   * was not a non-negative integer. Labels come from the host, so softmaxCrossEntropy checks them here
+   * instead of reading them back (the shader indexes the logits with them).
+   */
+  labelBound = 1;
   constructor(readonly elements: number, /** Names the buffer in bind-group keys. */ readonly id: number) {}
 }
 
@@ -327,6 +333,9 @@ export class WebGpuBackend implements Backend {
     }
     this.checkAlive();
     const storage = target.storage;
+    storage.labelBound = t.shape.length !== 1
+      ? Infinity
+      : Math.max(labelBound(data), data.length < storage.elements ? storage.labelBound : 0);
     if (storage.buffer) this.upload(target, data);
     else (storage.pending ??= new Float32Array(storage.elements)).set(data);
   }
@@ -366,6 +375,8 @@ export class WebGpuBackend implements Backend {
 
   fill(t: Tensor, value: number): void {
     const out = this.gpu(t);
+    const bound = Number.isInteger(value) && value >= 0 ? value + 1 : Infinity;
+    out.storage.labelBound = Math.max(bound, out.size < out.storage.elements ? out.storage.labelBound : 0);
     if (!out.storage.buffer) {
       (out.storage.pending ??= new Float32Array(out.storage.elements)).fill(value, 0, out.size);
       return;
@@ -731,6 +742,9 @@ export class WebGpuBackend implements Backend {
     labelSmoothing: number,
   ): void {
     const { B, K } = shapes.crossEntropyDims(logits, labels, dLogits, metrics);
+    if (!(this.gpu(labels).storage.labelBound <= K)) {
+      throw new Error(`webgpu softmaxCrossEntropy: labels must be class indices in [0, ${K})`);
+    }
     this.dispatch(
       "softmax_cross_entropy.wgsl",
       { HAS_GRAD: dLogits !== null },
@@ -1074,4 +1088,14 @@ interface GpuPipeline {
   key: string;
   kernel: Kernel;
   pipeline: GPUComputePipeline;
+}
+
+/** One more than the largest value, or Infinity if one is not a non-negative integer. */
+function labelBound(data: Float32Array): number {
+  let bound = 0;
+  for (const x of data) {
+    if (!Number.isInteger(x) || x < 0) return Infinity;
+    if (x >= bound) bound = x + 1;
+  }
+  return bound;
 }
