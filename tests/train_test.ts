@@ -50,11 +50,14 @@ Deno.test({
     assert.equal(config.recipe.hdim, 32);
 
     const csv = `${dir}/predictions.csv`;
+    assert.equal(config.recipe.tta, "flip", "the CPU default evaluates with flip TTA");
     const e = await run("eval", [
       "--checkpoint",
       `${out}/last.safetensors`,
       "--data",
       subset,
+      "--tta",
+      "flip",
       "--predictions",
       csv,
     ]);
