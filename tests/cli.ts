@@ -4,6 +4,22 @@
 import { openCifar } from "../src/data/cifar.ts";
 import { RECORD, writeTarGz } from "./make_cifar.ts";
 
+/** A tiny ConvMixer on the WASM backend: the end-to-end tests' model. */
+export const TINY = [
+  "--backend",
+  "wasm",
+  "--hdim",
+  "32",
+  "--depth",
+  "2",
+  "--kernel",
+  "3",
+  "--patch",
+  "4",
+  "--batch",
+  "50",
+];
+
 export const REAL_DATA = Deno.env.get("CIFAR10_DATA") ?? "data/cifar-10-binary.tar.gz";
 
 /** Whether the real archive is here; throws under CI when it is not. */

@@ -8,7 +8,7 @@ import jpeg from "jpeg-js";
 import { CLASS_NAMES, IMAGE_BYTES, openCifar } from "../src/data/cifar.ts";
 import { recordToRgb, type RgbImage, rgbToPng } from "../src/image.ts";
 import { softmax } from "../src/report/analysis.ts";
-import { realDataPresent, run, writeRealSubset } from "./cli.ts";
+import { realDataPresent, run, TINY, writeRealSubset } from "./cli.ts";
 
 const haveRealData = realDataPresent("predict_test");
 const adapter = "gpu" in navigator ? await navigator.gpu.requestAdapter() : null;
@@ -23,20 +23,7 @@ const RECORDS = 200; // test records: enough to find confident ones, few enough 
 if (haveRealData) {
   await writeRealSubset(subset, 600, RECORDS);
   const r = await run("train", [
-    ...[
-      "--backend",
-      "wasm",
-      "--hdim",
-      "32",
-      "--depth",
-      "2",
-      "--kernel",
-      "3",
-      "--patch",
-      "4",
-      "--batch",
-      "50",
-    ],
+    ...TINY,
     ...["--data", subset, "--epochs", "1", "--out", `${dir}/run`],
   ]);
   if (r.code !== 0) throw new Error(`predict_test: training the model failed:\n${r.stderr}`);

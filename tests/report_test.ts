@@ -6,28 +6,13 @@
 import assert from "node:assert/strict";
 import { pathToFileURL } from "node:url";
 import { chromiumPresent, visit } from "./browser.ts";
-import { realDataPresent, run, writeRealSubset } from "./cli.ts";
+import { realDataPresent, run, TINY, writeRealSubset } from "./cli.ts";
 
 const haveRealData = realDataPresent("report_test");
 const haveBrowser = chromiumPresent("report_test");
 const dir = await Deno.makeTempDir({ prefix: "convmixer-report-test-" });
 const subset = `${dir}/cifar-subset.tar.gz`;
 if (haveRealData) await writeRealSubset(subset, 600, 1000);
-
-const TINY = [
-  "--backend",
-  "wasm",
-  "--hdim",
-  "32",
-  "--depth",
-  "2",
-  "--kernel",
-  "3",
-  "--patch",
-  "4",
-  "--batch",
-  "50",
-];
 
 /** What the page shows, measured in the browser once every image has been decoded. */
 const MEASURE = `(async () => {

@@ -3,7 +3,7 @@
 // predictions; bad input gets one clear line and a non-zero exit, and leaves nothing half-written.
 import assert from "node:assert";
 import { loadCheckpoint, saveCheckpoint } from "../src/checkpoint.ts";
-import { realDataPresent, run, writeRealSubset } from "./cli.ts";
+import { realDataPresent, run, TINY, writeRealSubset } from "./cli.ts";
 
 const haveRealData = realDataPresent("train_test");
 
@@ -11,21 +11,6 @@ const dir = await Deno.makeTempDir({ prefix: "convmixer-train-test-" });
 const subset = `${dir}/cifar-subset.tar.gz`;
 
 if (haveRealData) await writeRealSubset(subset, 600, 1000);
-
-const TINY = [
-  "--backend",
-  "wasm",
-  "--hdim",
-  "32",
-  "--depth",
-  "2",
-  "--kernel",
-  "3",
-  "--patch",
-  "4",
-  "--batch",
-  "50",
-];
 
 async function metrics(runDir: string) {
   const text = await Deno.readTextFile(`${runDir}/metrics.jsonl`);
