@@ -73,9 +73,10 @@ Deno.test({
     const files = [...Deno.readDirSync(out)].map((f) => f.name).sort();
     assert.deepEqual(files, [
       "config.json",
-      "last.optim.safetensors",
       "last.safetensors",
+      "lock",
       "metrics.jsonl",
+      "optim-120.safetensors", // 2 epochs of 60 steps
       "report.html",
       "steps.jsonl",
     ]);
