@@ -9,6 +9,7 @@
 // Every file goes through a temporary, fsync and rename (src/atomic_file.ts). --resume loads the pair
 // last.safetensors names, removes everything else a save leaves (temporaries, older optim files) and
 // drops metrics lines written after the save.
+import { exists } from "./fs.ts";
 import { loadCheckpoint, saveCheckpoint, type StateDict } from "./checkpoint.ts";
 import { readSafetensors, type SafeTensor, writeSafetensors } from "./safetensors.ts";
 import { syncDirectory, TEMPORARY_MARK, writeAll, writeFileAtomic, writeStep } from "./atomic_file.ts";
@@ -293,13 +294,4 @@ async function takeLock(path: string): Promise<Deno.FsFile> {
 async function releaseLock(lock: Deno.FsFile): Promise<void> {
   await lock.truncate(0).catch(() => {});
   lock.close();
-}
-
-function exists(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
 }

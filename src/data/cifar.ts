@@ -3,6 +3,7 @@
 // blue planes). Read straight from the .tar.gz with a streaming gunzip and a small tar reader (no
 // temporary files), or from an extracted folder. Images stay uint8 in a SharedArrayBuffer so the
 // loader's workers can read them without a copy; decoding and augmentation happen per batch.
+import { exists } from "../fs.ts";
 import { Gunzip } from "fflate";
 import { downloadCifar } from "./download.ts";
 
@@ -62,15 +63,6 @@ export async function openCifar(path?: string): Promise<{ train: CifarSplit; tes
       return { name: `${path}:${name}`, bytes };
     }));
   return { train: split(TRAIN_FILES), test: split([TEST_FILE]) };
-}
-
-function exists(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** Splits the record files (in order) into one image plane block and one label array. */
