@@ -77,6 +77,8 @@ export async function webgpuKernelRows(
   backend.fill(runningVar, 1);
   const saved = backend.tensor([2, C]);
   const [dBias, dGamma, dBeta] = [0, 1, 2].map(() => backend.tensor([C]));
+  const unit = { bias, gamma, beta, runningMean, runningVar },
+    grads = { bias: dBias, gamma: dGamma, beta: dBeta };
   const pooled = random([B, C]), dPooled = random([B, C]);
   const headWeight = random([classes, C], 0.1), headBias = random([classes]);
   const logits = random([B, classes]), dLogits = backend.tensor([B, classes]);
@@ -84,7 +86,7 @@ export async function webgpuKernelRows(
   backend.write(labels, Float32Array.from({ length: B }, (_, i) => i % classes));
   const metrics = backend.tensor([3]), sumSquares = backend.tensor([1]);
   const grad = random([C, C], 0.01), m = backend.tensor([C, C]), v = backend.tensor([C, C]);
-  backend.biasGeluBatchNormForward(z, bias, gamma, beta, runningMean, runningVar, saved, x, y, true);
+  backend.biasGeluBatchNormForward(z, unit, saved, x, y, true);
 
   const actBytes = M * C * 4;
   const conv = 2 * M * C * k * k, gemm = 2 * M * C * C, stem = 2 * M * C * 3 * p * p;
@@ -150,15 +152,14 @@ export async function webgpuKernelRows(
       shape: `[${act}]`,
       flops: 0,
       bytes: 3 * actBytes,
-      run: () =>
-        backend.biasGeluBatchNormForward(z, bias, gamma, beta, runningMean, runningVar, saved, x, y, true),
+      run: () => backend.biasGeluBatchNormForward(z, unit, saved, x, y, true),
     },
     {
       op: "biasGeluBatchNormBackward",
       shape: `[${act}]`,
       flops: 0,
       bytes: 3 * actBytes,
-      run: () => backend.biasGeluBatchNormBackward(z, bias, gamma, saved, dOut, dx, dBias, dGamma, dBeta),
+      run: () => backend.biasGeluBatchNormBackward(z, unit, saved, dOut, dx, grads),
     },
     {
       op: "averagePoolForward",

@@ -9,9 +9,17 @@
 // dynamic offset, written with one queue.writeBuffer just before each submit, so bind groups can
 // be cached per (kernel, buffers, sizes) and pipelines per (kernel, specialisation constants).
 
-import { type Backend, numel, type OptimizerHyper, type Tensor } from "../backend.ts";
+import {
+  type Backend,
+  type BatchNormGrads,
+  type BatchNormParams,
+  type BatchNormWeights,
+  numel,
+  type OptimizerHyper,
+  type Tensor,
+} from "../backend.ts";
 import { type GpuHandle, requestGpu } from "./device.ts";
-import * as shapes from "./shapes.ts";
+import * as shapes from "../shapes.ts";
 
 const UNIFORM_BYTES = 64;
 /**
@@ -598,21 +606,15 @@ export class WebGpuBackend implements Backend {
 
   biasGeluBatchNormForward(
     z: Tensor,
-    bias: Tensor,
-    gamma: Tensor,
-    beta: Tensor,
-    runningMean: Tensor,
-    runningVar: Tensor,
+    unit: BatchNormParams,
     saved: Tensor,
     residual: Tensor | null,
     out: Tensor,
     training: boolean,
   ): void {
     const op = "biasGeluBatchNormForward";
-    const { C, R } = shapes.batchNormDims(op, z, { bias, gamma, beta, runningMean, runningVar }, saved, {
-      residual,
-      out,
-    });
+    const { C, R } = shapes.batchNormForwardDims(z, unit, saved, residual, out);
+    const { bias, gamma, beta, runningMean, runningVar } = unit;
     if (residual && this.gpu(residual).storage === this.gpu(out).storage) {
       throw new Error(`webgpu ${op}: residual may not alias out`);
     }
@@ -666,25 +668,14 @@ export class WebGpuBackend implements Backend {
 
   biasGeluBatchNormBackward(
     z: Tensor,
-    bias: Tensor,
-    gamma: Tensor,
+    unit: BatchNormWeights,
     saved: Tensor,
     dOut: Tensor,
     dz: Tensor,
-    dBias: Tensor,
-    dGamma: Tensor,
-    dBeta: Tensor,
+    grads: BatchNormGrads,
   ): void {
-    const { C, R } = shapes.batchNormDims(
-      "biasGeluBatchNormBackward",
-      z,
-      { bias, gamma, dBias, dGamma, dBeta },
-      saved,
-      {
-        dOut,
-        dz,
-      },
-    );
+    const { C, R } = shapes.batchNormBackwardDims(z, unit, saved, dOut, dz, grads);
+    const { bias, gamma } = unit, { bias: dBias, gamma: dGamma, beta: dBeta } = grads;
     const cBlocks = Math.ceil(C / 64);
     const { rowsPerChunk, chunks } = chunking(R, cBlocks);
     const partial = this.scratch("partial", chunks * 2 * C);
