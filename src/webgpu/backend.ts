@@ -12,6 +12,8 @@
 import { type Backend, numel, type OptimizerHyper, type Tensor } from "../backend.ts";
 import { type GpuHandle, requestGpu } from "./device.ts";
 import * as shapes from "./shapes.ts";
+import { WG, wgslPrelude } from "./shader_constants.ts";
+import { OPTIMIZER_CODE } from "../kernel_constants.ts";
 
 const UNIFORM_BYTES = 64;
 /**
@@ -20,10 +22,6 @@ const UNIFORM_BYTES = 64;
  * the GPU runs it while the CPU records the next one.
  */
 const RING_SLOTS = 1024;
-const WORKGROUP = 256;
-/** The GEMM's output tile and contraction step (shaders/gemm.wgsl). */
-const GEMM_TILE = 128;
-const GEMM_TILE_T = 16;
 
 /** Limits that bound the batch: the largest activation must fit one storage binding. */
 export interface BufferLimits {
@@ -122,10 +120,18 @@ const PROFILE_CAPACITY = 1024;
 
 const shaderDir = new URL("../../shaders/", import.meta.url);
 
-/** Reads a kernel's WGSL, splicing in `//!include file.wgsl` lines. */
+/** A kernel's WGSL after the shared constants, with each `//!include file.wgsl` spliced in once. */
 function loadShader(file: string): string {
+  return wgslPrelude() + spliceIncludes(file, new Set());
+}
+
+function spliceIncludes(file: string, included: Set<string>): string {
+  included.add(file);
   const source = Deno.readTextFileSync(new URL(file, shaderDir));
-  return source.replace(/^\/\/!include (\S+)$/gm, (_, name: string) => loadShader(name));
+  return source.replace(
+    /^\/\/!include (\S+)$/gm,
+    (_, name: string) => included.has(name) ? "" : spliceIncludes(name, included),
+  );
 }
 
 /** The bindings a kernel declares, in binding order: binding 0 must be its uniform. */
@@ -152,7 +158,7 @@ function parseBindings(file: string, source: string): Binding[] {
  * threads to keep the memory busy; the second level adds one partial per chunk).
  */
 function chunking(rows: number, otherWorkgroups: number, target = 1024) {
-  const wanted = Math.max(1, Math.min(Math.ceil(target / otherWorkgroups), Math.ceil(rows / 4)));
+  const wanted = Math.max(1, Math.min(Math.ceil(target / otherWorkgroups), Math.ceil(rows / WG.ROW_LANES)));
   const rowsPerChunk = Math.ceil(rows / wanted);
   return { rowsPerChunk, chunks: Math.ceil(rows / rowsPerChunk) };
 }
@@ -425,7 +431,7 @@ export class WebGpuBackend implements Backend {
     );
     const pixels = B * (H / p) * (W / p);
     const taps = 3 * p * p;
-    const cBlocks = Math.ceil(C / 64);
+    const cBlocks = Math.ceil(C / WG.CHANNELS);
     const { rowsPerChunk, chunks } = chunking(pixels, cBlocks * taps);
     const partial = this.scratch("partial", chunks * C * taps);
     this.dispatch(
@@ -455,8 +461,8 @@ export class WebGpuBackend implements Backend {
       "x",
       "dOut",
     ]);
-    const cBlocks = Math.ceil(C / 64);
-    const tapGroups = k * Math.ceil(k / 4); // (row, 4 adjacent taps) per workgroup
+    const cBlocks = Math.ceil(C / WG.CHANNELS);
+    const tapGroups = k * Math.ceil(k / WG.DEPTHWISE_TAPS); // (row, adjacent taps) per workgroup
     const { rowsPerChunk, chunks } = chunking(B * H, cBlocks * tapGroups);
     const partial = this.scratch("partial", chunks * k * k * C);
     this.dispatch(
@@ -477,7 +483,7 @@ export class WebGpuBackend implements Backend {
     out: Tensor,
     backward: boolean,
   ): void {
-    const threads = B * Math.ceil(H / 4) * W * C; // each computes 4 rows (shaders/depthwise_conv.wgsl)
+    const threads = B * Math.ceil(H / WG.DEPTHWISE_ROWS) * W * C; // each thread computes a few rows
     this.dispatch(
       "depthwise_conv.wgsl",
       { FLIP: backward, ACCUMULATE: backward },
@@ -537,11 +543,12 @@ export class WebGpuBackend implements Backend {
     transpose: { TRANS_A: boolean; TRANS_B: boolean },
   ): void {
     if (out.size === 0) return;
-    const tiles = Math.ceil(R / GEMM_TILE) * Math.ceil(S / GEMM_TILE);
+    const tiles = Math.ceil(R / WG.GEMM_TILE) * Math.ceil(S / WG.GEMM_TILE);
     const wantedSlices = Math.max(1, Math.min(Math.floor(512 / tiles), Math.floor(T / 256)));
-    const tPerSlice = Math.max(GEMM_TILE_T, Math.ceil(T / wantedSlices / GEMM_TILE_T) * GEMM_TILE_T);
+    const step = WG.GEMM_TILE_T;
+    const tPerSlice = Math.max(step, Math.ceil(T / wantedSlices / step) * step);
     const slices = Math.max(1, Math.ceil(T / tPerSlice));
-    const grid: [number, number, number] = [Math.ceil(S / GEMM_TILE), Math.ceil(R / GEMM_TILE), slices];
+    const grid: [number, number, number] = [Math.ceil(S / WG.GEMM_TILE), Math.ceil(R / WG.GEMM_TILE), slices];
     if (slices === 1) {
       this.dispatch(
         "gemm.wgsl",
@@ -565,7 +572,7 @@ export class WebGpuBackend implements Backend {
 
   /** out[c] = Σ rows of x [R, C]: per-chunk sums, then sum_slices. */
   private columnSums(x: GpuTensor, R: number, C: number, out: GpuTensor): void {
-    const cBlocks = Math.ceil(C / 64);
+    const cBlocks = Math.ceil(C / WG.CHANNELS);
     const { rowsPerChunk, chunks } = chunking(R, cBlocks);
     const partial = this.scratch("partial", chunks * C);
     this.dispatch("column_sums.wgsl", {}, [x, partial], { u32: [R, C, rowsPerChunk] }, [cBlocks, 1, chunks]);
@@ -590,7 +597,7 @@ export class WebGpuBackend implements Backend {
       { HAS_BIAS: bias !== null, ACCUMULATE: accumulate, LANES: lanes },
       [partial, bias ?? this.dummy, out],
       { u32: [len, slices, stride, offset, bias?.size ?? 1] },
-      this.grid1D(len, WORKGROUP / lanes),
+      this.grid1D(len, WG.THREADS / lanes),
     );
   }
 
@@ -616,7 +623,7 @@ export class WebGpuBackend implements Backend {
     if (residual && this.gpu(residual).storage === this.gpu(out).storage) {
       throw new Error(`webgpu ${op}: residual may not alias out`);
     }
-    const cBlocks = Math.ceil(C / 64);
+    const cBlocks = Math.ceil(C / WG.CHANNELS);
     let stats: GpuTensor;
     if (training) {
       const { rowsPerChunk, chunks } = chunking(R, cBlocks);
@@ -634,7 +641,7 @@ export class WebGpuBackend implements Backend {
         { TRAINING: true },
         [partial, this.gpu(runningMean), this.gpu(runningVar), stats],
         { u32: [R, C, rowsPerChunk, chunks] },
-        [Math.ceil(C / 16), 1, 1],
+        [Math.ceil(C / WG.FINALIZE_CHANNELS), 1, 1],
       );
     } else {
       stats = this.scratch("stats", 2 * C);
@@ -643,7 +650,7 @@ export class WebGpuBackend implements Backend {
         { TRAINING: false },
         [this.dummy, this.gpu(runningMean), this.gpu(runningVar), stats],
         { u32: [R, C, 1, 0] },
-        [Math.ceil(C / 16), 1, 1],
+        [Math.ceil(C / WG.FINALIZE_CHANNELS), 1, 1],
       );
     }
     const o = this.act(out);
@@ -685,7 +692,7 @@ export class WebGpuBackend implements Backend {
         dz,
       },
     );
-    const cBlocks = Math.ceil(C / 64);
+    const cBlocks = Math.ceil(C / WG.CHANNELS);
     const { rowsPerChunk, chunks } = chunking(R, cBlocks);
     const partial = this.scratch("partial", chunks * 2 * C);
     const sums = this.scratch("sums", 2 * C);
@@ -719,7 +726,7 @@ export class WebGpuBackend implements Backend {
       {},
       [this.act(x), this.gpu(out)],
       { u32: [B, H * W, C] },
-      [Math.ceil(C / 32), B, 1],
+      [Math.ceil(C / WG.POOL_CHANNELS), B, 1],
     );
   }
 
@@ -759,7 +766,7 @@ export class WebGpuBackend implements Backend {
   accumulateSquares(g: Tensor, sumSquares: Tensor): void {
     shapes.squaresDims(sumSquares);
     const n = g.size;
-    const groups = Math.max(1, Math.min(256, Math.ceil(n / (WORKGROUP * 64))));
+    const groups = Math.max(1, Math.min(256, Math.ceil(n / (WG.THREADS * 64))));
     if (groups === 1) {
       this.dispatch("sum_squares.wgsl", { DIRECT: true }, [this.gpu(g), this.gpu(sumSquares)], { u32: [n] }, [
         1,
@@ -795,7 +802,7 @@ export class WebGpuBackend implements Backend {
       {},
       [p, this.gpu(grad), this.gpu(m), this.gpu(v), this.gpu(sumSquares)],
       {
-        u32: [p.size, hyper.kind === "adamw" ? 1 : 0],
+        u32: [p.size, OPTIMIZER_CODE[hyper.kind]],
         f32: [
           hyper.lr,
           hyper.weightDecay,
@@ -894,7 +901,7 @@ export class WebGpuBackend implements Backend {
   }
 
   /** A 1-D grid of workgroups covering n items, `perGroup` each (2-D past the per-dimension limit). */
-  private grid1D(n: number, perGroup = WORKGROUP): [number, number, number] {
+  private grid1D(n: number, perGroup: number = WG.THREADS): [number, number, number] {
     const groups = Math.ceil(n / perGroup);
     const x = Math.min(groups, this.device.limits.maxComputeWorkgroupsPerDimension);
     return [x, Math.ceil(groups / x), 1];
