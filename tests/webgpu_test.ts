@@ -302,6 +302,32 @@ Deno.test({
   },
 });
 
+// readMany packs tensors into one staging buffer: odd sizes (unaligned ends), a view, a tensor
+// twice and, with f16, one stored in half precision beside ones still waiting on the host.
+for (const precision of ["f32", "f16"] as const) {
+  Deno.test({
+    name: `webgpu readMany (${precision}) returns each tensor's values, packed at aligned offsets`,
+    ignore: precision === "f16" ? noHalf : noAdapter,
+    sanitizeResources: false,
+    async fn() {
+      const backend = await WebGpuBackend.create({ precision });
+      try {
+        const tensors = [[1], [3], [5], [17], [2, 3, 3, 5]].map((shape) => backend.tensor(shape));
+        // Integers below 2048 are exact in f16.
+        const values = tensors.map((t, k) => Float32Array.from({ length: t.size }, (_, j) => 100 * k + j));
+        tensors.forEach((t, k) => backend.write(t, values[k]));
+        backend.averagePoolForward(tensors[4], backend.tensor([2, 5])); // binds it: f16 with --precision f16
+        const read = [...tensors, backend.view(tensors[3], [6]), tensors[0]];
+        const want = [...values, values[3].subarray(0, 6), values[0]];
+        const got = await backend.readMany(read);
+        got.forEach((g, i) => assert.deepEqual(g, want[i], `tensor ${i}`));
+      } finally {
+        backend.dispose();
+      }
+    },
+  });
+}
+
 Deno.test({
   name: "webgpu bias-GELU-BatchNorm in GELU's negative tail (z in [−9, −3]) keeps its relative accuracy",
   ignore: noAdapter,

@@ -88,8 +88,8 @@ interface Kernel {
   module: GPUShaderModule;
   layout: GPUPipelineLayout;
   bindGroupLayout: GPUBindGroupLayout;
-  /** Number of storage bindings after the uniform at binding 0. */
-  storageBindings: number;
+  /** The access of each storage binding after the uniform at binding 0, as the WGSL declares it. */
+  storageKinds: BindingKind[];
 }
 
 interface Uniforms {
@@ -99,6 +99,18 @@ interface Uniforms {
 
 /** Pipeline-overridable constants: flags and small integers. */
 type Constants = Record<string, boolean | number>;
+
+/**
+ * Dispatches and a model of their memory traffic, counted as they are recorded: each dispatch reads
+ * the whole bound range of every read-only binding and writes the whole bound range of every
+ * read_write one (the access the WGSL declares; a read_write binding that is also read, as an
+ * accumulation, counts as written only; the empty placeholder binding counts nothing). No copies.
+ */
+export interface Traffic {
+  dispatches: number;
+  readBytes: number;
+  writeBytes: number;
+}
 
 /** GPU time of one kernel (file and specialisation) over the dispatches since the last takeProfile. */
 export interface KernelTime {
@@ -201,6 +213,7 @@ export class WebGpuBackend implements Backend {
   private readonly stagingPool = new Map<number, GPUBuffer[]>();
 
   private readonly profiler: Profiler | null = null;
+  private traffic: Traffic = { dispatches: 0, readBytes: 0, writeBytes: 0 };
   private pendingErrors: Promise<GPUError | null>[] = [];
   private lostMessage: string | null = null;
   private uncapturedMessage: string | null = null;
@@ -296,6 +309,13 @@ export class WebGpuBackend implements Backend {
     return [...times.values()];
   }
 
+  /** The dispatches recorded since the last call and the bytes they bind (see Traffic). */
+  takeTraffic(): Traffic {
+    const traffic = this.traffic;
+    this.traffic = { dispatches: 0, readBytes: 0, writeBytes: 0 };
+    return traffic;
+  }
+
   // ---- memory ---------------------------------------------------------------------------------
 
   tensor(shape: readonly number[]): Tensor {
@@ -347,19 +367,36 @@ export class WebGpuBackend implements Backend {
   }
 
   async read(t: Tensor): Promise<Float32Array> {
-    const source = this.gpu(t);
+    return (await this.readMany([t]))[0];
+  }
+
+  /**
+   * Each tensor copied into one staging buffer at a 16-byte aligned offset, then one mapAsync:
+   * Deno's mapAsync polls (~10 ms each on lavapipe), so a checkpoint's ~250 tensors cost one wait.
+   */
+  async readMany(tensors: readonly Tensor[]): Promise<Float32Array[]> {
+    const sources = tensors.map((t) => this.gpu(t));
     this.checkAlive();
-    const storage = source.storage;
-    const bytes = source.bindingBytes;
-    if (!storage.buffer || bytes === 0) {
+    const offsets: number[] = [];
+    let bytes = 0;
+    for (const source of sources) {
+      offsets.push(bytes);
+      bytes += Math.ceil(source.bindingBytes / 16) * 16;
+    }
+    const onDevice = sources.map((s) => s.storage.buffer !== null && s.size > 0);
+    if (!onDevice.includes(true)) {
       await this.flush();
-      return storage.pending?.slice(0, source.size) ?? new Float32Array(source.size);
+      return sources.map((s) => this.hostValues(s));
     }
     const staging = this.stagingPool.get(bytes)?.pop() ??
       this.createBuffer(bytes, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
     this.endPass();
-    this.encoder ??= this.device.createCommandEncoder();
-    this.encoder.copyBufferToBuffer(storage.buffer, 0, staging, 0, bytes);
+    const encoder = this.encoder ??= this.device.createCommandEncoder();
+    sources.forEach((s, i) => {
+      if (onDevice[i]) {
+        encoder.copyBufferToBuffer(s.storage.buffer!, 0, staging, offsets[i], s.bindingBytes);
+      }
+    });
     this.submit();
     try {
       await staging.mapAsync(GPUMapMode.READ, 0, bytes);
@@ -368,15 +405,24 @@ export class WebGpuBackend implements Backend {
       throw new Error(`WebGPU read failed: ${(error as Error).message}`);
     }
     const mapped = staging.getMappedRange(0, bytes);
-    const result = storage.half
-      ? Float32Array.from(new Float16Array(mapped, 0, source.size))
-      : new Float32Array(mapped.slice(0));
+    const results = sources.map((s, i) =>
+      !onDevice[i]
+        ? this.hostValues(s)
+        : s.storage.half
+        ? Float32Array.from(new Float16Array(mapped, offsets[i], s.size))
+        : new Float32Array(mapped.slice(offsets[i], offsets[i] + 4 * s.size))
+    );
     staging.unmap();
     const pool = this.stagingPool.get(bytes) ?? [];
     pool.push(staging);
     this.stagingPool.set(bytes, pool);
     await this.checkErrors();
-    return result;
+    return results;
+  }
+
+  /** The values of a tensor with no buffer yet (f16 storage before its first binding). */
+  private hostValues(source: GpuTensor): Float32Array {
+    return source.storage.pending?.slice(0, source.size) ?? new Float32Array(source.size);
   }
 
   fill(t: Tensor, value: number): void {
@@ -940,7 +986,7 @@ export class WebGpuBackend implements Backend {
       module: this.device.createShaderModule({ label: key, code }),
       layout: this.device.createPipelineLayout({ bindGroupLayouts: [bindGroupLayout] }),
       bindGroupLayout,
-      storageBindings: bindings.length - 1,
+      storageKinds: bindings.slice(1).map((b) => b.kind),
     };
     this.kernels.set(key, kernel);
     return { key, kernel };
@@ -975,9 +1021,12 @@ export class WebGpuBackend implements Backend {
     if (grid[0] * grid[1] * grid[2] === 0 || tensors.some((t) => t.size === 0)) return;
     for (const t of tensors) if (!t.storage.buffer) this.allocate(t.storage, false);
     const { key, kernel, pipeline } = this.pipeline(file, constants, tensors);
-    if (tensors.length !== kernel.storageBindings) {
-      throw new Error(`shaders/${file}: ${tensors.length} tensors for ${kernel.storageBindings} bindings`);
+    if (tensors.length !== kernel.storageKinds.length) {
+      throw new Error(
+        `shaders/${file}: ${tensors.length} tensors for ${kernel.storageKinds.length} bindings`,
+      );
     }
+    this.countTraffic(kernel, tensors);
     if (this.ringUsed + this.ringSlot > this.ringHost.byteLength) this.submit();
     const offset = this.ringUsed;
     this.ringUsed += this.ringSlot;
@@ -1006,6 +1055,15 @@ export class WebGpuBackend implements Backend {
     pass.setBindGroup(0, bindGroup, [offset]);
     pass.dispatchWorkgroups(grid[0], grid[1], grid[2]);
     if (this.profiler) this.endPass();
+  }
+
+  private countTraffic(kernel: Kernel, tensors: GpuTensor[]): void {
+    this.traffic.dispatches++;
+    tensors.forEach((t, i) => {
+      if (t.storage === this.dummy.storage) return;
+      if (kernel.storageKinds[i] === "storage") this.traffic.writeBytes += t.bindingBytes;
+      else this.traffic.readBytes += t.bindingBytes;
+    });
   }
 
   /** The open compute pass; in profile mode a new pass per dispatch, with timestamps around it. */
