@@ -5,7 +5,7 @@
 // Here it runs on lavapipe (Mesa's CPU Vulkan); with no adapter at all the tests are skipped with
 // a message, except under CI (CI set), where that is a failure.
 import assert from "node:assert/strict";
-import { maxBatchForLimits, WebGpuBackend } from "../src/webgpu/backend.ts";
+import { WebGpuBackend } from "../src/webgpu/backend.ts";
 import { conformanceTests } from "./conformance.ts";
 import { WasmBackend } from "../src/wasm/backend.ts";
 import { checkTrainingAgreement } from "./model_agreement.ts";
@@ -52,14 +52,6 @@ for (const name of FIXTURES) {
     },
   });
 }
-
-Deno.test("maxBatchForLimits: the largest activation fits one binding", () => {
-  const limits = { maxStorageBufferBindingSize: 128 << 20, maxBufferSize: 256 << 20 };
-  // ConvMixer-256/8 on 32×32 images with p 2: 16·16·256 floats = 256 KiB per sample.
-  assert.equal(maxBatchForLimits(limits, { hdim: 256, patch: 2 }), 512);
-  // p 1 keeps the full resolution: 1 MiB per sample.
-  assert.equal(maxBatchForLimits(limits, { hdim: 256, patch: 1 }), 128);
-});
 
 Deno.test({
   name:
