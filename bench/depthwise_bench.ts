@@ -93,25 +93,15 @@ export async function depthwiseBench(
           perChannel,
         );
         const saved = backend.tensor([2, C]);
+        const unit = { bias, gamma, beta, runningMean, runningVar };
+        const grads = { bias: dBias, gamma: dGamma, beta: dBeta };
         backend.fill(gamma, 1);
         backend.fill(runningVar, 1);
         row(
           "bias-GELU-BN forward (training, residual)",
           timeMedian(
             runs,
-            () =>
-              backend.biasGeluBatchNormForward(
-                x,
-                bias,
-                gamma,
-                beta,
-                runningMean,
-                runningVar,
-                saved,
-                dOut,
-                out,
-                true,
-              ),
+            () => backend.biasGeluBatchNormForward(x, unit, saved, dOut, out, true),
           ),
           null,
         );
@@ -119,19 +109,7 @@ export async function depthwiseBench(
           "bias-GELU-BN forward (eval)",
           timeMedian(
             runs,
-            () =>
-              backend.biasGeluBatchNormForward(
-                x,
-                bias,
-                gamma,
-                beta,
-                runningMean,
-                runningVar,
-                saved,
-                null,
-                out,
-                false,
-              ),
+            () => backend.biasGeluBatchNormForward(x, unit, saved, null, out, false),
           ),
           null,
         );
@@ -139,7 +117,7 @@ export async function depthwiseBench(
           "bias-GELU-BN backward",
           timeMedian(
             runs,
-            () => backend.biasGeluBatchNormBackward(x, bias, gamma, saved, dOut, dx, dBias, dGamma, dBeta),
+            () => backend.biasGeluBatchNormBackward(x, unit, saved, dOut, dx, grads),
           ),
           null,
         );

@@ -43,8 +43,8 @@ const WORK: Record<string, Work> = {
   linearBackwardInput: ([dOut, w]) => flops(gemmLabel("dx", w!), 2 * rows(dOut!) * w!.size),
   linearBackwardWeight: ([x, _, dW]) => flops(gemmLabel("dWeight", dW!), 2 * rows(x!) * dW!.size),
   biasGeluBatchNormForward: (t, training) =>
-    bytes(`bias-GELU-BN forward${training ? "" : " (eval)"}`, t[0], t[7], t[8]), // z, residual, out
-  biasGeluBatchNormBackward: (t) => bytes("bias-GELU-BN backward", t[0], t[4], t[5]), // z, dOut, dz
+    bytes(`bias-GELU-BN forward${training ? "" : " (eval)"}`, t[0], t[3], t[4]), // z, residual, out
+  biasGeluBatchNormBackward: (t) => bytes("bias-GELU-BN backward", t[0], t[3], t[4]), // z, dOut, dz
   averagePoolForward: ([x, out]) => bytes("average pool forward", x, out),
   averagePoolBackward: ([dOut, dx]) => bytes("average pool backward", dOut, dx),
   softmaxCrossEntropy: ([logits, _, dLogits]) => bytes("softmax cross-entropy", logits, dLogits),
@@ -72,7 +72,8 @@ function timed(
         const start = performance.now();
         const result = value.apply(target, args);
         const ms = performance.now() - start;
-        const [label, flops, bytes] = work(args as (Tensor | null)[], args[9]);
+        // args[5]: biasGeluBatchNormForward's training flag (the only op with one).
+        const [label, flops, bytes] = work(args as (Tensor | null)[], args[5]);
         const total = totals.get(label) ?? { ms: 0, calls: 0, flops: 0, bytes: 0 };
         totals.set(label, {
           ms: total.ms + ms,

@@ -35,6 +35,25 @@ export interface OptimizerHyper {
   clipNorm: number;
 }
 
+/**
+ * One conv → GELU → BatchNorm unit's per-channel tensors, each [C]: the conv's bias, BatchNorm's
+ * scale and shift (trained), and its running statistics (updated by training forwards). A record,
+ * not positional arguments: five tensors of one shape would swap silently.
+ */
+export type BatchNormParams<T = Tensor> = {
+  bias: T;
+  gamma: T;
+  beta: T;
+  runningMean: T;
+  runningVar: T;
+};
+
+/** What the backward pass reads of a unit (a whole BatchNormParams also fits). */
+export type BatchNormWeights<T = Tensor> = Pick<BatchNormParams<T>, "bias" | "gamma">;
+
+/** The gradients of a unit's trained tensors, each [C]. */
+export type BatchNormGrads<T = Tensor> = Pick<BatchNormParams<T>, "bias" | "gamma" | "beta">;
+
 export interface Backend {
   readonly name: string;
   /** One line for logs: the device and how it is used. */
@@ -86,7 +105,7 @@ export interface Backend {
   // ---- the unit after every conv: bias, exact GELU, BatchNorm2d (+ the block's residual) ----
   /**
    * u = GELU(z + bias) (exact, erf);  out = gamma·(u − mean)/√(var + 1e-5) + beta (+ residual).
-   * z, out, residual: [B, H, W, C] seen as [N, C], N = B·H·W; bias, gamma, beta, running*: [C].
+   * z, out, residual: [B, H, W, C] seen as [N, C], N = B·H·W; every tensor of `unit`: [C].
    * training: mean/var are the batch's (biased var), saved [2, C] gets (mean, 1/√(var+eps)), and
    *   runningMean = 0.9·runningMean + 0.1·mean, runningVar = 0.9·runningVar + 0.1·var·N/(N−1).
    * eval: mean/var are the running statistics; saved and running* are not written.
@@ -94,11 +113,7 @@ export interface Backend {
    */
   biasGeluBatchNormForward(
     z: Tensor,
-    bias: Tensor,
-    gamma: Tensor,
-    beta: Tensor,
-    runningMean: Tensor,
-    runningVar: Tensor,
+    unit: BatchNormParams,
     saved: Tensor,
     residual: Tensor | null,
     out: Tensor,
@@ -106,18 +121,15 @@ export interface Backend {
   ): void;
   /**
    * Backward of the training-mode forward (the residual's gradient is dOut itself, handled by the
-   * caller). dz [N, C] (overwrite; may alias dOut), dBias, dGamma, dBeta [C] (overwrite).
+   * caller). dz [N, C] (overwrite; may alias dOut); every tensor of `grads`: [C] (overwrite).
    */
   biasGeluBatchNormBackward(
     z: Tensor,
-    bias: Tensor,
-    gamma: Tensor,
+    unit: BatchNormWeights,
     saved: Tensor,
     dOut: Tensor,
     dz: Tensor,
-    dBias: Tensor,
-    dGamma: Tensor,
-    dBeta: Tensor,
+    grads: BatchNormGrads,
   ): void;
 
   // ---- head -----------------------------------------------------------------------------------

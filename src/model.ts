@@ -8,7 +8,7 @@
 // Every conv is followed by GELU then BatchNorm (the paper puts the activation before the norm);
 // the backend fuses bias + GELU + BN (+ residual) into one unit. Parameters are keyed by timm's
 // state-dict names so checkpoints load in PyTorch unchanged.
-import type { Backend, OptimizerHyper, Tensor } from "./backend.ts";
+import type { Backend, BatchNormParams, OptimizerHyper, Tensor } from "./backend.ts";
 import type { ConvMixerConfig, StateDict } from "./checkpoint.ts";
 
 export type { ConvMixerConfig };
@@ -165,20 +165,19 @@ export class ConvMixer {
   // ---- forward ------------------------------------------------------------------------------
 
   private unitForward(u: Unit, z: Tensor, residual: Tensor | null, out: Tensor, training: boolean) {
+    this.backend.biasGeluBatchNormForward(z, this.unitParams(u), u.saved, residual, out, training);
+  }
+
+  private unitParams(u: Unit): BatchNormParams {
     const p = (n: string) => this.params.get(n)!;
     const b = (n: string) => this.buffers.get(n)!;
-    this.backend.biasGeluBatchNormForward(
-      z,
-      p(`${u.conv}.bias`),
-      p(`${u.bn}.weight`),
-      p(`${u.bn}.bias`),
-      b(`${u.bn}.running_mean`),
-      b(`${u.bn}.running_var`),
-      u.saved,
-      residual,
-      out,
-      training,
-    );
+    return {
+      bias: p(`${u.conv}.bias`),
+      gamma: p(`${u.bn}.weight`),
+      beta: p(`${u.bn}.bias`),
+      runningMean: b(`${u.bn}.running_mean`),
+      runningVar: b(`${u.bn}.running_var`),
+    };
   }
 
   /**
@@ -207,19 +206,9 @@ export class ConvMixer {
   // ---- backward -----------------------------------------------------------------------------
 
   private unitBackward(u: Unit, z: Tensor, dOut: Tensor, dz: Tensor) {
-    const p = (n: string) => this.params.get(n)!;
     const g = (n: string) => this.grads.get(n)!;
-    this.backend.biasGeluBatchNormBackward(
-      z,
-      p(`${u.conv}.bias`),
-      p(`${u.bn}.weight`),
-      u.saved,
-      dOut,
-      dz,
-      g(`${u.conv}.bias`),
-      g(`${u.bn}.weight`),
-      g(`${u.bn}.bias`),
-    );
+    const grads = { bias: g(`${u.conv}.bias`), gamma: g(`${u.bn}.weight`), beta: g(`${u.bn}.bias`) };
+    this.backend.biasGeluBatchNormBackward(z, this.unitParams(u), u.saved, dOut, dz, grads);
   }
 
   /** Backward of the last training forward: every gradient in this.grads is overwritten. */

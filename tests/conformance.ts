@@ -204,30 +204,20 @@ async function batchNorm(h: Harness): Promise<void> {
     const what = `[${B},${H},${W},${C}]`, shape = [B, H, W, C];
     const z = h.random(shape, zScale), bias = h.random([C]), gamma = h.random([C]), beta = h.random([C]);
     const runningMean = h.random([C]), runningVar = h.uniform([C], 0.5, 1.5);
-    const saved = h.garbage([2, C]);
+    const saved = h.garbage([2, C]), unit = ref.sides({ bias, gamma, beta, runningMean, runningVar });
     for (const residual of [null, h.random(shape)]) {
       const mode = `${what} residual ${residual === null ? "null" : "added"}`;
       const out = h.garbage(shape);
-      const forward = <K extends "t" | "r">(side: K) =>
-        [
-          z[side],
-          bias[side],
-          gamma[side],
-          beta[side],
-          runningMean[side],
-          runningVar[side],
-          saved[side],
-        ] as const;
-      h.backend.biasGeluBatchNormForward(...forward("t"), residual?.t ?? null, out.t, true);
-      ref.biasGeluBatchNormForward(...forward("r"), residual?.r ?? null, out.r, true);
+      h.backend.biasGeluBatchNormForward(z.t, unit.t, saved.t, residual?.t ?? null, out.t, true);
+      ref.biasGeluBatchNormForward(z.r, unit.r, saved.r, residual?.r ?? null, out.r, true);
       await h.expectClose(`biasGeluBatchNormForward training ${mode}`, out);
       await h.expectClose(`biasGeluBatchNormForward saved ${mode}`, saved);
       await h.expectClose(`biasGeluBatchNormForward runningMean ${mode}`, runningMean);
       await h.expectClose(`biasGeluBatchNormForward runningVar ${mode}`, runningVar);
 
       const evalOut = h.garbage(shape);
-      h.backend.biasGeluBatchNormForward(...forward("t"), residual?.t ?? null, evalOut.t, false);
-      ref.biasGeluBatchNormForward(...forward("r"), residual?.r ?? null, evalOut.r, false);
+      h.backend.biasGeluBatchNormForward(z.t, unit.t, saved.t, residual?.t ?? null, evalOut.t, false);
+      ref.biasGeluBatchNormForward(z.r, unit.r, saved.r, residual?.r ?? null, evalOut.r, false);
       await h.expectClose(`biasGeluBatchNormForward eval ${mode}`, evalOut);
       await h.expectClose(`eval leaves saved alone ${mode}`, saved);
       await h.expectClose(`eval leaves runningMean alone ${mode}`, runningMean);
@@ -238,18 +228,9 @@ async function batchNorm(h: Harness): Promise<void> {
     for (const aliased of [false, true]) {
       const dOut = h.random(shape), dz = aliased ? dOut : h.garbage(shape);
       const dBias = h.garbage([C]), dGamma = h.garbage([C]), dBeta = h.garbage([C]);
-      h.backend.biasGeluBatchNormBackward(
-        z.t,
-        bias.t,
-        gamma.t,
-        saved.t,
-        dOut.t,
-        dz.t,
-        dBias.t,
-        dGamma.t,
-        dBeta.t,
-      );
-      ref.biasGeluBatchNormBackward(z.r, bias.r, gamma.r, saved.r, dOut.r, dz.r, dBias.r, dGamma.r, dBeta.r);
+      const grads = ref.sides({ bias: dBias, gamma: dGamma, beta: dBeta });
+      h.backend.biasGeluBatchNormBackward(z.t, unit.t, saved.t, dOut.t, dz.t, grads.t);
+      ref.biasGeluBatchNormBackward(z.r, unit.r, saved.r, dOut.r, dz.r, grads.r);
       const mode = `${what}${aliased ? " dz aliases dOut" : ""}`;
       await h.expectClose(`biasGeluBatchNormBackward dz ${mode}`, dz);
       await h.expectClose(`biasGeluBatchNormBackward dBias ${mode}`, dBias);
@@ -385,30 +366,9 @@ async function partialBatch(h: Harness): Promise<void> {
   const pooledView = view(pooled, [b, C]);
   backend.depthwiseConvForward(xv.t, weight.t, zv.t);
   ref.depthwiseConvForward(xv.r, weight.r, zv.r);
-  backend.biasGeluBatchNormForward(
-    zv.t,
-    bias.t,
-    gamma.t,
-    beta.t,
-    runningMean.t,
-    runningVar.t,
-    saved.t,
-    xv.t,
-    outv.t,
-    true,
-  );
-  ref.biasGeluBatchNormForward(
-    zv.r,
-    bias.r,
-    gamma.r,
-    beta.r,
-    runningMean.r,
-    runningVar.r,
-    saved.r,
-    xv.r,
-    outv.r,
-    true,
-  );
+  const unit = ref.sides({ bias, gamma, beta, runningMean, runningVar });
+  backend.biasGeluBatchNormForward(zv.t, unit.t, saved.t, xv.t, outv.t, true);
+  ref.biasGeluBatchNormForward(zv.r, unit.r, saved.r, xv.r, outv.r, true);
   backend.averagePoolForward(outv.t, pooledView.t);
   ref.averagePoolForward(outv.r, pooledView.r);
   // The full tensors: the view's part computed, the last sample still garbage.

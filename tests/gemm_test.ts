@@ -262,7 +262,10 @@ Deno.test("linear and patch embedding reject mismatched shapes with a clear erro
     const x = backend.tensor([4, 5]), w = backend.tensor([3, 6]), out = backend.tensor([4, 3]);
     assert.throws(() => backend.linearForward(x, w, null, out), /linearForward: x \[4, 5\] must end in 6/);
     const w2 = backend.tensor([3, 5]), outBad = backend.tensor([5, 3]);
-    assert.throws(() => backend.linearForward(x, w2, null, outBad), /differ in rows/);
+    assert.throws(
+      () => backend.linearForward(x, w2, null, outBad),
+      /linearForward: out \[5, 3\] must be \[4, 3\]/,
+    );
     const images = backend.tensor([1, 6, 6, 3]),
       pw = backend.tensor([8, 3, 4, 4]),
       po = backend.tensor([1, 1, 1, 8]);

@@ -4,7 +4,7 @@
 // ("overwrite" or "accumulate"), so a test can run the same call sequence on a backend and here.
 // Layouts are the interface's: NHWC activations, depthwise weight [k, k, C], patch weight
 // [C, 3, p, p], linear weight [N, K].
-import type { OptimizerHyper } from "../src/backend.ts";
+import type { BatchNormGrads, BatchNormParams, BatchNormWeights, OptimizerHyper } from "../src/backend.ts";
 
 export interface RefTensor {
   shape: number[];
@@ -221,16 +221,13 @@ export const BATCH_NORM_MOMENTUM = 0.1;
 /** u = GELU(z + bias); out = gamma·(u − mean)·rstd + beta (+ residual). See Backend for the rest. */
 export function biasGeluBatchNormForward(
   z: RefTensor,
-  bias: RefTensor,
-  gamma: RefTensor,
-  beta: RefTensor,
-  runningMean: RefTensor,
-  runningVar: RefTensor,
+  unit: BatchNormParams<RefTensor>,
   saved: RefTensor,
   residual: RefTensor | null,
   out: RefTensor,
   training: boolean,
 ): void {
+  const { bias, gamma, beta, runningMean, runningVar } = unit;
   const C = bias.data.length, N = z.data.length / C;
   const u = z.data.map((value, i) => gelu(value + bias.data[i % C]));
   for (let c = 0; c < C; c++) {
@@ -269,15 +266,13 @@ export function biasGeluBatchNormForward(
  */
 export function biasGeluBatchNormBackward(
   z: RefTensor,
-  bias: RefTensor,
-  gamma: RefTensor,
+  unit: BatchNormWeights<RefTensor>,
   saved: RefTensor,
   dOut: RefTensor,
   dz: RefTensor,
-  dBias: RefTensor,
-  dGamma: RefTensor,
-  dBeta: RefTensor,
+  grads: BatchNormGrads<RefTensor>,
 ): void {
+  const { bias, gamma } = unit, { bias: dBias, gamma: dGamma, beta: dBeta } = grads;
   const C = bias.data.length, N = z.data.length / C;
   for (let c = 0; c < C; c++) {
     const mean = saved.data[c], rstd = saved.data[C + c];
@@ -408,4 +403,15 @@ export function seededRandom(seed: number): () => number {
 /** Uniform values in [−scale, scale), rounded to float32 so a float32 backend sees the same inputs. */
 export function randomValues(size: number, random: () => number, scale = 1): Float32Array {
   return Float32Array.from({ length: size }, () => (2 * random() - 1) * scale);
+}
+
+/** A record of (tested, reference) tensor pairs as one record per side: a BatchNorm unit's tensors. */
+export function sides<K extends string, T>(
+  pairs: Record<K, { t: T; r: RefTensor }>,
+): { t: Record<K, T>; r: Record<K, RefTensor> } {
+  const entries = Object.entries<{ t: T; r: RefTensor }>(pairs);
+  return {
+    t: Object.fromEntries(entries.map(([k, p]) => [k, p.t])) as Record<K, T>,
+    r: Object.fromEntries(entries.map(([k, p]) => [k, p.r])) as Record<K, RefTensor>,
+  };
 }

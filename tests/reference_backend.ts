@@ -1,13 +1,23 @@
 // The float64 reference (tests/reference.ts) behind the Backend interface, so the model code itself
 // (src/model.ts: the wiring of forward, backward and optimizer) can be checked by finite differences
 // and against PyTorch without float32 noise. Views share storage like the real backends'.
-import type { Backend, OptimizerHyper, Tensor } from "../src/backend.ts";
+import type {
+  Backend,
+  BatchNormGrads,
+  BatchNormParams,
+  BatchNormWeights,
+  OptimizerHyper,
+  Tensor,
+} from "../src/backend.ts";
 import * as ref from "./reference.ts";
 
 type ReferenceTensor = ref.RefTensor & { size: number };
 
 const r = (t: Tensor) => t as unknown as ReferenceTensor;
 const rn = (t: Tensor | null) => (t === null ? null : r(t));
+/** A record of tensors (a BatchNorm unit, its gradients) as the reference's tensors. */
+const records = <K extends string>(record: Record<K, Tensor>) =>
+  Object.fromEntries(Object.entries<Tensor>(record).map(([k, t]) => [k, r(t)])) as Record<K, ReferenceTensor>;
 
 export class ReferenceBackend implements Backend {
   readonly name = "reference";
@@ -72,51 +82,23 @@ export class ReferenceBackend implements Backend {
   }
   biasGeluBatchNormForward(
     z: Tensor,
-    bias: Tensor,
-    gamma: Tensor,
-    beta: Tensor,
-    runningMean: Tensor,
-    runningVar: Tensor,
+    unit: BatchNormParams,
     saved: Tensor,
     residual: Tensor | null,
     out: Tensor,
     training: boolean,
   ) {
-    ref.biasGeluBatchNormForward(
-      r(z),
-      r(bias),
-      r(gamma),
-      r(beta),
-      r(runningMean),
-      r(runningVar),
-      r(saved),
-      rn(residual),
-      r(out),
-      training,
-    );
+    ref.biasGeluBatchNormForward(r(z), records(unit), r(saved), rn(residual), r(out), training);
   }
   biasGeluBatchNormBackward(
     z: Tensor,
-    bias: Tensor,
-    gamma: Tensor,
+    unit: BatchNormWeights,
     saved: Tensor,
     dOut: Tensor,
     dz: Tensor,
-    dBias: Tensor,
-    dGamma: Tensor,
-    dBeta: Tensor,
+    grads: BatchNormGrads,
   ) {
-    ref.biasGeluBatchNormBackward(
-      r(z),
-      r(bias),
-      r(gamma),
-      r(saved),
-      r(dOut),
-      r(dz),
-      r(dBias),
-      r(dGamma),
-      r(dBeta),
-    );
+    ref.biasGeluBatchNormBackward(r(z), records(unit), r(saved), r(dOut), r(dz), records(grads));
   }
   averagePoolForward(x: Tensor, out: Tensor) {
     ref.averagePoolForward(r(x), r(out));

@@ -129,19 +129,9 @@ Deno.test("bias-GELU-BatchNorm: backward through the batch statistics matches fi
     const z = randomTensor([1, H, W, C], 2), bias = randomTensor([C]);
     const gamma = randomTensor([C]), beta = randomTensor([C]), residual = randomTensor(z.shape);
     const r = randomTensor(z.shape);
+    const unit = { bias, gamma, beta, runningMean: randomTensor([C]), runningVar: randomTensor([C]) };
     const forward = (saved: RefTensor, out: RefTensor) =>
-      ref.biasGeluBatchNormForward(
-        z,
-        bias,
-        gamma,
-        beta,
-        randomTensor([C]),
-        randomTensor([C]),
-        saved,
-        residual,
-        out,
-        true,
-      );
+      ref.biasGeluBatchNormForward(z, unit, saved, residual, out, true);
     const loss = () => {
       const out = ref.refTensor(z.shape);
       forward(ref.refTensor([2, C]), out);
@@ -151,7 +141,7 @@ Deno.test("bias-GELU-BatchNorm: backward through the batch statistics matches fi
     forward(saved, ref.refTensor(z.shape));
     const dz = ref.refTensor(z.shape), dBias = ref.refTensor([C]);
     const dGamma = ref.refTensor([C]), dBeta = ref.refTensor([C]);
-    ref.biasGeluBatchNormBackward(z, bias, gamma, saved, r, dz, dBias, dGamma, dBeta);
+    ref.biasGeluBatchNormBackward(z, unit, saved, r, dz, { bias: dBias, gamma: dGamma, beta: dBeta });
     assertGradient("BN dz", loss, z, dz.data);
     assertGradient("BN dBias", loss, bias, dBias.data);
     assertGradient("BN dGamma", loss, gamma, dGamma.data);
@@ -166,7 +156,8 @@ Deno.test("bias-GELU-BatchNorm: running statistics and eval mode", () => {
   const runningMean = randomTensor([C]), runningVar = ref.refTensor([C], [0.5, 1, 2]);
   const oldMean = runningMean.data.slice(), oldVar = runningVar.data.slice();
   const saved = ref.refTensor([2, C]), out = ref.refTensor([N, C]);
-  ref.biasGeluBatchNormForward(z, bias, gamma, beta, runningMean, runningVar, saved, null, out, true);
+  const unit = { bias, gamma, beta, runningMean, runningVar };
+  ref.biasGeluBatchNormForward(z, unit, saved, null, out, true);
   for (let c = 0; c < C; c++) {
     const u = Array.from({ length: N }, (_, n) => ref.gelu(z.data[n * C + c] + bias.data[c]));
     const mean = u.reduce((a, b) => a + b) / N;
@@ -178,18 +169,7 @@ Deno.test("bias-GELU-BatchNorm: running statistics and eval mode", () => {
   }
   const evalSaved = ref.refTensor([2, C]), evalOut = ref.refTensor([N, C]);
   const frozenMean = runningMean.data.slice();
-  ref.biasGeluBatchNormForward(
-    z,
-    bias,
-    gamma,
-    beta,
-    runningMean,
-    runningVar,
-    evalSaved,
-    null,
-    evalOut,
-    false,
-  );
+  ref.biasGeluBatchNormForward(z, unit, evalSaved, null, evalOut, false);
   assert.deepEqual(runningMean.data, frozenMean);
   assert.ok(evalSaved.data.every((value) => value === 0));
   const c = 1, n = 4;
@@ -203,36 +183,16 @@ Deno.test("residual block (depthwise → bias-GELU-BN + x): dx through both path
   const x = randomTensor([1, H, W, C]), weight = randomTensor([k, k, C]), bias = randomTensor([C]);
   const gamma = randomTensor([C]), beta = randomTensor([C]), r = randomTensor(x.shape);
   const z = ref.refTensor(x.shape), saved = ref.refTensor([2, C]), out = ref.refTensor(x.shape);
+  const unit = { bias, gamma, beta, runningMean: ref.refTensor([C]), runningVar: ref.refTensor([C]) };
   const loss = () => {
     ref.depthwiseConvForward(x, weight, z);
-    ref.biasGeluBatchNormForward(
-      z,
-      bias,
-      gamma,
-      beta,
-      ref.refTensor([C]),
-      ref.refTensor([C]),
-      saved,
-      x,
-      out,
-      true,
-    );
+    ref.biasGeluBatchNormForward(z, unit, saved, x, out, true);
     return dot(r, out);
   };
   loss();
   const dz = ref.refTensor(x.shape), dx = ref.refTensor(x.shape, r.data); // residual: dx starts as dOut
-  const scratch = ref.refTensor([C]);
-  ref.biasGeluBatchNormBackward(
-    z,
-    bias,
-    gamma,
-    saved,
-    r,
-    dz,
-    scratch,
-    ref.refTensor([C]),
-    ref.refTensor([C]),
-  );
+  const grads = { bias: ref.refTensor([C]), gamma: ref.refTensor([C]), beta: ref.refTensor([C]) };
+  ref.biasGeluBatchNormBackward(z, unit, saved, r, dz, grads);
   ref.depthwiseConvBackwardInput(dz, weight, dx);
   assertGradient("residual block dx", loss, x, dx.data);
 });

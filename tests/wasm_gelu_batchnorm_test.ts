@@ -32,18 +32,9 @@ for (const threads of [1, 2]) {
       const [bias, beta, runningMean] = [0, 1, 2].map(() => pair([C], new Float32Array(C)));
       const [gamma, runningVar] = [0, 1].map(() => pair([C], new Float32Array(C).fill(1)));
       const saved = pair([2, C], new Float32Array(2 * C)), out = pair(shape, new Float32Array(n));
-      const forward = <K extends "t" | "r">(side: K) =>
-        [
-          z[side],
-          bias[side],
-          gamma[side],
-          beta[side],
-          runningMean[side],
-          runningVar[side],
-          saved[side],
-        ] as const;
-      backend.biasGeluBatchNormForward(...forward("t"), null, out.t, true);
-      ref.biasGeluBatchNormForward(...forward("r"), null, out.r, true);
+      const unit = ref.sides({ bias, gamma, beta, runningMean, runningVar });
+      backend.biasGeluBatchNormForward(z.t, unit.t, saved.t, null, out.t, true);
+      ref.biasGeluBatchNormForward(z.r, unit.r, saved.r, null, out.r, true);
       const checks: [string, number, number][] = [
         ["out", relativeError(await backend.read(out.t), out.r), 2e-5],
         ["saved", relativeError(await backend.read(saved.t), saved.r), 4e-6],
@@ -51,18 +42,9 @@ for (const threads of [1, 2]) {
 
       const dOut = pair(shape, ref.randomValues(n, random)), dz = pair(shape, new Float32Array(n));
       const [dBias, dGamma, dBeta] = [0, 1, 2].map(() => pair([C], new Float32Array(C)));
-      backend.biasGeluBatchNormBackward(
-        z.t,
-        bias.t,
-        gamma.t,
-        saved.t,
-        dOut.t,
-        dz.t,
-        dBias.t,
-        dGamma.t,
-        dBeta.t,
-      );
-      ref.biasGeluBatchNormBackward(z.r, bias.r, gamma.r, saved.r, dOut.r, dz.r, dBias.r, dGamma.r, dBeta.r);
+      const grads = ref.sides({ bias: dBias, gamma: dGamma, beta: dBeta });
+      backend.biasGeluBatchNormBackward(z.t, unit.t, saved.t, dOut.t, dz.t, grads.t);
+      ref.biasGeluBatchNormBackward(z.r, unit.r, saved.r, dOut.r, dz.r, grads.r);
       checks.push(["dz", relativeError(await backend.read(dz.t), dz.r), 4e-6]);
       checks.push(["dBias", relativeError(await backend.read(dBias.t), dBias.r), 1e-5]);
       for (const [what, error, allowed] of checks) {

@@ -81,8 +81,9 @@ Deno.test({
         /depthwiseConvForward: weight \[2, 2, 2\] must be \[k, k, 2\] with k odd/,
       );
       const [c, x] = [t([2]), t([1, 2, 2, 2])];
+      const unit = { bias: c, gamma: c, beta: c, runningMean: c, runningVar: c };
       assert.throws(
-        () => backend.biasGeluBatchNormForward(x, c, c, c, c, c, t([2, 2]), x, x, true),
+        () => backend.biasGeluBatchNormForward(x, unit, t([2, 2]), x, x, true),
         /residual may not alias out/,
       );
     } finally {
@@ -254,19 +255,17 @@ Deno.test({
       const [bias, gamma, beta, runningMean] = [0, 1, 2, 3].map(() => randomPair([C]));
       const runningVar = pair([C], new Float32Array(C).fill(1));
       const saved = randomPair([2, C]), out = randomPair(shape);
-      const args = <K extends "t" | "r">(side: K) =>
-        [z, bias, gamma, beta, runningMean, runningVar, saved, residual].map((p) => p[side]);
-      const [zt, bt, gt, bet, rmt, rvt, st, rt] = args("t");
-      const [zr, br, gr, ber, rmr, rvr, sr, rr] = args("r");
-      backend.biasGeluBatchNormForward(zt, bt, gt, bet, rmt, rvt, st, rt, out.t, true);
-      ref.biasGeluBatchNormForward(zr, br, gr, ber, rmr, rvr, sr, rr, out.r, true);
+      const unit = ref.sides({ bias, gamma, beta, runningMean, runningVar });
+      backend.biasGeluBatchNormForward(z.t, unit.t, saved.t, residual.t, out.t, true);
+      ref.biasGeluBatchNormForward(z.r, unit.r, saved.r, residual.r, out.r, true);
       for (const [what, p] of Object.entries({ out, saved, runningMean, runningVar })) {
         assertClose(await backend.read(p.t), p.r.data, 2e-5, `forward ${what}`);
       }
       const dOut = randomPair(shape), dz = randomPair(shape);
       const [dBias, dGamma, dBeta] = [0, 1, 2].map(() => randomPair([C]));
-      backend.biasGeluBatchNormBackward(zt, bt, gt, st, dOut.t, dz.t, dBias.t, dGamma.t, dBeta.t);
-      ref.biasGeluBatchNormBackward(zr, br, gr, sr, dOut.r, dz.r, dBias.r, dGamma.r, dBeta.r);
+      const grads = ref.sides({ bias: dBias, gamma: dGamma, beta: dBeta });
+      backend.biasGeluBatchNormBackward(z.t, unit.t, saved.t, dOut.t, dz.t, grads.t);
+      ref.biasGeluBatchNormBackward(z.r, unit.r, saved.r, dOut.r, dz.r, grads.r);
       for (const [what, p] of Object.entries({ dz, dBias, dGamma, dBeta })) {
         assertClose(await backend.read(p.t), p.r.data, 1e-4, `backward ${what}`);
       }
@@ -339,46 +338,16 @@ Deno.test({
       const [bias, beta, runningMean] = [0, 1, 2].map(() => pair([C], new Float32Array(C)));
       const [gamma, runningVar] = [0, 1].map(() => pair([C], new Float32Array(C).fill(1)));
       const saved = pair([2, C], new Float32Array(2 * C)), out = pair(shape, new Float32Array(n));
-      backend.biasGeluBatchNormForward(
-        z.t,
-        bias.t,
-        gamma.t,
-        beta.t,
-        runningMean.t,
-        runningVar.t,
-        saved.t,
-        null,
-        out.t,
-        true,
-      );
-      ref.biasGeluBatchNormForward(
-        z.r,
-        bias.r,
-        gamma.r,
-        beta.r,
-        runningMean.r,
-        runningVar.r,
-        saved.r,
-        null,
-        out.r,
-        true,
-      );
+      const unit = ref.sides({ bias, gamma, beta, runningMean, runningVar });
+      backend.biasGeluBatchNormForward(z.t, unit.t, saved.t, null, out.t, true);
+      ref.biasGeluBatchNormForward(z.r, unit.r, saved.r, null, out.r, true);
       assertClose(await backend.read(out.t), out.r.data, 2e-5, "out");
       assertClose(await backend.read(saved.t), saved.r.data, 2e-5, "saved");
       const dOut = pair(shape, ref.randomValues(n, random)), dz = pair(shape, new Float32Array(n));
       const [dBias, dGamma, dBeta] = [0, 1, 2].map(() => pair([C], new Float32Array(C)));
-      backend.biasGeluBatchNormBackward(
-        z.t,
-        bias.t,
-        gamma.t,
-        saved.t,
-        dOut.t,
-        dz.t,
-        dBias.t,
-        dGamma.t,
-        dBeta.t,
-      );
-      ref.biasGeluBatchNormBackward(z.r, bias.r, gamma.r, saved.r, dOut.r, dz.r, dBias.r, dGamma.r, dBeta.r);
+      const grads = ref.sides({ bias: dBias, gamma: dGamma, beta: dBeta });
+      backend.biasGeluBatchNormBackward(z.t, unit.t, saved.t, dOut.t, dz.t, grads.t);
+      ref.biasGeluBatchNormBackward(z.r, unit.r, saved.r, dOut.r, dz.r, grads.r);
       assertClose(await backend.read(dz.t), dz.r.data, 1e-4, "dz");
       assertClose(await backend.read(dBias.t), dBias.r.data, 1e-4, "dBias");
     } finally {

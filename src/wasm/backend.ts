@@ -1,7 +1,16 @@
 // The CPU backend: every op is a WebAssembly SIMD kernel (asm/) run on all threads of a pool over
 // one shared memory, synchronously, before the method returns. The linear layers and the patch
 // embedding are GEMMs (asm/gemm.ts) and live here; the other layers are in layer_ops.ts.
-import { type Backend, numel, type OptimizerHyper, type Tensor } from "../backend.ts";
+import {
+  type Backend,
+  type BatchNormGrads,
+  type BatchNormParams,
+  type BatchNormWeights,
+  numel,
+  type OptimizerHyper,
+  type Tensor,
+} from "../backend.ts";
+import * as shapes from "../shapes.ts";
 import * as layerOps from "./layer_ops.ts";
 import {
   alignUp,
@@ -76,15 +85,6 @@ function check(ok: boolean, message: () => string): void {
 function sizeOf(op: string, shape: readonly number[]): number {
   check(shape.every((d) => Number.isInteger(d) && d >= 0), () => `${op}: bad shape [${shape.join(", ")}]`);
   return numel(shape);
-}
-
-/** A [..., last] tensor as the matrix [size/last, last]: its row count, after checking `last`. */
-function rowsOf(op: string, name: string, t: Tensor, last: number): number {
-  check(
-    t.shape.length >= 1 && t.shape[t.shape.length - 1] === last,
-    () => `${op}: ${name} ${shapeText(t)} must end in ${last}`,
-  );
-  return t.size / last;
 }
 
 export class WasmBackend implements Backend {
@@ -164,24 +164,9 @@ export class WasmBackend implements Backend {
 
   // ---- stem: patch embedding (im2col, then a GEMM) ----------------------------------------------
 
-  /** Checks the stem's shapes; returns [B, H, W, C, p, patch rows]. */
-  #patchShapes(op: string, images: Tensor, weight: Tensor, out: Tensor): number[] {
-    check(
-      weight.shape.length === 4 && weight.shape[1] === 3 && weight.shape[2] === weight.shape[3],
-      () => `${op}: weight ${shapeText(weight)} must be [C, 3, p, p]`,
-    );
-    const [C, , p] = weight.shape;
-    check(
-      images.shape.length === 4 && images.shape[3] === 3 && images.shape[1] % p === 0 &&
-        images.shape[2] % p === 0,
-      () => `${op}: images ${shapeText(images)} must be [B, H, W, 3] with H, W divisible by p = ${p}`,
-    );
-    const [B, H, W] = images.shape;
-    const expected = [B, H / p, W / p, C];
-    check(
-      out.shape.length === 4 && out.shape.every((d, i) => d === expected[i]),
-      () => `${op}: ${shapeText(out)} must be [${expected.join(", ")}]`,
-    );
+  /** The stem's dimensions, and the patch rows B·H/p·W/p. */
+  #patchDims(op: string, images: Tensor, weight: Tensor, out: Tensor, outName: string) {
+    const { B, H, W, C, p } = shapes.patchEmbedDims(op, images, weight, out, outName);
     return [B, H, W, C, p, B * (H / p) * (W / p)];
   }
 
@@ -194,7 +179,7 @@ export class WasmBackend implements Backend {
   }
 
   patchEmbedForward(images: Tensor, weight: Tensor, out: Tensor): void {
-    const [B, H, W, C, p, rows] = this.#patchShapes("patchEmbedForward", images, weight, out);
+    const [B, H, W, C, p, rows] = this.#patchDims("patchEmbedForward", images, weight, out, "out");
     const K = 3 * p * p;
     const [patches, scratch] = this.#im2col(images, B, H, W, p, rows);
     gemm(this.ctx, {
@@ -214,7 +199,7 @@ export class WasmBackend implements Backend {
   }
 
   patchEmbedBackwardWeight(images: Tensor, dOut: Tensor, dWeight: Tensor): void {
-    const [B, H, W, C, p, rows] = this.#patchShapes("patchEmbedBackwardWeight", images, dWeight, dOut);
+    const [B, H, W, C, p, rows] = this.#patchDims("patchEmbedBackwardWeight", images, dWeight, dOut, "dOut");
     const K = 3 * p * p;
     const [patches, scratch] = this.#im2col(images, B, H, W, p, rows);
     gemm(this.ctx, {
@@ -254,21 +239,8 @@ export class WasmBackend implements Backend {
 
   // ---- linear (pointwise conv and head): GEMMs ----------------------------------------------------
 
-  /** Checks x [M, K] (any leading dims), weight [N, K], y [M, N]; returns [M, N, K]. */
-  #linearShapes(op: string, x: Tensor, weight: Tensor, y: Tensor, yName: string): [number, number, number] {
-    check(weight.shape.length === 2, () => `${op}: weight ${shapeText(weight)} must be [N, K]`);
-    const [N, K] = weight.shape;
-    const M = rowsOf(op, "x", x, K);
-    check(
-      rowsOf(op, yName, y, N) === M,
-      () => `${op}: x ${shapeText(x)} and ${yName} ${shapeText(y)} differ in rows`,
-    );
-    return [M, N, K];
-  }
-
   linearForward(x: Tensor, weight: Tensor, bias: Tensor | null, out: Tensor): void {
-    const [M, N, K] = this.#linearShapes("linearForward", x, weight, out, "out");
-    check(bias === null || bias.size === N, () => `linearForward: bias ${shapeText(bias!)} must be [${N}]`);
+    const { M, N, K } = shapes.linearForwardDims(x, weight, bias, out);
     gemm(this.ctx, {
       transA: false,
       transB: true,
@@ -286,7 +258,7 @@ export class WasmBackend implements Backend {
   }
 
   linearBackwardInput(dOut: Tensor, weight: Tensor, dx: Tensor): void {
-    const [M, N, K] = this.#linearShapes("linearBackwardInput", dx, weight, dOut, "dOut");
+    const { M, N, K } = shapes.linearBackwardInputDims(dOut, weight, dx);
     gemm(this.ctx, {
       transA: false,
       transB: false,
@@ -303,11 +275,7 @@ export class WasmBackend implements Backend {
   }
 
   linearBackwardWeight(x: Tensor, dOut: Tensor, dWeight: Tensor, dBias: Tensor | null): void {
-    const [M, N, K] = this.#linearShapes("linearBackwardWeight", x, dWeight, dOut, "dOut");
-    check(
-      dBias === null || dBias.size === N,
-      () => `linearBackwardWeight: dBias ${shapeText(dBias!)} must be [${N}]`,
-    );
+    const { M, N, K } = shapes.linearBackwardWeightDims(x, dOut, dWeight, dBias);
     gemm(this.ctx, {
       transA: true,
       transB: false,
@@ -330,11 +298,7 @@ export class WasmBackend implements Backend {
 
   biasGeluBatchNormForward(
     z: Tensor,
-    bias: Tensor,
-    gamma: Tensor,
-    beta: Tensor,
-    runningMean: Tensor,
-    runningVar: Tensor,
+    unit: BatchNormParams,
     saved: Tensor,
     residual: Tensor | null,
     out: Tensor,
@@ -343,11 +307,7 @@ export class WasmBackend implements Backend {
     layerOps.biasGeluBatchNormForward(
       this.ctx,
       z as WasmTensor,
-      bias as WasmTensor,
-      gamma as WasmTensor,
-      beta as WasmTensor,
-      runningMean as WasmTensor,
-      runningVar as WasmTensor,
+      unit as BatchNormParams<WasmTensor>,
       saved as WasmTensor,
       residual as WasmTensor | null,
       out as WasmTensor,
@@ -357,26 +317,20 @@ export class WasmBackend implements Backend {
 
   biasGeluBatchNormBackward(
     z: Tensor,
-    bias: Tensor,
-    gamma: Tensor,
+    unit: BatchNormWeights,
     saved: Tensor,
     dOut: Tensor,
     dz: Tensor,
-    dBias: Tensor,
-    dGamma: Tensor,
-    dBeta: Tensor,
+    grads: BatchNormGrads,
   ): void {
     layerOps.biasGeluBatchNormBackward(
       this.ctx,
       z as WasmTensor,
-      bias as WasmTensor,
-      gamma as WasmTensor,
+      unit as BatchNormWeights<WasmTensor>,
       saved as WasmTensor,
       dOut as WasmTensor,
       dz as WasmTensor,
-      dBias as WasmTensor,
-      dGamma as WasmTensor,
-      dBeta as WasmTensor,
+      grads as BatchNormGrads<WasmTensor>,
     );
   }
 

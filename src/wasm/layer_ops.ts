@@ -1,28 +1,11 @@
-// The WASM backend's non-GEMM layers: shape checks, then the kernels of asm/depthwise.ts,
+// The WASM backend's non-GEMM layers: the shared shape checks (src/shapes.ts), then the kernels of asm/depthwise.ts,
 // asm/gelu_batchnorm.ts, asm/head.ts and asm/optimizer.ts on every thread of the pool. Each
 // function takes the WasmContext plus the arguments of the Backend method of the same name
 // (src/backend.ts has the semantics). Reductions are two-level: each thread writes float64
 // partials into scratch, and a second kernel combines them (no atomics, deterministic).
-import type { OptimizerHyper, Tensor } from "../backend.ts";
+import type { BatchNormGrads, BatchNormParams, BatchNormWeights, OptimizerHyper } from "../backend.ts";
+import * as shapes from "../shapes.ts";
 import type { WasmContext, WasmTensor } from "./module.ts";
-
-function check(ok: boolean, message: () => string): void {
-  if (!ok) throw new Error(`wasm backend: ${message()}`);
-}
-
-function shapeText(t: Tensor): string {
-  return `[${t.shape.join(", ")}]`;
-}
-
-function sameShape(a: Tensor, b: Tensor): boolean {
-  return a.shape.length === b.shape.length && a.shape.every((d, i) => d === b.shape[i]);
-}
-
-/** Checks an NHWC activation; returns [B, H, W, C]. */
-function nhwc(op: string, name: string, t: Tensor): [number, number, number, number] {
-  check(t.shape.length === 4, () => `${op}: ${name} ${shapeText(t)} must be [B, H, W, C]`);
-  return t.shape as [number, number, number, number];
-}
 
 /** Floats in one per-channel row padded to whole f32x4 vectors (the kernels' partial layout). */
 function paddedChannels(C: number): number {
@@ -31,15 +14,15 @@ function paddedChannels(C: number): number {
 
 // ---- depthwise conv ----------------------------------------------------------------------------
 
-/** Checks x, weight [k, k, C] (k odd), out; returns [B, H, W, C, k]. */
-function depthwiseShapes(op: string, x: Tensor, weight: Tensor, out: Tensor, outName: string): number[] {
-  const [B, H, W, C] = nhwc(op, "input", x);
-  const k = weight.shape[0];
-  check(
-    weight.shape.length === 3 && weight.shape[1] === k && weight.shape[2] === C && k % 2 === 1,
-    () => `${op}: weight ${shapeText(weight)} must be [k, k, ${C}] with k odd`,
-  );
-  check(sameShape(x, out), () => `${op}: ${outName} ${shapeText(out)} must be ${shapeText(x)}`);
+/** [B, H, W, C, k]: the kernels' trailing arguments. */
+function depthwiseDims(
+  op: string,
+  x: WasmTensor,
+  weight: WasmTensor,
+  out: WasmTensor,
+  names: [string, string],
+) {
+  const { B, H, W, C, k } = shapes.depthwiseDims(op, x, weight, out, names);
   return [B, H, W, C, k];
 }
 
@@ -56,7 +39,7 @@ export function depthwiseConvForward(
   weight: WasmTensor,
   out: WasmTensor,
 ): void {
-  const dims = depthwiseShapes("depthwiseConvForward", x, weight, out, "out");
+  const dims = depthwiseDims("depthwiseConvForward", x, weight, out, ["x", "out"]);
   const scratch = depthwiseScratch(ctx, dims, 0);
   ctx.pool.run("depthwiseConvForward", [x.offset, weight.offset, out.offset, scratch, ...dims]);
 }
@@ -67,7 +50,7 @@ export function depthwiseConvBackwardInput(
   weight: WasmTensor,
   dx: WasmTensor,
 ): void {
-  const dims = depthwiseShapes("depthwiseConvBackwardInput", dOut, weight, dx, "dx");
+  const dims = depthwiseDims("depthwiseConvBackwardInput", dOut, weight, dx, ["dOut", "dx"]);
   const scratch = depthwiseScratch(ctx, dims, 0);
   ctx.pool.run("depthwiseConvBackwardInput", [dOut.offset, weight.offset, dx.offset, scratch, ...dims]);
 }
@@ -78,7 +61,7 @@ export function depthwiseConvBackwardWeight(
   dOut: WasmTensor,
   dWeight: WasmTensor,
 ): void {
-  const dims = depthwiseShapes("depthwiseConvBackwardWeight", x, dWeight, dOut, "dOut");
+  const dims = depthwiseDims("depthwiseConvBackwardWeight", x, dWeight, dOut, ["x", "dOut"]);
   const size = dWeight.size,
     threads = ctx.pool.threads,
     partialBytes = Math.ceil(threads * size * 8 / 64) * 64;
@@ -89,45 +72,22 @@ export function depthwiseConvBackwardWeight(
 
 // ---- bias + GELU + BatchNorm ---------------------------------------------------------------------
 
-/** Checks z [..., C] against the per-channel vectors; returns [N, C]. */
-function batchNormShapes(
-  op: string,
-  z: Tensor,
-  perChannel: Record<string, Tensor>,
-  saved: Tensor,
-): [number, number] {
-  const C = perChannel.bias.size;
-  check(
-    z.shape.length >= 2 && z.shape[z.shape.length - 1] === C,
-    () => `${op}: z ${shapeText(z)} must end in C = ${C} (the bias length)`,
-  );
-  for (const [name, t] of Object.entries(perChannel)) {
-    check(t.size === C, () => `${op}: ${name} ${shapeText(t)} must have ${C} elements`);
-  }
-  check(saved.size === 2 * C, () => `${op}: saved ${shapeText(saved)} must be [2, ${C}]`);
-  return [z.size / C, C];
-}
-
 export function biasGeluBatchNormForward(
   ctx: WasmContext,
   z: WasmTensor,
-  bias: WasmTensor,
-  gamma: WasmTensor,
-  beta: WasmTensor,
-  runningMean: WasmTensor,
-  runningVar: WasmTensor,
+  unit: BatchNormParams<WasmTensor>,
   saved: WasmTensor,
   residual: WasmTensor | null,
   out: WasmTensor,
   training: boolean,
 ): void {
-  const op = "biasGeluBatchNormForward";
-  const [N, C] = batchNormShapes(op, z, { bias, gamma, beta, runningMean, runningVar }, saved);
-  check(sameShape(z, out), () => `${op}: out ${shapeText(out)} must be ${shapeText(z)}`);
-  check(
-    residual === null || (sameShape(z, residual) && residual.offset !== out.offset),
-    () => `${op}: residual ${shapeText(residual!)} must be ${shapeText(z)} and not alias out`,
+  const { C, R: N } = shapes.batchNormForwardDims(z, unit, saved, residual, out);
+  shapes.check(
+    residual?.offset !== out.offset,
+    "biasGeluBatchNormForward",
+    () => "residual may not alias out",
   );
+  const { bias, gamma, beta, runningMean, runningVar } = unit;
   const threads = ctx.pool.threads, Cp = paddedChannels(C);
   const partialBytes = threads * Cp * 20, table = ctx.scratch(partialBytes + Cp * 12) + partialBytes;
   const partials = table - partialBytes;
@@ -162,21 +122,14 @@ export function biasGeluBatchNormForward(
 export function biasGeluBatchNormBackward(
   ctx: WasmContext,
   z: WasmTensor,
-  bias: WasmTensor,
-  gamma: WasmTensor,
+  unit: BatchNormWeights<WasmTensor>,
   saved: WasmTensor,
   dOut: WasmTensor,
   dz: WasmTensor,
-  dBias: WasmTensor,
-  dGamma: WasmTensor,
-  dBeta: WasmTensor,
+  grads: BatchNormGrads<WasmTensor>,
 ): void {
-  const op = "biasGeluBatchNormBackward";
-  const [N, C] = batchNormShapes(op, z, { bias, gamma, dBias, dGamma, dBeta }, saved);
-  check(
-    sameShape(z, dOut) && sameShape(z, dz),
-    () => `${op}: dOut ${shapeText(dOut)} and dz ${shapeText(dz)} must be ${shapeText(z)}`,
-  );
+  const { C, R: N } = shapes.batchNormBackwardDims(z, unit, saved, dOut, dz, grads);
+  const { bias, gamma } = unit, { bias: dBias, gamma: dGamma, beta: dBeta } = grads;
   const threads = ctx.pool.threads, Cp = paddedChannels(C);
   const statisticsBytes = threads * Cp * 16, tablesBytes = threads * Cp * 16;
   const partials = ctx.scratch(statisticsBytes + tablesBytes + threads * Cp * 8);
@@ -214,22 +167,19 @@ export function biasGeluBatchNormBackward(
 
 // ---- head ------------------------------------------------------------------------------------------
 
-function poolShapes(op: string, x: Tensor, pooled: Tensor, pooledName: string): number[] {
-  const [B, H, W, C] = nhwc(op, "activation", x);
-  check(
-    pooled.shape.length === 2 && pooled.shape[0] === B && pooled.shape[1] === C,
-    () => `${op}: ${pooledName} ${shapeText(pooled)} must be [${B}, ${C}]`,
-  );
+/** [B, H·W, C]: the kernels' trailing arguments. */
+function poolDims(op: string, x: WasmTensor, pooled: WasmTensor) {
+  const { B, H, W, C } = shapes.averagePoolDims(op, x, pooled);
   return [B, H * W, C];
 }
 
 export function averagePoolForward(ctx: WasmContext, x: WasmTensor, out: WasmTensor): void {
-  const dims = poolShapes("averagePoolForward", x, out, "out");
+  const dims = poolDims("averagePoolForward", x, out);
   ctx.pool.run("averagePoolForward", [x.offset, out.offset, ...dims]);
 }
 
 export function averagePoolBackward(ctx: WasmContext, dOut: WasmTensor, dx: WasmTensor): void {
-  const dims = poolShapes("averagePoolBackward", dx, dOut, "dOut");
+  const dims = poolDims("averagePoolBackward", dx, dOut);
   ctx.pool.run("averagePoolBackward", [dOut.offset, dx.offset, ...dims]);
 }
 
@@ -241,19 +191,12 @@ export function softmaxCrossEntropy(
   metrics: WasmTensor,
   labelSmoothing: number,
 ): void {
-  const op = "softmaxCrossEntropy";
-  check(logits.shape.length === 2, () => `${op}: logits ${shapeText(logits)} must be [B, K]`);
-  const [B, K] = logits.shape;
-  check(labels.size === B, () => `${op}: labels ${shapeText(labels)} must be [${B}]`);
-  check(
-    dLogits === null || sameShape(dLogits, logits),
-    () => `${op}: dLogits ${shapeText(dLogits!)} must be ${shapeText(logits)}`,
-  );
-  check(metrics.size === 3, () => `${op}: metrics ${shapeText(metrics)} must be [3]`);
+  const { B, K } = shapes.crossEntropyDims(logits, labels, dLogits, metrics);
   const labelValues = ctx.f32(labels);
-  check(
+  shapes.check(
     labelValues.every((label) => Number.isInteger(label) && label >= 0 && label < K),
-    () => `${op}: labels must be class indices in [0, ${K})`,
+    "softmaxCrossEntropy",
+    () => `labels must be class indices in [0, ${K})`,
   );
   ctx.pool.run("softmaxCrossEntropy", [
     logits.offset,
@@ -269,7 +212,7 @@ export function softmaxCrossEntropy(
 // ---- optimizer ----------------------------------------------------------------------------------------
 
 export function accumulateSquares(ctx: WasmContext, g: WasmTensor, sumSquares: WasmTensor): void {
-  check(sumSquares.size === 1, () => `accumulateSquares: sumSquares ${shapeText(sumSquares)} must be [1]`);
+  shapes.squaresDims(sumSquares);
   ctx.pool.run("accumulateSquares", [g.offset, g.size, sumSquares.offset]);
 }
 
@@ -282,14 +225,11 @@ export function optimizerStep(
   sumSquares: WasmTensor,
   hyper: OptimizerHyper,
 ): void {
-  check(
-    [grad, m, v].every((t) => t.size === param.size),
-    () => `optimizerStep: grad, m, v must have the ${param.size} elements of param ${shapeText(param)}`,
-  );
-  check(sumSquares.size === 1, () => `optimizerStep: sumSquares ${shapeText(sumSquares)} must be [1]`);
-  check(
+  shapes.optimizerDims(param, grad, m, v, sumSquares);
+  shapes.check(
     hyper.kind === "adamw" || hyper.kind === "sgd",
-    () => `optimizerStep: unknown optimizer ${hyper.kind}`,
+    "optimizerStep",
+    () => `unknown optimizer ${hyper.kind}`,
   );
   ctx.pool.run("optimizerStep", [
     param.offset,
@@ -310,9 +250,6 @@ export function optimizerStep(
 }
 
 export function movingAverage(ctx: WasmContext, average: WasmTensor, value: WasmTensor, decay: number): void {
-  check(
-    value.size === average.size,
-    () => `movingAverage: value ${shapeText(value)} must have the ${average.size} elements of average`,
-  );
+  shapes.movingAverageDims(average, value);
   ctx.pool.run("movingAverage", [average.offset, value.offset, average.size, decay]);
 }

@@ -3,9 +3,16 @@
 // checks its shapes (shapes.ts), picks a grid and launches one or a few WGSL kernels of shaders/.
 // With --precision f16 the spatial activations are stored in half precision (act(); see Storage).
 
-import type { Backend, OptimizerHyper, Tensor } from "../backend.ts";
+import type {
+  Backend,
+  BatchNormGrads,
+  BatchNormParams,
+  BatchNormWeights,
+  OptimizerHyper,
+  Tensor,
+} from "../backend.ts";
 import { type GpuHandle, requestGpu } from "./device.ts";
-import * as shapes from "./shapes.ts";
+import * as shapes from "../shapes.ts";
 import { WG } from "./shader_constants.ts";
 import { OPTIMIZER_CODE } from "../kernel_constants.ts";
 import { chunking, columnSums, gemm, sumSlices } from "./reductions.ts";
@@ -176,21 +183,15 @@ export class WebGpuBackend extends GpuRuntime implements Backend {
 
   biasGeluBatchNormForward(
     z: Tensor,
-    bias: Tensor,
-    gamma: Tensor,
-    beta: Tensor,
-    runningMean: Tensor,
-    runningVar: Tensor,
+    unit: BatchNormParams,
     saved: Tensor,
     residual: Tensor | null,
     out: Tensor,
     training: boolean,
   ): void {
     const op = "biasGeluBatchNormForward";
-    const { C, R } = shapes.batchNormDims(op, z, { bias, gamma, beta, runningMean, runningVar }, saved, {
-      residual,
-      out,
-    });
+    const { C, R } = shapes.batchNormForwardDims(z, unit, saved, residual, out);
+    const { bias, gamma, beta, runningMean, runningVar } = unit;
     if (residual && this.gpu(residual).storage === this.gpu(out).storage) {
       throw new Error(`webgpu ${op}: residual may not alias out`);
     }
@@ -244,25 +245,14 @@ export class WebGpuBackend extends GpuRuntime implements Backend {
 
   biasGeluBatchNormBackward(
     z: Tensor,
-    bias: Tensor,
-    gamma: Tensor,
+    unit: BatchNormWeights,
     saved: Tensor,
     dOut: Tensor,
     dz: Tensor,
-    dBias: Tensor,
-    dGamma: Tensor,
-    dBeta: Tensor,
+    grads: BatchNormGrads,
   ): void {
-    const { C, R } = shapes.batchNormDims(
-      "biasGeluBatchNormBackward",
-      z,
-      { bias, gamma, dBias, dGamma, dBeta },
-      saved,
-      {
-        dOut,
-        dz,
-      },
-    );
+    const { C, R } = shapes.batchNormBackwardDims(z, unit, saved, dOut, dz, grads);
+    const { bias, gamma } = unit, { bias: dBias, gamma: dGamma, beta: dBeta } = grads;
     const cBlocks = Math.ceil(C / WG.CHANNELS);
     const { rowsPerChunk, chunks } = chunking(R, cBlocks);
     const partial = this.scratch("partial", chunks * 2 * C);

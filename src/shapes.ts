@@ -1,14 +1,16 @@
-// Shape checks for the WebGPU backend's ops: each returns the dimensions its kernels need, or
-// throws one line naming the op, the argument and the shape it must have (a kernel given wrong
-// sizes would read out of bounds silently).
-import type { Tensor } from "../backend.ts";
+// The shape contract of the Backend ops (src/backend.ts), written once for every backend: each
+// check returns the dimensions the kernels need, or throws one line naming the op, the argument
+// and the shape it must have (a kernel given wrong sizes would read out of bounds silently).
+// What depends on a backend's memory (aliasing, label values) stays with the backend.
+import type { BatchNormGrads, BatchNormParams, BatchNormWeights, Tensor } from "./backend.ts";
 
 function text(t: Tensor): string {
   return `[${t.shape.join(", ")}]`;
 }
 
-function check(ok: boolean, op: string, message: () => string): void {
-  if (!ok) throw new Error(`webgpu ${op}: ${message()}`);
+/** Throws `op: message` unless ok (also for the checks a backend adds on its own memory). */
+export function check(ok: boolean, op: string, message: () => string): void {
+  if (!ok) throw new Error(`${op}: ${message()}`);
 }
 
 /** [B, H, W, C] of a spatial activation. */
@@ -74,7 +76,34 @@ export function linearOutput(op: string, name: string, t: Tensor | null, size: n
   if (t) sized(op, name, t, size, shape);
 }
 
-export function batchNormDims(
+/** x [M, K] (any leading dims), weight [N, K], out [M, N], bias [N] or null. */
+export function linearForwardDims(x: Tensor, weight: Tensor, bias: Tensor | null, out: Tensor) {
+  const op = "linearForward", [N, K] = weight.shape;
+  const M = linearDims(op, x, weight, "x", K);
+  linearOutput(op, "out", out, M * N, `[${M}, ${N}]`);
+  linearOutput(op, "bias", bias, N, `[${N}]`);
+  return { M, N, K };
+}
+
+/** dOut [M, N], weight [N, K], dx [M, K]. */
+export function linearBackwardInputDims(dOut: Tensor, weight: Tensor, dx: Tensor) {
+  const op = "linearBackwardInput", [N, K] = weight.shape;
+  const M = linearDims(op, dOut, weight, "dOut", N);
+  linearOutput(op, "dx", dx, M * K, `[${M}, ${K}]`);
+  return { M, N, K };
+}
+
+/** x [M, K], dOut [M, N], dWeight [N, K], dBias [N] or null. */
+export function linearBackwardWeightDims(x: Tensor, dOut: Tensor, dWeight: Tensor, dBias: Tensor | null) {
+  const op = "linearBackwardWeight", [N, K] = dWeight.shape;
+  const M = linearDims(op, x, dWeight, "x", K);
+  linearOutput(op, "dOut", dOut, M * N, `[${M}, ${N}]`);
+  linearOutput(op, "dBias", dBias, N, `[${N}]`);
+  return { M, N, K };
+}
+
+/** z [B, H, W, C] against the unit's [C] vectors and saved [2, C]; returns C and the rows R = B·H·W. */
+function batchNormDims(
   op: string,
   z: Tensor,
   channelTensors: Record<string, Tensor>,
@@ -87,6 +116,29 @@ export function batchNormDims(
   sized(op, "saved", saved, 2 * C, `[2, ${C}]`);
   for (const [name, t] of Object.entries(activations)) if (t) sameShape(op, name, t, z);
   return { C, R: z.size / C };
+}
+
+export function batchNormForwardDims(
+  z: Tensor,
+  unit: BatchNormParams,
+  saved: Tensor,
+  residual: Tensor | null,
+  out: Tensor,
+) {
+  return batchNormDims("biasGeluBatchNormForward", z, unit, saved, { residual, out });
+}
+
+export function batchNormBackwardDims(
+  z: Tensor,
+  unit: BatchNormWeights,
+  saved: Tensor,
+  dOut: Tensor,
+  dz: Tensor,
+  grads: BatchNormGrads,
+) {
+  const { bias: dBias, gamma: dGamma, beta: dBeta } = grads;
+  const channels = { ...unit, dBias, dGamma, dBeta };
+  return batchNormDims("biasGeluBatchNormBackward", z, channels, saved, { dOut, dz });
 }
 
 export function averagePoolDims(op: string, x: Tensor, pooled: Tensor) {
