@@ -293,6 +293,34 @@ Deno.test({
   },
 });
 
+// The bench's traffic model (src/webgpu/runtime.ts): one count per dispatch, the bound bytes of
+// read-only bindings as read and of read_write ones as written, the placeholder not at all.
+Deno.test({
+  name: "webgpu counts dispatches and the bytes of their bound ranges, by declared access",
+  ignore: noAdapter,
+  sanitizeResources: false,
+  async fn() {
+    const backend = await WebGpuBackend.create();
+    try {
+      const x = backend.tensor([6, 5]), w = backend.tensor([3, 5]), b = backend.tensor([3]);
+      const out = backend.tensor([6, 3]);
+      backend.takeTraffic();
+      backend.fill(x, 1); // fill.wgsl writes x
+      backend.linearForward(x, w, b, out); // one gemm.wgsl (K = 5: no split-K): reads x, w, b; writes out
+      assert.deepEqual(backend.takeTraffic(), {
+        dispatches: 2,
+        readBytes: 4 * (30 + 15 + 3),
+        writeBytes: 4 * (30 + 18),
+      });
+      backend.linearForward(x, w, null, out);
+      assert.deepEqual(backend.takeTraffic(), { dispatches: 1, readBytes: 4 * 45, writeBytes: 4 * 18 });
+      await backend.flush();
+    } finally {
+      backend.dispose();
+    }
+  },
+});
+
 // readMany packs tensors into one staging buffer: odd sizes (unaligned ends), a view, a tensor
 // twice and, with f16, one stored in half precision beside ones still waiting on the host.
 for (const precision of ["f32", "f16"] as const) {
