@@ -20,7 +20,7 @@ import { openCifar } from "../src/data/cifar.ts";
 import { BatchLoader } from "../src/data/loader.ts";
 import { gemmBench } from "./gemm_bench.ts";
 import { depthwiseBench } from "./depthwise_bench.ts";
-import { webgpuKernelRows } from "./webgpu_bench.ts";
+import { BENCH_HYPER, stepTraffic, webgpuKernelRows } from "./webgpu_bench.ts";
 import { dataBench } from "./data_bench.ts";
 import { stepProfile } from "./step_profile.ts";
 import { barChart } from "../src/report/charts.ts";
@@ -40,6 +40,9 @@ interface Row {
   gflops: number;
   peakGflops?: number;
   memoryMiB?: number;
+  /** WebGPU: dispatches recorded by one training step, and the bytes they bind (a model: Traffic). */
+  dispatchesPerStep?: number;
+  bytesPerStep?: number;
 }
 
 const { values: flags } = parseArgs({
@@ -117,15 +120,7 @@ async function benchModel(
   const images = Float32Array.from({ length: batch * 32 * 32 * 3 }, () => Math.random() * 2 - 1);
   const labels = Float32Array.from({ length: batch }, (_, i) => i % 10);
   const a = model.setBatch(images, labels);
-  const hyper = {
-    kind: "adamw" as const,
-    lr: 1e-3,
-    weightDecay: 0.005,
-    beta1: 0.9,
-    beta2: 0.999,
-    eps: 1e-8,
-    clipNorm: 1,
-  };
+  const hyper = BENCH_HYPER;
   const forward: number[] = [], forwardBackward: number[] = [], step: number[] = [];
   for (let i = 0; i < steps + 1; i++) { // the first round warms up (pipelines, caches)
     const f = await time(backend, () => model.forward(a, true));
@@ -151,6 +146,14 @@ async function benchModel(
     peakGflops,
     memoryMiB: backend.allocatedBytes / 2 ** 20,
   };
+  if (backend instanceof WebGpuBackend) {
+    const traffic = await stepTraffic(
+      backend,
+      () => (model.forward(a, true), model.backward(a), model.step({ ...hyper, step: steps + 2 })),
+    );
+    row.dispatchesPerStep = traffic.dispatches;
+    row.bytesPerStep = traffic.readBytes + traffic.writeBytes;
+  }
   if (train) {
     // The training loop's shape: no flush between steps, the loader's workers prepare ahead.
     const augment = augmentConfig({ ...recipe, augment: true });
@@ -241,8 +244,8 @@ function table(rows: Row[]): string {
     digits = 1,
   ) => (x === undefined || Number.isNaN(x) ? "—" : x.toFixed(digits));
   const lines = [
-    "| model | backend | device | batch | fwd ms | bwd ms | step ms | img/s | GFLOP/s | % peak | step fed by loader / fixed ms | MiB |",
-    "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    "| model | backend | device | batch | fwd ms | bwd ms | step ms | img/s | GFLOP/s | % peak | step fed by loader / fixed ms | MiB | dispatches / GB per step (model) |",
+    "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
   ];
   for (const r of rows) {
     lines.push(
@@ -254,7 +257,7 @@ function table(rows: Row[]): string {
         } | ` +
         `${r.pipelinedStepMs ? `${f(r.pipelinedStepMs)} / ${f(r.fixedBatchStepMs)}` : "—"} | ${
           f(r.memoryMiB, 0)
-        } |`,
+        } | ${r.dispatchesPerStep ? `${r.dispatchesPerStep} / ${f(r.bytesPerStep! / 1e9, 2)}` : "—"} |`,
     );
   }
   return lines.join("\n");

@@ -3,12 +3,15 @@
 // the CPU around a flush (which then includes a submit and a wait).
 //
 //   deno run -A bench/webgpu_bench.ts [--batch 128] [--hdim 256] [--kernel 5] [--patch 2] [--repeats 7]
-//                                     [--precision f32|f16]
+//                                     [--precision f32|f16] [--step-traffic --depth 8]
 //
-// bench/bench.ts calls webgpuKernelRows for its per-kernel table.
+// --step-traffic instead counts one training step of ConvMixer-hdim/depth: its dispatches and the
+// bytes they bind (the model of src/webgpu/runtime.ts's Traffic), recorded but not run.
+// bench/bench.ts calls webgpuKernelRows for its per-kernel table and stepTraffic for its rows.
 import { parseArgs } from "node:util";
 import type { Tensor } from "../src/backend.ts";
-import { WebGpuBackend } from "../src/webgpu/backend.ts";
+import { ConvMixer } from "../src/model.ts";
+import { type Traffic, WebGpuBackend } from "../src/webgpu/backend.ts";
 
 export interface KernelBenchOptions {
   batch: number;
@@ -42,6 +45,43 @@ interface Case {
   flops: number;
   bytes: number;
   run: () => void;
+}
+
+/** The optimizer settings the benches step with (the official recipe's AdamW, clipped). */
+export const BENCH_HYPER = {
+  kind: "adamw" as const,
+  lr: 1e-3,
+  weightDecay: 0.005,
+  beta1: 0.9,
+  beta2: 0.999,
+  eps: 1e-8,
+  clipNorm: 1,
+};
+
+/** The dispatches and bound bytes of `step` (one training step), after it ran to completion. */
+export async function stepTraffic(backend: WebGpuBackend, step: () => void): Promise<Traffic> {
+  await backend.flush();
+  backend.takeTraffic();
+  step();
+  const traffic = backend.takeTraffic();
+  await backend.flush();
+  return traffic;
+}
+
+/** One training step of ConvMixer-hdim/depth at `batch` (the second: the first allocates the moments). */
+async function countStep(
+  backend: WebGpuBackend,
+  options: { batch: number; hdim: number; depth: number; kernel: number; patch: number },
+): Promise<Traffic> {
+  const { batch, hdim, depth, kernel, patch } = options;
+  const model = new ConvMixer(backend, { hdim, depth, kernel, patch, classes: 10 }, batch, 32);
+  model.initialize(0);
+  const images = Float32Array.from({ length: batch * 32 * 32 * 3 }, (_, i) => Math.sin(i));
+  const a = model.setBatch(images, Float32Array.from({ length: batch }, (_, i) => i % 10));
+  const train =
+    (step: number) => () => (model.forward(a, true), model.backward(a), model.step({ ...BENCH_HYPER, step }));
+  await stepTraffic(backend, train(1));
+  return stepTraffic(backend, train(2));
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -258,6 +298,8 @@ if (import.meta.main) {
       patch: { type: "string", default: "2" },
       repeats: { type: "string", default: "7" },
       precision: { type: "string", default: "f32" },
+      "step-traffic": { type: "boolean", default: false },
+      depth: { type: "string", default: "8" },
     },
     strict: true,
   });
@@ -265,7 +307,7 @@ if (import.meta.main) {
   if (precision !== "f32" && precision !== "f16") {
     throw new Error(`bench/webgpu_bench.ts: --precision must be f32 or f16, not "${precision}"`);
   }
-  const backend = await WebGpuBackend.create({ profile: true, precision });
+  const backend = await WebGpuBackend.create({ profile: !values["step-traffic"], precision });
   // A software adapter (lavapipe) manages ~3 GFLOP/s: default to a tiny batch there.
   const batch = Number(values.batch ?? (backend.isFallback ? 2 : 128));
   const options = {
@@ -279,6 +321,26 @@ if (import.meta.main) {
     if (!Number.isInteger(value) || value < 1) {
       throw new Error(`bench/webgpu_bench.ts: --${flag} must be a positive integer`);
     }
+  }
+  if (values["step-traffic"]) {
+    // The counts are taken as the kernels are recorded and depend only on the shapes, so nothing is
+    // submitted: a batch-512 step would take minutes on a software adapter.
+    backend.device.queue.submit = () => {};
+    const depth = Number(values.depth);
+    const t = await countStep(backend, { ...options, depth });
+    const gb = (bytes: number) => (bytes / 1e9).toFixed(3);
+    console.log(
+      `ConvMixer-${options.hdim}/${depth} k${options.kernel} p${options.patch}, batch ${batch}, ${precision}: ` +
+        `${t.dispatches} dispatches per step, ${gb(t.readBytes)} GB read + ${
+          gb(t.writeBytes)
+        } GB written = ` +
+        `${gb(t.readBytes + t.writeBytes)} GB bound per step (model: whole bound ranges, as declared)`,
+    );
+    console.log(
+      JSON.stringify({ dispatchesPerStep: t.dispatches, bytesPerStep: t.readBytes + t.writeBytes, ...t }),
+    );
+    backend.dispose();
+    Deno.exit(0);
   }
   console.log(
     `${backend.description}, batch ${batch}, ${backend.profiling ? "GPU timestamps" : "CPU timing"}`,

@@ -1,9 +1,9 @@
 //!include gelu.wgsl
+//!include row_lanes.wgsl
 // Last pass of biasGeluBatchNormBackward, given sums = (Σ dOut, Σ dOut·x̂) per channel:
 //   du = gamma·invStd·(dOut − Σ dOut/N − x̂·Σ dOut·x̂/N),  dz = du·GELU'(z + bias),
-// and the first level of dBias = Σ dz in the same pass. Workgroup (x, chunk): 64 channels ×
-// rowsPerChunk rows, 4 lanes over every 4th row: partial[chunk, c]; sum_slices.wgsl adds the
-// chunks. dOut and dz may be the same buffer (both bound read_write; each element is read
+// and the first level of dBias = Σ dz in the same pass, on the row-lanes skeleton: partial[chunk, c];
+// sum_slices.wgsl adds the chunks. dOut and dz may be the same buffer (both bound read_write; each element is read
 // before it is written, by the same thread).
 
 struct Params {
@@ -27,14 +27,11 @@ alias dz_t = f32;
 @group(0) @binding(7) var<storage, read_write> dz: array<dz_t>;
 @group(0) @binding(8) var<storage, read_write> partial: array<f32>;
 
-var<workgroup> lanes: array<f32, 256>;
-
-@compute @workgroup_size(64, 4)
+@compute @workgroup_size(WG_CHANNELS, WG_ROW_LANES)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let C = params.C;
-  let c = wid.x * 64u + lid.x;
-  let start = wid.z * params.rowsPerChunk;
-  let end = min(params.R, start + params.rowsPerChunk);
+  let c = laneChannel(wid, lid);
+  let rows = laneRows(wid.z, params.rowsPerChunk, params.R, lid);
   var sumDz = 0.0;
   if (c < C) {
     let b = bias[c];
@@ -43,7 +40,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let scale = gamma[c] * invStd;
     let meanDOut = sums[c] / f32(params.R);
     let meanDOutXhat = sums[C + c] / f32(params.R);
-    for (var r = start + lid.y; r < end; r += 4u) {
+    for (var r = rows.x; r < rows.y; r += WG_ROW_LANES) {
       let i = r * C + c;
       let x = f32(z[i]) + b;
       let xhat = (gelu(x) - mean) * invStd;
@@ -52,9 +49,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
       sumDz += g;
     }
   }
-  lanes[lid.y * 64u + lid.x] = sumDz;
-  workgroupBarrier();
+  let total = sumRowLanes(vec4<f32>(sumDz, 0.0, 0.0, 0.0), lid);
   if (lid.y == 0u && c < C) {
-    partial[wid.z * C + c] = lanes[lid.x] + lanes[64u + lid.x] + lanes[128u + lid.x] + lanes[192u + lid.x];
+    partial[wid.z * C + c] = total.x;
   }
 }

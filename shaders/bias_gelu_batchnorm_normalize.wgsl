@@ -24,10 +24,10 @@ alias out_t = f32;
 
 override HAS_RESIDUAL: bool = false;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG_THREADS)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-  let i = (wid.y * groups.x + wid.x) * 256u + lid;
+  let i = (wid.y * groups.x + wid.x) * WG_THREADS + lid;
   if (i >= params.n) {
     return;
   }

@@ -26,7 +26,8 @@ alias out_t = f32;
 override FLIP: bool = false;
 override ACCUMULATE: bool = false;
 
-const ROWS = 4u;
+const ROWS = WG_DEPTHWISE_ROWS;
+const_assert ROWS == 4u; // the 4 rows' sums are one vec4
 
 /** w[ty, tx, c] (flipped with FLIP), or 0 when row ty is outside the kernel. */
 fn tap(ty: i32, tx: u32, c: u32) -> f32 {
@@ -41,10 +42,10 @@ fn tap(ty: i32, tx: u32, c: u32) -> f32 {
   return weight[index * params.C + c];
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG_THREADS)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-  let o = (wid.y * groups.x + wid.x) * 256u + lid;
+  let o = (wid.y * groups.x + wid.x) * WG_THREADS + lid;
   if (o >= params.n) {
     return;
   }

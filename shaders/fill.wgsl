@@ -11,10 +11,10 @@ alias out_t = f32;
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read_write> out: array<out_t>;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG_THREADS)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-  let i = (wid.y * groups.x + wid.x) * 256u + lid;
+  let i = (wid.y * groups.x + wid.x) * WG_THREADS + lid;
   if (i < params.n) {
     out[i] = out_t(params.value);
   }

@@ -37,8 +37,10 @@ override TRANS_B: bool = false;
 override HAS_BIAS: bool = false;
 override SPLIT_K: bool = false;
 
-const TILE = 128u;
-const TILE_T = 16u;
+const TILE = WG_GEMM_TILE;
+const TILE_T = WG_GEMM_TILE_T;
+// The register blocking below is written out for 16×16 threads, 8×8 outputs each, 16-deep slices.
+const_assert TILE == 128u && TILE_T == 16u;
 const ROW_VEC4 = 33u; // one k-row of a staged tile: 128 values + 4 of padding, in vec4s
 
 var<workgroup> tileA: array<vec4<f32>, 528>; // [TILE_T][ROW_VEC4]

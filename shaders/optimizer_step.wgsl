@@ -6,7 +6,7 @@
 
 struct Params {
   n: u32,
-  adamw: u32,
+  kind: u32, // OPTIMIZER_ADAMW or OPTIMIZER_SGD
   lr: f32,
   weightDecay: f32,
   beta1: f32,
@@ -24,10 +24,10 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> v: array<f32>;
 @group(0) @binding(5) var<storage, read> sumSquares: array<f32>;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG_THREADS)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-  let i = (wid.y * groups.x + wid.x) * 256u + lid;
+  let i = (wid.y * groups.x + wid.x) * WG_THREADS + lid;
   if (i >= params.n) {
     return;
   }
@@ -36,7 +36,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: 
     g *= min(1.0, params.clipNorm / (sqrt(sumSquares[0]) + 1e-6));
   }
   var p = param[i];
-  if (params.adamw == 1u) {
+  if (params.kind == OPTIMIZER_ADAMW) {
     p -= params.lr * params.weightDecay * p;
     let mi = params.beta1 * m[i] + (1.0 - params.beta1) * g;
     let vi = params.beta2 * v[i] + (1.0 - params.beta2) * g * g;

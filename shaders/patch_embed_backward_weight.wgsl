@@ -1,8 +1,9 @@
+//!include row_lanes.wgsl
 // First level of the patch-embedding weight gradient
 //   dW[c, ch, dy, dx] = Σ_{b, i, j} dOut[b, i, j, c] · images[b, i·p+dy, j·p+dx, ch],
-// a contraction over all B·(H/p)·(W/p) output pixels. Workgroup (x, tap, chunk) owns 64
-// channels × one tap (ch, dy, dx) × one chunk of pixels; 4 lanes take every 4th pixel and add
-// up in workgroup memory: partial[chunk, c, tap]. sum_slices.wgsl adds the chunks.
+// a contraction over all B·(H/p)·(W/p) output pixels, on the row-lanes skeleton with a pixel as
+// the row and one tap (ch, dy, dx) per workgroup y: partial[chunk, c, tap]. sum_slices.wgsl adds
+// the chunks.
 
 struct Params {
   pixels: u32, // B·(H/p)·(W/p)
@@ -22,24 +23,21 @@ alias dOut_t = f32;
 @group(0) @binding(2) var<storage, read> dOut: array<dOut_t>;
 @group(0) @binding(3) var<storage, read_write> partial: array<f32>;
 
-var<workgroup> lanes: array<f32, 256>;
-
-@compute @workgroup_size(64, 4)
+@compute @workgroup_size(WG_CHANNELS, WG_ROW_LANES)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let p = params.p;
   let taps = 3u * p * p;
-  let c = wid.x * 64u + lid.x;
+  let c = laneChannel(wid, lid);
   let tap = wid.y; // (ch·p + dy)·p + dx
   let ch = tap / (p * p);
   let dy = (tap / p) % p;
   let dx = tap % p;
   let Wp = params.W / p;
   let Hp = params.H / p;
-  let start = wid.z * params.pixelsPerChunk;
-  let end = min(params.pixels, start + params.pixelsPerChunk);
+  let pixels = laneRows(wid.z, params.pixelsPerChunk, params.pixels, lid);
   var sum = 0.0;
   if (c < params.C) {
-    for (var pixel = start + lid.y; pixel < end; pixel += 4u) {
+    for (var pixel = pixels.x; pixel < pixels.y; pixel += WG_ROW_LANES) {
       let j = pixel % Wp;
       let i = (pixel / Wp) % Hp;
       let b = pixel / (Wp * Hp);
@@ -47,10 +45,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
       sum += image * f32(dOut[pixel * params.C + c]);
     }
   }
-  lanes[lid.y * 64u + lid.x] = sum;
-  workgroupBarrier();
+  let total = sumRowLanes(vec4<f32>(sum, 0.0, 0.0, 0.0), lid);
   if (lid.y == 0u && c < params.C) {
-    partial[(wid.z * params.C + c) * taps + tap] = lanes[lid.x] + lanes[64u + lid.x] +
-      lanes[128u + lid.x] + lanes[192u + lid.x];
+    partial[(wid.z * params.C + c) * taps + tap] = total.x;
   }
 }

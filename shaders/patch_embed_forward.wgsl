@@ -20,10 +20,10 @@ alias out_t = f32;
 @group(0) @binding(2) var<storage, read> weight: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<out_t>;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG_THREADS)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-  let o = (wid.y * groups.x + wid.x) * 256u + lid;
+  let o = (wid.y * groups.x + wid.x) * WG_THREADS + lid;
   if (o >= params.n) {
     return;
   }

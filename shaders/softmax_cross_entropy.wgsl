@@ -18,15 +18,15 @@ struct Params {
 
 override HAS_GRAD: bool = true;
 
-var<workgroup> lossSums: array<f32, 256>;
-var<workgroup> correctSums: array<f32, 256>;
+var<workgroup> lossSums: array<f32, WG_THREADS>;
+var<workgroup> correctSums: array<f32, WG_THREADS>;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG_THREADS)
 fn main(@builtin(local_invocation_index) lid: u32) {
   let K = params.K;
   var loss = 0.0;
   var correct = 0.0;
-  for (var s = lid; s < params.B; s += 256u) {
+  for (var s = lid; s < params.B; s += WG_THREADS) {
     let row = s * K;
     var best = logits[row];
     var argmax = 0u;
@@ -59,7 +59,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
   lossSums[lid] = loss;
   correctSums[lid] = correct;
   workgroupBarrier();
-  for (var half = 128u; half > 0u; half /= 2u) {
+  for (var half = WG_THREADS / 2u; half > 0u; half /= 2u) {
     if (lid < half) {
       lossSums[lid] += lossSums[lid + half];
       correctSums[lid] += correctSums[lid + half];

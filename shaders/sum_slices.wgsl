@@ -27,12 +27,12 @@ override HAS_BIAS: bool = false;
 override ACCUMULATE: bool = false;
 override LANES: u32 = 16u; // 1, 2, 4, ..., 256
 
-var<workgroup> lanes: array<f32, 256>;
+var<workgroup> lanes: array<f32, WG_THREADS>;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG_THREADS)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-  let outputs = 256u / LANES;
+  let outputs = WG_THREADS / LANES;
   let column = lid % outputs;
   let lane = lid / outputs;
   let i = (wid.y * groups.x + wid.x) * outputs + column;

@@ -13,18 +13,18 @@ struct Params {
 
 override DIRECT: bool = false;
 
-var<workgroup> sums: array<f32, 256>;
+var<workgroup> sums: array<f32, WG_THREADS>;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG_THREADS)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
   var sum = 0.0;
-  for (var i = wid.x * 256u + lid; i < params.n; i += groups.x * 256u) {
+  for (var i = wid.x * WG_THREADS + lid; i < params.n; i += groups.x * 256u) {
     sum += g[i] * g[i];
   }
   sums[lid] = sum;
   workgroupBarrier();
-  for (var half = 128u; half > 0u; half /= 2u) {
+  for (var half = WG_THREADS / 2u; half > 0u; half /= 2u) {
     if (lid < half) {
       sums[lid] += sums[lid + half];
     }

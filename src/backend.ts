@@ -72,6 +72,8 @@ export interface Backend {
   write(t: Tensor, data: Float32Array): void;
   /** Copies t to the host after all queued work. */
   read(t: Tensor): Promise<Float32Array>;
+  /** read for many tensors at once (a checkpoint): on WebGPU one copy each into one staging map. */
+  readMany(tensors: readonly Tensor[]): Promise<Float32Array[]>;
   /** Sets every element of t to value. */
   fill(t: Tensor, value: number): void;
   /** Resolves when all queued work has finished. */

@@ -292,9 +292,9 @@ export class ConvMixer {
   /** The state dict in our layouts (see src/checkpoint.ts), read from the device. */
   async stateDict(): Promise<StateDict> {
     const state: StateDict = new Map();
-    for (const [name, t] of [...this.params, ...this.buffers]) {
-      state.set(name, { shape: [...t.shape], data: await this.backend.read(t) });
-    }
+    const tensors = [...this.params, ...this.buffers];
+    const values = await this.backend.readMany(tensors.map(([, t]) => t));
+    tensors.forEach(([name, t], i) => state.set(name, { shape: [...t.shape], data: values[i] }));
     for (const bn of this.batchNormPrefixes()) {
       state.set(`${bn}.num_batches_tracked`, { shape: [], data: Float32Array.of(this.numBatchesTracked) });
     }
@@ -316,11 +316,13 @@ export class ConvMixer {
   /** AdamW moments (m, v) per parameter, for resuming. */
   async optimizerStateDict(): Promise<StateDict> {
     const state: StateDict = new Map();
-    for (const name of this.params.keys()) {
+    const names = [...this.params.keys()];
+    const values = await this.backend.readMany(names.flatMap((name) => this.moments(name)));
+    names.forEach((name, i) => {
       const [m, v] = this.moments(name);
-      state.set(`exp_avg.${name}`, { shape: [...m.shape], data: await this.backend.read(m) });
-      state.set(`exp_avg_sq.${name}`, { shape: [...v.shape], data: await this.backend.read(v) });
-    }
+      state.set(`exp_avg.${name}`, { shape: [...m.shape], data: values[2 * i] });
+      state.set(`exp_avg_sq.${name}`, { shape: [...v.shape], data: values[2 * i + 1] });
+    });
     return state;
   }
 

@@ -41,6 +41,9 @@ export class ReferenceBackend implements Backend {
   read(t: Tensor): Promise<Float32Array> {
     return Promise.resolve(Float32Array.from(r(t).data));
   }
+  readMany(tensors: readonly Tensor[]): Promise<Float32Array[]> {
+    return Promise.all(tensors.map((t) => this.read(t)));
+  }
   /** The float64 values, for finite-difference checks. */
   values(t: Tensor): Float64Array {
     return r(t).data;

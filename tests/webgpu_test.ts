@@ -5,7 +5,7 @@
 // Here it runs on lavapipe (Mesa's CPU Vulkan); with no adapter at all the tests are skipped with
 // a message, except under CI (CI set), where that is a failure.
 import assert from "node:assert/strict";
-import { maxBatchForLimits, WebGpuBackend } from "../src/webgpu/backend.ts";
+import { WebGpuBackend } from "../src/webgpu/backend.ts";
 import { conformanceTests } from "./conformance.ts";
 import { WasmBackend } from "../src/wasm/backend.ts";
 import { checkTrainingAgreement } from "./model_agreement.ts";
@@ -52,14 +52,6 @@ for (const name of FIXTURES) {
     },
   });
 }
-
-Deno.test("maxBatchForLimits: the largest activation fits one binding", () => {
-  const limits = { maxStorageBufferBindingSize: 128 << 20, maxBufferSize: 256 << 20 };
-  // ConvMixer-256/8 on 32×32 images with p 2: 16·16·256 floats = 256 KiB per sample.
-  assert.equal(maxBatchForLimits(limits, { hdim: 256, patch: 2 }), 512);
-  // p 1 keeps the full resolution: 1 MiB per sample.
-  assert.equal(maxBatchForLimits(limits, { hdim: 256, patch: 1 }), 128);
-});
 
 Deno.test({
   name:
@@ -300,6 +292,60 @@ Deno.test({
     }
   },
 });
+
+// The bench's traffic model (src/webgpu/runtime.ts): one count per dispatch, the bound bytes of
+// read-only bindings as read and of read_write ones as written, the placeholder not at all.
+Deno.test({
+  name: "webgpu counts dispatches and the bytes of their bound ranges, by declared access",
+  ignore: noAdapter,
+  sanitizeResources: false,
+  async fn() {
+    const backend = await WebGpuBackend.create();
+    try {
+      const x = backend.tensor([6, 5]), w = backend.tensor([3, 5]), b = backend.tensor([3]);
+      const out = backend.tensor([6, 3]);
+      backend.takeTraffic();
+      backend.fill(x, 1); // fill.wgsl writes x
+      backend.linearForward(x, w, b, out); // one gemm.wgsl (K = 5: no split-K): reads x, w, b; writes out
+      assert.deepEqual(backend.takeTraffic(), {
+        dispatches: 2,
+        readBytes: 4 * (30 + 15 + 3),
+        writeBytes: 4 * (30 + 18),
+      });
+      backend.linearForward(x, w, null, out);
+      assert.deepEqual(backend.takeTraffic(), { dispatches: 1, readBytes: 4 * 45, writeBytes: 4 * 18 });
+      await backend.flush();
+    } finally {
+      backend.dispose();
+    }
+  },
+});
+
+// readMany packs tensors into one staging buffer: odd sizes (unaligned ends), a view, a tensor
+// twice and, with f16, one stored in half precision beside ones still waiting on the host.
+for (const precision of ["f32", "f16"] as const) {
+  Deno.test({
+    name: `webgpu readMany (${precision}) returns each tensor's values, packed at aligned offsets`,
+    ignore: precision === "f16" ? noHalf : noAdapter,
+    sanitizeResources: false,
+    async fn() {
+      const backend = await WebGpuBackend.create({ precision });
+      try {
+        const tensors = [[1], [3], [5], [17], [2, 3, 3, 5]].map((shape) => backend.tensor(shape));
+        // Integers below 2048 are exact in f16.
+        const values = tensors.map((t, k) => Float32Array.from({ length: t.size }, (_, j) => 100 * k + j));
+        tensors.forEach((t, k) => backend.write(t, values[k]));
+        backend.averagePoolForward(tensors[4], backend.tensor([2, 5])); // binds it: f16 with --precision f16
+        const read = [...tensors, backend.view(tensors[3], [6]), tensors[0]];
+        const want = [...values, values[3].subarray(0, 6), values[0]];
+        const got = await backend.readMany(read);
+        got.forEach((g, i) => assert.deepEqual(g, want[i], `tensor ${i}`));
+      } finally {
+        backend.dispose();
+      }
+    },
+  });
+}
 
 Deno.test({
   name: "webgpu bias-GELU-BatchNorm in GELU's negative tail (z in [−9, −3]) keeps its relative accuracy",

@@ -146,6 +146,10 @@ export class WasmBackend implements Backend {
     return Promise.resolve(this.ctx.f32(t as WasmTensor).slice());
   }
 
+  readMany(tensors: readonly Tensor[]): Promise<Float32Array[]> {
+    return Promise.all(tensors.map((t) => this.read(t)));
+  }
+
   fill(t: Tensor, value: number): void {
     this.ctx.f32(t as WasmTensor).fill(value);
   }

@@ -1,238 +1,36 @@
-// The WebGPU backend: every op is one or a few compute dispatches of the WGSL kernels in
-// shaders/, recorded into one command encoder and submitted only when the host needs a result
-// (read, flush, write) or the uniform ring is full, so a training step is one submit.
-//
-// Memory: each tensor is one GPU buffer allocated once (views bind a prefix of it); with
-// --precision f16 the spatial activations are stored in half precision (see Storage). Scratch
-// buffers for the two-level reductions (split-K partials, per-chunk sums) are shared by all ops
-// and grow on demand. Per-dispatch parameters go in a ring of aligned uniform slots bound with a
-// dynamic offset, written with one queue.writeBuffer just before each submit, so bind groups can
-// be cached per (kernel, buffers, sizes) and pipelines per (kernel, specialisation constants).
+// The WebGPU backend: the ops above the runtime (src/webgpu/runtime.ts: memory, the uniform ring,
+// launch and submit), as tinygrad keeps a backend to an allocator, a compiler and a launcher. Each op
+// checks its shapes (shapes.ts), picks a grid and launches one or a few WGSL kernels of shaders/.
+// With --precision f16 the spatial activations are stored in half precision (act(); see Storage).
 
-import {
-  type Backend,
-  type BatchNormGrads,
-  type BatchNormParams,
-  type BatchNormWeights,
-  numel,
-  type OptimizerHyper,
-  type Tensor,
+import type {
+  Backend,
+  BatchNormGrads,
+  BatchNormParams,
+  BatchNormWeights,
+  OptimizerHyper,
+  Tensor,
 } from "../backend.ts";
 import { type GpuHandle, requestGpu } from "./device.ts";
 import * as shapes from "../shapes.ts";
+import { WG } from "./shader_constants.ts";
+import { OPTIMIZER_CODE } from "../kernel_constants.ts";
+import { chunking, columnSums, gemm, sumSlices } from "./reductions.ts";
+import { GpuRuntime, type Traffic } from "./runtime.ts";
+import type { KernelTime } from "./profiler.ts";
+import type { GpuTensor, Precision } from "./tensor.ts";
 
-const UNIFORM_BYTES = 64;
-/**
- * Uniform slots, so at most this many dispatches per submit: a training step (~370 dispatches at
- * depth 8) is one submit. Recording one costs ~2 ms of CPU; the next step's write() submits it, and
- * the GPU runs it while the CPU records the next one.
- */
-const RING_SLOTS = 1024;
-const WORKGROUP = 256;
-/** The GEMM's output tile and contraction step (shaders/gemm.wgsl). */
-const GEMM_TILE = 128;
-const GEMM_TILE_T = 16;
+export type { KernelTime, Precision, Traffic };
 
-/** Limits that bound the batch: the largest activation must fit one storage binding. */
-export interface BufferLimits {
-  maxStorageBufferBindingSize: number;
-  maxBufferSize: number;
-}
-
-/**
- * The largest batch whose biggest tensor (the images or an activation [B, H/p, W/p, hdim]) fits
- * one buffer binding; `config` is the model's ConvMixerConfig (only hdim and patch matter).
- */
-export function maxBatchForLimits(
-  limits: BufferLimits,
-  config: { hdim: number; patch: number },
-  imageSize = 32,
-): number {
-  const side = Math.floor(imageSize / config.patch);
-  const floatsPerSample = Math.max(imageSize * imageSize * 3, side * side * config.hdim);
-  const bytes = Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
-  return Math.floor(bytes / (floatsPerSample * 4));
-}
-
-/** Element type of spatial activations: f16 halves their memory traffic (shader-f16). */
-export type Precision = "f32" | "f16";
-
-/**
- * The GPU buffer behind a tensor and its views. With f32 it is allocated at once. With f16 it is
- * allocated by the first op that binds the tensor, which decides the element type: spatial
- * activations [B, H, W, C] are f16, everything else (parameters, gradients, statistics) f32;
- * values written or filled before then wait on the host.
- */
-class Storage {
-  buffer: GPUBuffer | null = null;
-  half = false;
-  pending: Float32Array | null = null;
-  /**
-   * One more than the largest value the host put here with write (rank 1) or fill; Infinity once one
-   * was not a non-negative integer. Labels come from the host, so softmaxCrossEntropy checks them here
-   * instead of reading them back (the shader indexes the logits with them).
-   */
-  labelBound = 1;
-  constructor(readonly elements: number, /** Names the buffer in bind-group keys. */ readonly id: number) {}
-}
-
-class GpuTensor implements Tensor {
-  constructor(readonly shape: readonly number[], readonly size: number, readonly storage: Storage) {}
-
-  /** The bytes a binding of this tensor covers (storage bindings come in multiples of 4 bytes). */
-  get bindingBytes(): number {
-    return Math.ceil(this.size * (this.storage.half ? 2 : 4) / 4) * 4;
-  }
-}
-
-type BindingKind = "uniform" | "read-only-storage" | "storage";
-
-interface Binding {
-  kind: BindingKind;
-  name: string;
-  /** Declared with element type `<name>_t`, which the host may set to f16. */
-  flexible: boolean;
-}
-
-interface Kernel {
-  module: GPUShaderModule;
-  layout: GPUPipelineLayout;
-  bindGroupLayout: GPUBindGroupLayout;
-  /** Number of storage bindings after the uniform at binding 0. */
-  storageBindings: number;
-}
-
-interface Uniforms {
-  u32?: number[];
-  f32?: number[];
-}
-
-/** Pipeline-overridable constants: flags and small integers. */
-type Constants = Record<string, boolean | number>;
-
-/** GPU time of one kernel (file and specialisation) over the dispatches since the last takeProfile. */
-export interface KernelTime {
-  kernel: string;
-  dispatches: number;
-  ms: number;
-}
-
-/** Timestamp queries around every dispatch (profile mode; each dispatch gets its own pass). */
-interface Profiler {
-  querySet: GPUQuerySet;
-  /** Kernel label of each recorded dispatch in the current encoder. */
-  labels: string[];
-  /** Resolved timestamps of submitted encoders, waiting to be read. */
-  submitted: { readback: GPUBuffer; labels: string[] }[];
-}
-
-const PROFILE_CAPACITY = 1024;
-
-const shaderDir = new URL("../../shaders/", import.meta.url);
-
-/** Reads a kernel's WGSL, splicing in `//!include file.wgsl` lines. */
-function loadShader(file: string): string {
-  const source = Deno.readTextFileSync(new URL(file, shaderDir));
-  return source.replace(/^\/\/!include (\S+)$/gm, (_, name: string) => loadShader(name));
-}
-
-/** The bindings a kernel declares, in binding order: binding 0 must be its uniform. */
-function parseBindings(file: string, source: string): Binding[] {
-  const bindings: Binding[] = [];
-  const pattern =
-    /@binding\((\d+)\)\s*var<(uniform|storage,\s*read_write|storage,\s*read)>\s*(\w+)\s*:\s*([^;]*);/g;
-  for (const match of source.matchAll(pattern)) {
-    const kind: BindingKind = match[2] === "uniform"
-      ? "uniform"
-      : match[2].endsWith("read_write")
-      ? "storage"
-      : "read-only-storage";
-    bindings[Number(match[1])] = { kind, name: match[3], flexible: match[4] === `array<${match[3]}_t>` };
-  }
-  if (bindings[0]?.kind !== "uniform" || [...bindings].some((b) => b === undefined)) {
-    throw new Error(`shaders/${file}: bindings must be 0 (uniform), 1, 2, ... in group 0`);
-  }
-  return bindings;
-}
-
-/**
- * Splits `rows` into chunks so that the first level's grid has about `target` workgroups (enough
- * threads to keep the memory busy; the second level adds one partial per chunk).
- */
-function chunking(rows: number, otherWorkgroups: number, target = 1024) {
-  const wanted = Math.max(1, Math.min(Math.ceil(target / otherWorkgroups), Math.ceil(rows / 4)));
-  const rowsPerChunk = Math.ceil(rows / wanted);
-  return { rowsPerChunk, chunks: Math.ceil(rows / rowsPerChunk) };
-}
-
-/** 'gemm.wgsl:hff{"TRANS_A":true,"SPLIT_K":false}' → "gemm[TRANS_A] f16": for profiles. */
-function describeKernel(pipelineKey: string): string {
-  const constants = JSON.parse(pipelineKey.slice(pipelineKey.indexOf("{"))) as Constants;
-  const on = Object.entries(constants).filter(([, v]) => v === true).map(([k]) => k);
-  const half = pipelineKey.includes(".wgsl:") ? " f16" : "";
-  return pipelineKey.slice(0, pipelineKey.indexOf(".wgsl")) + (on.length ? `[${on.join(",")}]` : "") + half;
-}
-
-function describeShape(shape: readonly number[]): string {
-  return `[${shape.join(", ")}]`;
-}
-
-export class WebGpuBackend implements Backend {
+export class WebGpuBackend extends GpuRuntime implements Backend {
   readonly name = "webgpu" as const;
   readonly description: string;
-  readonly device: GPUDevice;
   readonly isFallback: boolean;
-  readonly precision: Precision;
 
-  private readonly kernels = new Map<string, Kernel>();
-  private readonly pipelines = new Map<string, GPUComputePipeline>();
-  private readonly bindGroups = new Map<string, GPUBindGroup>();
-  private readonly buffers = new Set<GPUBuffer>();
-  private nextStorageId = 0;
-
-  private readonly ring: GPUBuffer;
-  private readonly ringHost: ArrayBuffer;
-  private readonly ringSlot: number;
-  private ringUsed = 0;
-
-  private encoder: GPUCommandEncoder | null = null;
-  private pass: GPUComputePassEncoder | null = null;
-  private readonly dummy: GpuTensor;
-  private readonly scratchTensors = new Map<string, GpuTensor>();
-  private retired: GPUBuffer[] = [];
-  private readonly stagingPool = new Map<number, GPUBuffer[]>();
-
-  private readonly profiler: Profiler | null = null;
-  private pendingErrors: Promise<GPUError | null>[] = [];
-  private lostMessage: string | null = null;
-  private uncapturedMessage: string | null = null;
-
-  private constructor(
-    device: GPUDevice,
-    description: string,
-    isFallback: boolean,
-    profile: boolean,
-    precision: Precision,
-  ) {
-    this.device = device;
-    this.isFallback = isFallback;
-    this.precision = precision;
-    this.description = `webgpu: ${description}${precision === "f16" ? ", f16 activations" : ""}`;
-    device.lost.then((info) => {
-      this.lostMessage ??= `WebGPU device lost (${info.reason}): ${info.message}`;
-    });
-    device.addEventListener("uncapturederror", (event) => {
-      this.uncapturedMessage ??= (event as GPUUncapturedErrorEvent).error.message;
-    });
-    this.pushErrorScopes();
-    this.ringSlot = Math.max(UNIFORM_BYTES, device.limits.minUniformBufferOffsetAlignment);
-    this.ringHost = new ArrayBuffer(this.ringSlot * RING_SLOTS);
-    this.ring = this.createBuffer(this.ringHost.byteLength, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
-    this.dummy = this.tensor([4]) as GpuTensor;
-    if (profile && device.features.has("timestamp-query")) {
-      const querySet = device.createQuerySet({ type: "timestamp", count: 2 * PROFILE_CAPACITY });
-      this.profiler = { querySet, labels: [], submitted: [] };
-    }
+  private constructor(gpu: GpuHandle, precision: Precision, profile: boolean) {
+    super(gpu.device, precision, profile);
+    this.isFallback = gpu.isFallback;
+    this.description = `webgpu: ${gpu.description}${precision === "f16" ? ", f16 activations" : ""}`;
   }
 
   /**
@@ -257,156 +55,7 @@ export class WebGpuBackend implements Backend {
     if (precision === "f16" && !gpu.device.features.has("shader-f16")) {
       throw new Error(`--precision f16: ${gpu.description} has no 'shader-f16' (use --precision f32)`);
     }
-    return new WebGpuBackend(
-      gpu.device,
-      gpu.description,
-      gpu.isFallback,
-      options.profile ?? false,
-      precision,
-    );
-  }
-
-  /** Whether dispatches are timed on the GPU (profile mode and 'timestamp-query'). */
-  get profiling(): boolean {
-    return this.profiler !== null;
-  }
-
-  /** Bytes of GPU memory this backend holds (tensors, scratch, staging). */
-  get allocatedBytes(): number {
-    let bytes = 0;
-    for (const buffer of this.buffers) bytes += buffer.size;
-    return bytes;
-  }
-
-  /** Waits for queued work, then returns the GPU time per kernel since the last call (profile mode). */
-  async takeProfile(): Promise<KernelTime[]> {
-    await this.flush();
-    const times = new Map<string, KernelTime>();
-    for (const { readback, labels } of this.profiler?.submitted ?? []) {
-      await readback.mapAsync(GPUMapMode.READ);
-      const stamps = new BigInt64Array(readback.getMappedRange());
-      labels.forEach((kernel, i) => {
-        const entry = times.get(kernel) ?? { kernel, dispatches: 0, ms: 0 };
-        entry.dispatches++;
-        entry.ms += Number(stamps[2 * i + 1] - stamps[2 * i]) / 1e6;
-        times.set(kernel, entry);
-      });
-      readback.destroy();
-      this.buffers.delete(readback);
-    }
-    if (this.profiler) this.profiler.submitted = [];
-    return [...times.values()];
-  }
-
-  // ---- memory ---------------------------------------------------------------------------------
-
-  tensor(shape: readonly number[]): Tensor {
-    this.checkAlive();
-    if (shape.some((d) => !Number.isInteger(d) || d < 0)) {
-      throw new Error(`WebGPU tensor: bad shape ${describeShape(shape)}`);
-    }
-    const size = numel(shape);
-    const bytes = size * 4;
-    const limit = Math.min(this.device.limits.maxStorageBufferBindingSize, this.device.limits.maxBufferSize);
-    if (bytes > limit) {
-      const perRow = bytes / shape[0];
-      throw new Error(
-        `WebGPU tensor ${describeShape(shape)} needs ${bytes} bytes, over this device's ` +
-          `maxStorageBufferBindingSize (${limit}); at most ${Math.floor(limit / perRow)} rows of its ` +
-          `leading (batch) dimension fit`,
-      );
-    }
-    const storage = new Storage(size, this.nextStorageId++);
-    if (this.precision === "f32") this.allocate(storage, false);
-    return new GpuTensor([...shape], size, storage);
-  }
-
-  view(t: Tensor, shape: readonly number[]): Tensor {
-    const base = this.gpu(t);
-    const size = numel(shape);
-    if (shape.some((d) => !Number.isInteger(d) || d < 0) || size > base.size) {
-      throw new Error(
-        `WebGPU view: shape ${describeShape(shape)} does not fit in ${describeShape(base.shape)}`,
-      );
-    }
-    return new GpuTensor([...shape], size, base.storage);
-  }
-
-  write(t: Tensor, data: Float32Array): void {
-    const target = this.gpu(t);
-    if (data.length !== target.size) {
-      throw new Error(
-        `WebGPU write: ${data.length} values for a tensor of ${target.size} ${describeShape(t.shape)}`,
-      );
-    }
-    this.checkAlive();
-    const storage = target.storage;
-    storage.labelBound = t.shape.length !== 1
-      ? Infinity
-      : Math.max(labelBound(data), data.length < storage.elements ? storage.labelBound : 0);
-    if (storage.buffer) this.upload(target, data);
-    else (storage.pending ??= new Float32Array(storage.elements)).set(data);
-  }
-
-  async read(t: Tensor): Promise<Float32Array> {
-    const source = this.gpu(t);
-    this.checkAlive();
-    const storage = source.storage;
-    const bytes = source.bindingBytes;
-    if (!storage.buffer || bytes === 0) {
-      await this.flush();
-      return storage.pending?.slice(0, source.size) ?? new Float32Array(source.size);
-    }
-    const staging = this.stagingPool.get(bytes)?.pop() ??
-      this.createBuffer(bytes, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
-    this.endPass();
-    this.encoder ??= this.device.createCommandEncoder();
-    this.encoder.copyBufferToBuffer(storage.buffer, 0, staging, 0, bytes);
-    this.submit();
-    try {
-      await staging.mapAsync(GPUMapMode.READ, 0, bytes);
-    } catch (error) {
-      await this.checkErrors();
-      throw new Error(`WebGPU read failed: ${(error as Error).message}`);
-    }
-    const mapped = staging.getMappedRange(0, bytes);
-    const result = storage.half
-      ? Float32Array.from(new Float16Array(mapped, 0, source.size))
-      : new Float32Array(mapped.slice(0));
-    staging.unmap();
-    const pool = this.stagingPool.get(bytes) ?? [];
-    pool.push(staging);
-    this.stagingPool.set(bytes, pool);
-    await this.checkErrors();
-    return result;
-  }
-
-  fill(t: Tensor, value: number): void {
-    const out = this.gpu(t);
-    const bound = Number.isInteger(value) && value >= 0 ? value + 1 : Infinity;
-    out.storage.labelBound = Math.max(bound, out.size < out.storage.elements ? out.storage.labelBound : 0);
-    if (!out.storage.buffer) {
-      (out.storage.pending ??= new Float32Array(out.storage.elements)).fill(value, 0, out.size);
-      return;
-    }
-    this.dispatch("fill.wgsl", {}, [out], { u32: [out.size], f32: [value] }, this.grid1D(out.size));
-  }
-
-  async flush(): Promise<void> {
-    this.checkAlive();
-    this.submit();
-    await this.device.queue.onSubmittedWorkDone();
-    await this.checkErrors();
-  }
-
-  dispose(): void {
-    this.lostMessage = "WebGPU backend used after dispose()";
-    this.encoder = null;
-    this.pass = null;
-    for (const buffer of this.buffers) buffer.destroy();
-    this.buffers.clear();
-    this.bindGroups.clear();
-    this.device.destroy();
+    return new WebGpuBackend(gpu, precision, options.profile ?? false);
   }
 
   // ---- stem -----------------------------------------------------------------------------------
@@ -414,7 +63,7 @@ export class WebGpuBackend implements Backend {
   patchEmbedForward(images: Tensor, weight: Tensor, out: Tensor): void {
     const { H, W, C, p } = shapes.patchEmbedDims("patchEmbedForward", images, weight, out, "out");
     const o = this.act(out);
-    this.dispatch(
+    this.launch(
       "patch_embed_forward.wgsl",
       {},
       [this.act(images), this.gpu(weight), o],
@@ -433,17 +82,17 @@ export class WebGpuBackend implements Backend {
     );
     const pixels = B * (H / p) * (W / p);
     const taps = 3 * p * p;
-    const cBlocks = Math.ceil(C / 64);
+    const cBlocks = Math.ceil(C / WG.CHANNELS);
     const { rowsPerChunk, chunks } = chunking(pixels, cBlocks * taps);
     const partial = this.scratch("partial", chunks * C * taps);
-    this.dispatch(
+    this.launch(
       "patch_embed_backward_weight.wgsl",
       {},
       [this.act(images), this.gpu(dOut), partial],
       { u32: [pixels, H, W, C, p, rowsPerChunk] },
       [cBlocks, taps, chunks],
     );
-    this.sumSlices(partial, chunks, C * taps, this.gpu(dWeight), null, false);
+    sumSlices(this, partial, chunks, C * taps, this.gpu(dWeight), null, false);
   }
 
   // ---- depthwise conv -------------------------------------------------------------------------
@@ -463,18 +112,18 @@ export class WebGpuBackend implements Backend {
       "x",
       "dOut",
     ]);
-    const cBlocks = Math.ceil(C / 64);
-    const tapGroups = k * Math.ceil(k / 4); // (row, 4 adjacent taps) per workgroup
+    const cBlocks = Math.ceil(C / WG.CHANNELS);
+    const tapGroups = k * Math.ceil(k / WG.DEPTHWISE_TAPS); // (row, adjacent taps) per workgroup
     const { rowsPerChunk, chunks } = chunking(B * H, cBlocks * tapGroups);
     const partial = this.scratch("partial", chunks * k * k * C);
-    this.dispatch(
+    this.launch(
       "depthwise_conv_backward_weight.wgsl",
       {},
       [this.act(x), this.gpu(dOut), partial],
       { u32: [B * H, H, W, C, k, rowsPerChunk] },
       [cBlocks, tapGroups, chunks],
     );
-    this.sumSlices(partial, chunks, k * k * C, this.gpu(dWeight), null, false);
+    sumSlices(this, partial, chunks, k * k * C, this.gpu(dWeight), null, false);
   }
 
   /** The forward conv, or (transposed) the input gradient: the kernel flipped, added into out. */
@@ -485,8 +134,8 @@ export class WebGpuBackend implements Backend {
     out: Tensor,
     backward: boolean,
   ): void {
-    const threads = B * Math.ceil(H / 4) * W * C; // each computes 4 rows (shaders/depthwise_conv.wgsl)
-    this.dispatch(
+    const threads = B * Math.ceil(H / WG.DEPTHWISE_ROWS) * W * C; // each thread computes a few rows
+    this.launch(
       "depthwise_conv.wgsl",
       { FLIP: backward, ACCUMULATE: backward },
       [backward ? this.gpu(x) : this.act(x), this.gpu(weight), backward ? this.gpu(out) : this.act(out)],
@@ -503,7 +152,7 @@ export class WebGpuBackend implements Backend {
     const M = shapes.linearDims(op, x, weight, "x", K);
     shapes.linearOutput(op, "out", out, M * N, `[${M}, ${N}]`);
     shapes.linearOutput(op, "bias", bias, N, `[${N}]`);
-    this.gemm(this.act(x), this.gpu(weight), bias && this.gpu(bias), this.act(out), M, N, K, {
+    gemm(this, this.act(x), this.gpu(weight), bias && this.gpu(bias), this.act(out), M, N, K, {
       TRANS_A: false,
       TRANS_B: true,
     });
@@ -513,7 +162,7 @@ export class WebGpuBackend implements Backend {
     const [N, K] = weight.shape;
     const M = shapes.linearDims("linearBackwardInput", dOut, weight, "dOut", N);
     shapes.linearOutput("linearBackwardInput", "dx", dx, M * K, `[${M}, ${K}]`);
-    this.gemm(this.gpu(dOut), this.gpu(weight), null, this.gpu(dx), M, K, N, {
+    gemm(this, this.gpu(dOut), this.gpu(weight), null, this.gpu(dx), M, K, N, {
       TRANS_A: false,
       TRANS_B: false,
     });
@@ -526,80 +175,8 @@ export class WebGpuBackend implements Backend {
     shapes.linearOutput(op, "dOut", dOut, M * N, `[${M}, ${N}]`);
     shapes.linearOutput(op, "dBias", dBias, N, `[${N}]`);
     const d = this.gpu(dOut);
-    this.gemm(d, this.act(x), null, this.gpu(dWeight), N, K, M, { TRANS_A: true, TRANS_B: false });
-    if (dBias) this.columnSums(d, M, N, this.gpu(dBias));
-  }
-
-  /**
-   * out[R, S] = A · B (+ bias), contracting over T. Few output tiles with a long contraction
-   * (the weight gradient) use split-K: partial products per T slice, then sum_slices.
-   */
-  private gemm(
-    a: GpuTensor,
-    b: GpuTensor,
-    bias: GpuTensor | null,
-    out: GpuTensor,
-    R: number,
-    S: number,
-    T: number,
-    transpose: { TRANS_A: boolean; TRANS_B: boolean },
-  ): void {
-    if (out.size === 0) return;
-    const tiles = Math.ceil(R / GEMM_TILE) * Math.ceil(S / GEMM_TILE);
-    const wantedSlices = Math.max(1, Math.min(Math.floor(512 / tiles), Math.floor(T / 256)));
-    const tPerSlice = Math.max(GEMM_TILE_T, Math.ceil(T / wantedSlices / GEMM_TILE_T) * GEMM_TILE_T);
-    const slices = Math.max(1, Math.ceil(T / tPerSlice));
-    const grid: [number, number, number] = [Math.ceil(S / GEMM_TILE), Math.ceil(R / GEMM_TILE), slices];
-    if (slices === 1) {
-      this.dispatch(
-        "gemm.wgsl",
-        { ...transpose, HAS_BIAS: bias !== null, SPLIT_K: false },
-        [a, b, bias ?? this.dummy, out],
-        { u32: [R, S, T, Math.max(T, 1)] },
-        grid,
-      );
-      return;
-    }
-    const partial = this.scratch("partial", slices * R * S);
-    this.dispatch(
-      "gemm.wgsl",
-      { ...transpose, HAS_BIAS: false, SPLIT_K: true },
-      [a, b, this.dummy, partial],
-      { u32: [R, S, T, tPerSlice] },
-      grid,
-    );
-    this.sumSlices(partial, slices, R * S, out, bias, false);
-  }
-
-  /** out[c] = Σ rows of x [R, C]: per-chunk sums, then sum_slices. */
-  private columnSums(x: GpuTensor, R: number, C: number, out: GpuTensor): void {
-    const cBlocks = Math.ceil(C / 64);
-    const { rowsPerChunk, chunks } = chunking(R, cBlocks);
-    const partial = this.scratch("partial", chunks * C);
-    this.dispatch("column_sums.wgsl", {}, [x, partial], { u32: [R, C, rowsPerChunk] }, [cBlocks, 1, chunks]);
-    this.sumSlices(partial, chunks, C, out, null, false);
-  }
-
-  /** out[i] (+)= Σ_z partial[offset + z·stride + i] (+ bias[i % bias.size]) for i < len. */
-  private sumSlices(
-    partial: GpuTensor,
-    slices: number,
-    len: number,
-    out: GpuTensor,
-    bias: GpuTensor | null,
-    accumulate: boolean,
-    stride = len,
-    offset = 0,
-  ): void {
-    // Lanes per output: enough that no thread adds more than ~16 slices.
-    const lanes = slices <= 16 ? 1 : slices <= 64 ? 4 : 16;
-    this.dispatch(
-      "sum_slices.wgsl",
-      { HAS_BIAS: bias !== null, ACCUMULATE: accumulate, LANES: lanes },
-      [partial, bias ?? this.dummy, out],
-      { u32: [len, slices, stride, offset, bias?.size ?? 1] },
-      this.grid1D(len, WORKGROUP / lanes),
-    );
+    gemm(this, d, this.act(x), null, this.gpu(dWeight), N, K, M, { TRANS_A: true, TRANS_B: false });
+    if (dBias) columnSums(this, d, M, N, this.gpu(dBias));
   }
 
   // ---- bias + GELU + BatchNorm ----------------------------------------------------------------
@@ -618,38 +195,38 @@ export class WebGpuBackend implements Backend {
     if (residual && this.gpu(residual).storage === this.gpu(out).storage) {
       throw new Error(`webgpu ${op}: residual may not alias out`);
     }
-    const cBlocks = Math.ceil(C / 64);
+    const cBlocks = Math.ceil(C / WG.CHANNELS);
     let stats: GpuTensor;
     if (training) {
       const { rowsPerChunk, chunks } = chunking(R, cBlocks);
       const partial = this.scratch("partial", chunks * 2 * C);
       stats = this.gpu(saved);
-      this.dispatch(
+      this.launch(
         "bias_gelu_statistics.wgsl",
         {},
         [this.act(z), this.gpu(bias), partial],
         { u32: [R, C, rowsPerChunk] },
         [cBlocks, 1, chunks],
       );
-      this.dispatch(
+      this.launch(
         "batchnorm_finalize.wgsl",
         { TRAINING: true },
         [partial, this.gpu(runningMean), this.gpu(runningVar), stats],
         { u32: [R, C, rowsPerChunk, chunks] },
-        [Math.ceil(C / 16), 1, 1],
+        [Math.ceil(C / WG.FINALIZE_CHANNELS), 1, 1],
       );
     } else {
       stats = this.scratch("stats", 2 * C);
-      this.dispatch(
+      this.launch(
         "batchnorm_finalize.wgsl",
         { TRAINING: false },
-        [this.dummy, this.gpu(runningMean), this.gpu(runningVar), stats],
+        [this.placeholder, this.gpu(runningMean), this.gpu(runningVar), stats],
         { u32: [R, C, 1, 0] },
-        [Math.ceil(C / 16), 1, 1],
+        [Math.ceil(C / WG.FINALIZE_CHANNELS), 1, 1],
       );
     }
     const o = this.act(out);
-    this.dispatch(
+    this.launch(
       "bias_gelu_batchnorm_normalize.wgsl",
       { HAS_RESIDUAL: residual !== null },
       [
@@ -658,7 +235,7 @@ export class WebGpuBackend implements Backend {
         this.gpu(gamma),
         this.gpu(beta),
         stats,
-        residual ? this.act(residual) : this.dummy,
+        residual ? this.act(residual) : this.placeholder,
         o,
       ],
       { u32: [o.size, C] },
@@ -676,47 +253,47 @@ export class WebGpuBackend implements Backend {
   ): void {
     const { C, R } = shapes.batchNormBackwardDims(z, unit, saved, dOut, dz, grads);
     const { bias, gamma } = unit, { bias: dBias, gamma: dGamma, beta: dBeta } = grads;
-    const cBlocks = Math.ceil(C / 64);
+    const cBlocks = Math.ceil(C / WG.CHANNELS);
     const { rowsPerChunk, chunks } = chunking(R, cBlocks);
     const partial = this.scratch("partial", chunks * 2 * C);
     const sums = this.scratch("sums", 2 * C);
     const [zT, biasT, savedT] = [this.act(z), this.gpu(bias), this.gpu(saved)];
-    this.dispatch(
+    this.launch(
       "batchnorm_backward_sums.wgsl",
       {},
       [zT, biasT, savedT, this.gpu(dOut), partial],
       { u32: [R, C, rowsPerChunk] },
       [cBlocks, 1, chunks],
     );
-    this.sumSlices(partial, chunks, 2 * C, sums, null, false);
-    this.sumSlices(sums, 1, C, this.gpu(dBeta), null, false, C, 0);
-    this.sumSlices(sums, 1, C, this.gpu(dGamma), null, false, C, C);
-    this.dispatch(
+    sumSlices(this, partial, chunks, 2 * C, sums, null, false);
+    sumSlices(this, sums, 1, C, this.gpu(dBeta), null, false, C, 0);
+    sumSlices(this, sums, 1, C, this.gpu(dGamma), null, false, C, C);
+    this.launch(
       "bias_gelu_batchnorm_backward.wgsl",
       {},
       [zT, biasT, this.gpu(gamma), savedT, sums, this.gpu(dOut), this.gpu(dz), partial],
       { u32: [R, C, rowsPerChunk] },
       [cBlocks, 1, chunks],
     );
-    this.sumSlices(partial, chunks, C, this.gpu(dBias), null, false);
+    sumSlices(this, partial, chunks, C, this.gpu(dBias), null, false);
   }
 
   // ---- head -----------------------------------------------------------------------------------
 
   averagePoolForward(x: Tensor, out: Tensor): void {
     const { B, H, W, C } = shapes.averagePoolDims("averagePoolForward", x, out);
-    this.dispatch(
+    this.launch(
       "average_pool_forward.wgsl",
       {},
       [this.act(x), this.gpu(out)],
       { u32: [B, H * W, C] },
-      [Math.ceil(C / 32), B, 1],
+      [Math.ceil(C / WG.POOL_CHANNELS), B, 1],
     );
   }
 
   averagePoolBackward(dOut: Tensor, dx: Tensor): void {
     const { H, W, C } = shapes.averagePoolDims("averagePoolBackward", dx, dOut);
-    this.dispatch(
+    this.launch(
       "average_pool_backward.wgsl",
       {},
       [this.gpu(dOut), this.gpu(dx)],
@@ -736,10 +313,10 @@ export class WebGpuBackend implements Backend {
     if (!(this.gpu(labels).storage.labelBound <= K)) {
       throw new Error(`webgpu softmaxCrossEntropy: labels must be class indices in [0, ${K})`);
     }
-    this.dispatch(
+    this.launch(
       "softmax_cross_entropy.wgsl",
       { HAS_GRAD: dLogits !== null },
-      [this.gpu(logits), this.gpu(labels), dLogits ? this.gpu(dLogits) : this.dummy, this.gpu(metrics)],
+      [this.gpu(logits), this.gpu(labels), dLogits ? this.gpu(dLogits) : this.placeholder, this.gpu(metrics)],
       { u32: [B, K], f32: [labelSmoothing] },
       [1, 1, 1],
     );
@@ -750,22 +327,28 @@ export class WebGpuBackend implements Backend {
   accumulateSquares(g: Tensor, sumSquares: Tensor): void {
     shapes.squaresDims(sumSquares);
     const n = g.size;
-    const groups = Math.max(1, Math.min(256, Math.ceil(n / (WORKGROUP * 64))));
+    const groups = Math.max(1, Math.min(256, Math.ceil(n / (WG.THREADS * 64))));
     if (groups === 1) {
-      this.dispatch("sum_squares.wgsl", { DIRECT: true }, [this.gpu(g), this.gpu(sumSquares)], { u32: [n] }, [
-        1,
-        1,
-        1,
-      ]);
+      this.launch(
+        "sum_squares.wgsl",
+        { DIRECT: true },
+        [this.gpu(g), this.gpu(sumSquares)],
+        { u32: [n] },
+        [
+          1,
+          1,
+          1,
+        ],
+      );
       return;
     }
     const partial = this.scratch("squares", groups);
-    this.dispatch("sum_squares.wgsl", { DIRECT: false }, [this.gpu(g), partial], { u32: [n] }, [
+    this.launch("sum_squares.wgsl", { DIRECT: false }, [this.gpu(g), partial], { u32: [n] }, [
       groups,
       1,
       1,
     ]);
-    this.sumSlices(partial, groups, 1, this.gpu(sumSquares), null, true);
+    sumSlices(this, partial, groups, 1, this.gpu(sumSquares), null, true);
   }
 
   optimizerStep(
@@ -781,12 +364,12 @@ export class WebGpuBackend implements Backend {
     }
     shapes.optimizerDims(param, grad, m, v, sumSquares);
     const p = this.gpu(param);
-    this.dispatch(
+    this.launch(
       "optimizer_step.wgsl",
       {},
       [p, this.gpu(grad), this.gpu(m), this.gpu(v), this.gpu(sumSquares)],
       {
-        u32: [p.size, hyper.kind === "adamw" ? 1 : 0],
+        u32: [p.size, OPTIMIZER_CODE[hyper.kind]],
         f32: [
           hyper.lr,
           hyper.weightDecay,
@@ -805,7 +388,7 @@ export class WebGpuBackend implements Backend {
   movingAverage(average: Tensor, value: Tensor, decay: number): void {
     shapes.movingAverageDims(average, value);
     const a = this.gpu(average);
-    this.dispatch(
+    this.launch(
       "moving_average.wgsl",
       {},
       [a, this.gpu(value)],
@@ -813,280 +396,4 @@ export class WebGpuBackend implements Backend {
       this.grid1D(a.size),
     );
   }
-
-  // ---- plumbing -------------------------------------------------------------------------------
-
-  private gpu(t: Tensor): GpuTensor {
-    if (!(t instanceof GpuTensor)) throw new Error("WebGPU backend: tensor was not created by this backend");
-    return t;
-  }
-
-  /** An activation argument: with f16, a spatial one [B, H, W, C] first bound here is stored f16. */
-  private act(t: Tensor): GpuTensor {
-    const tensor = this.gpu(t);
-    if (!tensor.storage.buffer) {
-      this.allocate(tensor.storage, this.precision === "f16" && t.shape.length === 4);
-    }
-    return tensor;
-  }
-
-  /** Creates the storage's buffer and uploads the values that were waiting on the host. */
-  private allocate(storage: Storage, half: boolean): void {
-    const bytes = storage.elements * (half ? 2 : 4);
-    const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
-    storage.buffer = this.createBuffer(Math.max(16, Math.ceil(bytes / 16) * 16), usage);
-    storage.half = half;
-    const pending = storage.pending;
-    storage.pending = null;
-    if (pending) this.upload(new GpuTensor([storage.elements], storage.elements, storage), pending);
-  }
-
-  /** Copies host values into the tensor in queue order (an f16 tensor via an f32 staging copy). */
-  private upload(target: GpuTensor, data: Float32Array): void {
-    // Queue writes take effect at once, so earlier recorded work must be submitted first.
-    if (this.encoder) this.submit();
-    const destination = target.storage.half ? this.scratch("upload", target.size) : target;
-    // writeBuffer takes no shared memory (the WASM backend's heap is a SharedArrayBuffer).
-    const source = data.buffer instanceof ArrayBuffer
-      ? data as Float32Array<ArrayBuffer>
-      : new Float32Array(data);
-    if (!destination.storage.buffer) this.allocate(destination.storage, false);
-    this.device.queue.writeBuffer(
-      destination.storage.buffer!,
-      0,
-      source.buffer,
-      source.byteOffset,
-      source.byteLength,
-    );
-    // sum_slices over one slice is a converting copy.
-    if (destination !== target) this.sumSlices(destination, 1, target.size, target, null, false);
-  }
-
-  private createBuffer(size: number, usage: number): GPUBuffer {
-    const buffer = this.device.createBuffer({ size, usage });
-    this.buffers.add(buffer);
-    return buffer;
-  }
-
-  /** A shared scratch tensor of at least `floats` elements, grown (never shrunk) on demand. */
-  private scratch(name: string, floats: number): GpuTensor {
-    const current = this.scratchTensors.get(name);
-    if (current && current.size >= floats) return this.view(current, [floats]) as GpuTensor;
-    if (current?.storage.buffer) {
-      // Recorded commands may still use the old buffer: destroy it after the next submit.
-      this.retired.push(current.storage.buffer);
-      for (const key of this.bindGroups.keys()) {
-        if (key.includes(`#${current.storage.id}:`)) this.bindGroups.delete(key);
-      }
-    }
-    const grown = this.tensor([Math.max(floats, 2 * (current?.size ?? 0))]) as GpuTensor;
-    this.scratchTensors.set(name, grown);
-    return this.view(grown, [floats]) as GpuTensor;
-  }
-
-  /** A 1-D grid of workgroups covering n items, `perGroup` each (2-D past the per-dimension limit). */
-  private grid1D(n: number, perGroup = WORKGROUP): [number, number, number] {
-    const groups = Math.ceil(n / perGroup);
-    const x = Math.min(groups, this.device.limits.maxComputeWorkgroupsPerDimension);
-    return [x, Math.ceil(groups / x), 1];
-  }
-
-  /**
-   * The kernel compiled for these tensors: a binding whose tensor is stored f16 gets element type
-   * f16 (its `<name>_t` alias), e.g. "gemm.wgsl:hff" for an f16 A.
-   */
-  private kernel(file: string, tensors: GpuTensor[]): { key: string; kernel: Kernel } {
-    const half = tensors.map((t) => t.storage.half);
-    const key = half.includes(true) ? `${file}:${half.map((h) => (h ? "h" : "f")).join("")}` : file;
-    let kernel = this.kernels.get(key);
-    if (kernel) return { key, kernel };
-    let code = loadShader(file);
-    const bindings = parseBindings(file, code);
-    if (tensors.length !== bindings.length - 1) {
-      throw new Error(`shaders/${file}: ${tensors.length} tensors for ${bindings.length - 1} bindings`);
-    }
-    half.forEach((isHalf, i) => {
-      const { name, flexible } = bindings[i + 1];
-      if (!isHalf) return;
-      if (!flexible) throw new Error(`shaders/${file}: ${name} takes float32, not an f16 activation`);
-      code = code.replace(`alias ${name}_t = f32;`, `alias ${name}_t = f16;`);
-    });
-    if (half.includes(true)) code = `enable f16;\n${code}`;
-    const bindGroupLayout = this.device.createBindGroupLayout({
-      label: key,
-      entries: bindings.map(({ kind }, binding) => ({
-        binding,
-        visibility: GPUShaderStage.COMPUTE,
-        buffer: { type: kind, hasDynamicOffset: kind === "uniform" },
-      })),
-    });
-    kernel = {
-      module: this.device.createShaderModule({ label: key, code }),
-      layout: this.device.createPipelineLayout({ bindGroupLayouts: [bindGroupLayout] }),
-      bindGroupLayout,
-      storageBindings: bindings.length - 1,
-    };
-    this.kernels.set(key, kernel);
-    return { key, kernel };
-  }
-
-  private pipeline(file: string, constants: Constants, tensors: GpuTensor[]): GpuPipeline {
-    const { key: kernelKey, kernel } = this.kernel(file, tensors);
-    const key = `${kernelKey}${JSON.stringify(constants)}`;
-    let pipeline = this.pipelines.get(key);
-    if (!pipeline) {
-      const values: Record<string, number> = {};
-      for (const [name, value] of Object.entries(constants)) values[name] = Number(value);
-      pipeline = this.device.createComputePipeline({
-        label: key,
-        layout: kernel.layout,
-        compute: { module: kernel.module, entryPoint: "main", constants: values },
-      });
-      this.pipelines.set(key, pipeline);
-    }
-    return { key, kernel, pipeline };
-  }
-
-  /** Records one dispatch; `tensors` fill bindings 1, 2, ... in order. */
-  private dispatch(
-    file: string,
-    constants: Constants,
-    tensors: GpuTensor[],
-    uniforms: Uniforms,
-    grid: [number, number, number],
-  ): void {
-    this.checkAlive();
-    if (grid[0] * grid[1] * grid[2] === 0 || tensors.some((t) => t.size === 0)) return;
-    for (const t of tensors) if (!t.storage.buffer) this.allocate(t.storage, false);
-    const { key, kernel, pipeline } = this.pipeline(file, constants, tensors);
-    if (tensors.length !== kernel.storageBindings) {
-      throw new Error(`shaders/${file}: ${tensors.length} tensors for ${kernel.storageBindings} bindings`);
-    }
-    if (this.ringUsed + this.ringSlot > this.ringHost.byteLength) this.submit();
-    const offset = this.ringUsed;
-    this.ringUsed += this.ringSlot;
-    const words = new DataView(this.ringHost, offset, UNIFORM_BYTES);
-    let at = 0;
-    for (const value of uniforms.u32 ?? []) words.setUint32(4 * at++, value, true);
-    for (const value of uniforms.f32 ?? []) words.setFloat32(4 * at++, value, true);
-
-    const groupKey = key + tensors.map((t) => `#${t.storage.id}:${t.size}`).join("");
-    let bindGroup = this.bindGroups.get(groupKey);
-    if (!bindGroup) {
-      bindGroup = this.device.createBindGroup({
-        layout: kernel.bindGroupLayout,
-        entries: [
-          { binding: 0, resource: { buffer: this.ring, offset: 0, size: UNIFORM_BYTES } },
-          ...tensors.map((t, i) => ({
-            binding: i + 1,
-            resource: { buffer: t.storage.buffer!, offset: 0, size: t.bindingBytes },
-          })),
-        ],
-      });
-      this.bindGroups.set(groupKey, bindGroup);
-    }
-    const pass = this.openPass(key);
-    pass.setPipeline(pipeline);
-    pass.setBindGroup(0, bindGroup, [offset]);
-    pass.dispatchWorkgroups(grid[0], grid[1], grid[2]);
-    if (this.profiler) this.endPass();
-  }
-
-  /** The open compute pass; in profile mode a new pass per dispatch, with timestamps around it. */
-  private openPass(label: string): GPUComputePassEncoder {
-    const profiler = this.profiler;
-    if (profiler && profiler.labels.length === PROFILE_CAPACITY) this.submit();
-    this.encoder ??= this.device.createCommandEncoder();
-    if (profiler) {
-      const index = 2 * profiler.labels.length;
-      profiler.labels.push(describeKernel(label));
-      this.pass = this.encoder.beginComputePass({
-        timestampWrites: {
-          querySet: profiler.querySet,
-          beginningOfPassWriteIndex: index,
-          endOfPassWriteIndex: index + 1,
-        },
-      });
-    }
-    this.pass ??= this.encoder.beginComputePass();
-    return this.pass;
-  }
-
-  private endPass(): void {
-    this.pass?.end();
-    this.pass = null;
-  }
-
-  /** Submits the recorded work with its uniforms; errors are collected for the next flush/read. */
-  private submit(): void {
-    this.endPass();
-    if (this.encoder) {
-      const profiler = this.profiler;
-      let readback: GPUBuffer | null = null;
-      if (profiler && profiler.labels.length > 0) {
-        const bytes = 16 * profiler.labels.length;
-        const resolved = this.createBuffer(bytes, GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC);
-        readback = this.createBuffer(bytes, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
-        this.encoder.resolveQuerySet(profiler.querySet, 0, 2 * profiler.labels.length, resolved, 0);
-        this.encoder.copyBufferToBuffer(resolved, 0, readback, 0, bytes);
-        this.retired.push(resolved);
-      }
-      this.device.queue.writeBuffer(this.ring, 0, this.ringHost, 0, this.ringUsed);
-      this.device.queue.submit([this.encoder.finish()]);
-      this.encoder = null;
-      this.ringUsed = 0;
-      if (profiler && readback) {
-        profiler.submitted.push({ readback, labels: profiler.labels });
-        profiler.labels = [];
-      }
-    }
-    for (const buffer of this.retired) {
-      buffer.destroy();
-      this.buffers.delete(buffer);
-    }
-    this.retired = [];
-    this.pendingErrors.push(this.device.popErrorScope(), this.device.popErrorScope());
-    this.pushErrorScopes();
-  }
-
-  private pushErrorScopes(): void {
-    this.device.pushErrorScope("out-of-memory");
-    this.device.pushErrorScope("validation");
-  }
-
-  private checkAlive(): void {
-    if (this.lostMessage) throw new Error(this.lostMessage);
-  }
-
-  private async checkErrors(): Promise<void> {
-    const errors = await Promise.all(this.pendingErrors);
-    this.pendingErrors = [];
-    this.checkAlive();
-    for (const error of errors) {
-      if (error instanceof GPUOutOfMemoryError) {
-        const held = (this.allocatedBytes / 2 ** 20).toFixed(0);
-        throw new Error(
-          `WebGPU ran out of memory holding ${held} MiB (${error.message}): use a smaller batch`,
-        );
-      }
-      if (error) throw new Error(`WebGPU error: ${error.message}`);
-    }
-    if (this.uncapturedMessage) throw new Error(`WebGPU error: ${this.uncapturedMessage}`);
-  }
-}
-
-interface GpuPipeline {
-  key: string;
-  kernel: Kernel;
-  pipeline: GPUComputePipeline;
-}
-
-/** One more than the largest value, or Infinity if one is not a non-negative integer. */
-function labelBound(data: Float32Array): number {
-  let bound = 0;
-  for (const x of data) {
-    if (!Number.isInteger(x) || x < 0) return Infinity;
-    if (x >= bound) bound = x + 1;
-  }
-  return bound;
 }

@@ -1,0 +1,98 @@
+// The two-level reductions: a first level of per-chunk (or per-slice) partial sums, sized so the
+// grid keeps the GPU busy, then sum_slices.wgsl adding the partials; and the GEMM, whose weight
+// gradient is such a reduction over B·H·W (split-K).
+
+import type { Launcher } from "./kernels.ts";
+import { WG } from "./shader_constants.ts";
+import type { GpuTensor } from "./tensor.ts";
+
+/**
+ * Splits `rows` into chunks so that the first level's grid has about `target` workgroups (enough
+ * threads to keep the memory busy; the second level adds one partial per chunk).
+ */
+export function chunking(rows: number, otherWorkgroups: number, target = 1024) {
+  const wanted = Math.max(1, Math.min(Math.ceil(target / otherWorkgroups), Math.ceil(rows / WG.ROW_LANES)));
+  const rowsPerChunk = Math.ceil(rows / wanted);
+  return { rowsPerChunk, chunks: Math.ceil(rows / rowsPerChunk) };
+}
+
+/**
+ * out[R, S] = A · B (+ bias), contracting over T. Few output tiles with a long contraction
+ * (the weight gradient) use split-K: partial products per T slice, then sum_slices.
+ */
+export function gemm(
+  run: Launcher,
+  a: GpuTensor,
+  b: GpuTensor,
+  bias: GpuTensor | null,
+  out: GpuTensor,
+  R: number,
+  S: number,
+  T: number,
+  transpose: { TRANS_A: boolean; TRANS_B: boolean },
+): void {
+  if (out.size === 0) return;
+  const tiles = Math.ceil(R / WG.GEMM_TILE) * Math.ceil(S / WG.GEMM_TILE);
+  const wantedSlices = Math.max(1, Math.min(Math.floor(512 / tiles), Math.floor(T / 256)));
+  const step = WG.GEMM_TILE_T;
+  const tPerSlice = Math.max(step, Math.ceil(T / wantedSlices / step) * step);
+  const slices = Math.max(1, Math.ceil(T / tPerSlice));
+  const grid: [number, number, number] = [Math.ceil(S / WG.GEMM_TILE), Math.ceil(R / WG.GEMM_TILE), slices];
+  if (slices === 1) {
+    run.launch(
+      "gemm.wgsl",
+      { ...transpose, HAS_BIAS: bias !== null, SPLIT_K: false },
+      [a, b, bias ?? run.placeholder, out],
+      { u32: [R, S, T, Math.max(T, 1)] },
+      grid,
+    );
+    return;
+  }
+  const partial = run.scratch("partial", slices * R * S);
+  run.launch(
+    "gemm.wgsl",
+    { ...transpose, HAS_BIAS: false, SPLIT_K: true },
+    [a, b, run.placeholder, partial],
+    { u32: [R, S, T, tPerSlice] },
+    grid,
+  );
+  sumSlices(run, partial, slices, R * S, out, bias, false);
+}
+
+/** out[c] = Σ rows of x [R, C]: per-chunk sums, then sum_slices. */
+export function columnSums(
+  run: Launcher,
+  x: GpuTensor,
+  R: number,
+  C: number,
+  out: GpuTensor,
+): void {
+  const cBlocks = Math.ceil(C / WG.CHANNELS);
+  const { rowsPerChunk, chunks } = chunking(R, cBlocks);
+  const partial = run.scratch("partial", chunks * C);
+  run.launch("column_sums.wgsl", {}, [x, partial], { u32: [R, C, rowsPerChunk] }, [cBlocks, 1, chunks]);
+  sumSlices(run, partial, chunks, C, out, null, false);
+}
+
+/** out[i] (+)= Σ_z partial[offset + z·stride + i] (+ bias[i % bias.size]) for i < len. */
+export function sumSlices(
+  run: Launcher,
+  partial: GpuTensor,
+  slices: number,
+  len: number,
+  out: GpuTensor,
+  bias: GpuTensor | null,
+  accumulate: boolean,
+  stride = len,
+  offset = 0,
+): void {
+  // Lanes per output: enough that no thread adds more than ~16 slices.
+  const lanes = slices <= 16 ? 1 : slices <= 64 ? 4 : 16;
+  run.launch(
+    "sum_slices.wgsl",
+    { HAS_BIAS: bias !== null, ACCUMULATE: accumulate, LANES: lanes },
+    [partial, bias ?? run.placeholder, out],
+    { u32: [len, slices, stride, offset, bias?.size ?? 1] },
+    run.grid1D(len, WG.THREADS / lanes),
+  );
+}

@@ -1,0 +1,410 @@
+// The WebGPU runtime, the allocator and launcher under the ops (src/webgpu/backend.ts): the device,
+// tensors' buffers (f16 storage chosen at first binding, see Storage), host writes and batched
+// read-back through pooled staging buffers, shared scratch, the uniform ring, recording dispatches
+// into one command encoder (submitted only when the host needs a result or the ring is full, so a
+// training step is one submit), the per-step traffic count, and error scopes.
+//
+// Per-dispatch parameters go in a ring of aligned uniform slots bound with a dynamic offset, written
+// with one queue.writeBuffer just before each submit, so bind groups can be cached per (kernel,
+// buffers, sizes) and pipelines per (kernel, specialisation constants).
+
+import { numel, type Tensor } from "../backend.ts";
+import { type Grid, type Kernel, KernelCache, type Launcher, type Uniforms } from "./kernels.ts";
+import { type Constants, type KernelTime, Profiler } from "./profiler.ts";
+import { sumSlices } from "./reductions.ts";
+import { WG } from "./shader_constants.ts";
+import { describeShape, GpuTensor, labelBound, type Precision, Storage } from "./tensor.ts";
+
+const UNIFORM_BYTES = 64;
+/**
+ * Uniform slots, so at most this many dispatches per submit: a training step (~370 dispatches at
+ * depth 8) is one submit. Recording one costs ~2 ms of CPU; the next step's write() submits it, and
+ * the GPU runs it while the CPU records the next one.
+ */
+const RING_SLOTS = 1024;
+
+/**
+ * Dispatches and a model of their memory traffic, counted as they are recorded: each dispatch reads
+ * the whole bound range of every read-only binding and writes the whole bound range of every
+ * read_write one (the access the WGSL declares; a read_write binding that is also read, as an
+ * accumulation, counts as written only; the empty placeholder binding counts nothing). No copies.
+ */
+export interface Traffic {
+  dispatches: number;
+  readBytes: number;
+  writeBytes: number;
+}
+
+export class GpuRuntime implements Launcher {
+  readonly placeholder: GpuTensor;
+  private readonly kernels: KernelCache;
+  private readonly buffers = new Set<GPUBuffer>();
+  private nextStorageId = 0;
+
+  private readonly ring: GPUBuffer;
+  private readonly ringHost: ArrayBuffer;
+  private readonly ringSlot: number;
+  private ringUsed = 0;
+
+  private encoder: GPUCommandEncoder | null = null;
+  private pass: GPUComputePassEncoder | null = null;
+  private readonly scratchTensors = new Map<string, GpuTensor>();
+  private retired: GPUBuffer[] = [];
+  private readonly stagingPool = new Map<number, GPUBuffer[]>();
+
+  private readonly profiler: Profiler | null = null;
+  private traffic: Traffic = { dispatches: 0, readBytes: 0, writeBytes: 0 };
+  private pendingErrors: Promise<GPUError | null>[] = [];
+  private lostMessage: string | null = null;
+  private uncapturedMessage: string | null = null;
+
+  /** `profile`: time every dispatch with timestamp queries (when the adapter has them). */
+  protected constructor(readonly device: GPUDevice, readonly precision: Precision, profile: boolean) {
+    device.lost.then((info) => {
+      this.lostMessage ??= `WebGPU device lost (${info.reason}): ${info.message}`;
+    });
+    device.addEventListener("uncapturederror", (event) => {
+      this.uncapturedMessage ??= (event as GPUUncapturedErrorEvent).error.message;
+    });
+    this.pushErrorScopes();
+    this.kernels = new KernelCache(device);
+    this.ringSlot = Math.max(UNIFORM_BYTES, device.limits.minUniformBufferOffsetAlignment);
+    this.ringHost = new ArrayBuffer(this.ringSlot * RING_SLOTS);
+    this.ring = this.createBuffer(this.ringHost.byteLength, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
+    this.placeholder = this.tensor([4]);
+    if (profile && device.features.has("timestamp-query")) this.profiler = new Profiler(device);
+  }
+
+  /** Whether dispatches are timed on the GPU (profile mode and 'timestamp-query'). */
+  get profiling(): boolean {
+    return this.profiler !== null;
+  }
+
+  /** Bytes of GPU memory held (tensors, scratch, staging). */
+  get allocatedBytes(): number {
+    let bytes = 0;
+    for (const buffer of this.buffers) bytes += buffer.size;
+    return bytes;
+  }
+
+  /** Waits for queued work, then returns the GPU time per kernel since the last call (profile mode). */
+  async takeProfile(): Promise<KernelTime[]> {
+    await this.flush();
+    return await this.profiler?.take((readback) => {
+      readback.destroy();
+      this.buffers.delete(readback);
+    }) ?? [];
+  }
+
+  /** The dispatches recorded since the last call and the bytes they bind (see Traffic). */
+  takeTraffic(): Traffic {
+    const traffic = this.traffic;
+    this.traffic = { dispatches: 0, readBytes: 0, writeBytes: 0 };
+    return traffic;
+  }
+
+  tensor(shape: readonly number[]): GpuTensor {
+    this.checkAlive();
+    if (shape.some((d) => !Number.isInteger(d) || d < 0)) {
+      throw new Error(`WebGPU tensor: bad shape ${describeShape(shape)}`);
+    }
+    const size = numel(shape);
+    const bytes = size * 4;
+    const limit = Math.min(this.device.limits.maxStorageBufferBindingSize, this.device.limits.maxBufferSize);
+    if (bytes > limit) {
+      const perRow = bytes / shape[0];
+      throw new Error(
+        `WebGPU tensor ${describeShape(shape)} needs ${bytes} bytes, over this device's ` +
+          `maxStorageBufferBindingSize (${limit}); at most ${Math.floor(limit / perRow)} rows of its ` +
+          `leading (batch) dimension fit`,
+      );
+    }
+    const storage = new Storage(size, this.nextStorageId++);
+    if (this.precision === "f32") this.allocate(storage, false);
+    return new GpuTensor([...shape], size, storage);
+  }
+
+  view(t: Tensor, shape: readonly number[]): GpuTensor {
+    const base = this.gpu(t);
+    const size = numel(shape);
+    if (shape.some((d) => !Number.isInteger(d) || d < 0) || size > base.size) {
+      throw new Error(
+        `WebGPU view: shape ${describeShape(shape)} does not fit in ${describeShape(base.shape)}`,
+      );
+    }
+    return new GpuTensor([...shape], size, base.storage);
+  }
+
+  write(t: Tensor, data: Float32Array): void {
+    const target = this.gpu(t);
+    if (data.length !== target.size) {
+      throw new Error(
+        `WebGPU write: ${data.length} values for a tensor of ${target.size} ${describeShape(t.shape)}`,
+      );
+    }
+    this.checkAlive();
+    const storage = target.storage;
+    storage.labelBound = t.shape.length !== 1
+      ? Infinity
+      : Math.max(labelBound(data), data.length < storage.elements ? storage.labelBound : 0);
+    if (storage.buffer) this.upload(target, data);
+    else (storage.pending ??= new Float32Array(storage.elements)).set(data);
+  }
+
+  async read(t: Tensor): Promise<Float32Array> {
+    return (await this.readMany([t]))[0];
+  }
+
+  /**
+   * Each tensor copied into one staging buffer at a 16-byte aligned offset, then one mapAsync:
+   * Deno's mapAsync polls (~10 ms each on lavapipe), so a checkpoint's ~250 tensors cost one wait.
+   */
+  async readMany(tensors: readonly Tensor[]): Promise<Float32Array[]> {
+    const sources = tensors.map((t) => this.gpu(t));
+    this.checkAlive();
+    const offsets: number[] = [];
+    let bytes = 0;
+    for (const source of sources) {
+      offsets.push(bytes);
+      bytes += Math.ceil(source.bindingBytes / 16) * 16;
+    }
+    const onDevice = sources.map((s) => s.storage.buffer !== null && s.size > 0);
+    if (!onDevice.includes(true)) {
+      await this.flush();
+      return sources.map((s) => this.hostValues(s));
+    }
+    const staging = this.stagingPool.get(bytes)?.pop() ??
+      this.createBuffer(bytes, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
+    this.endPass();
+    const encoder = this.encoder ??= this.device.createCommandEncoder();
+    sources.forEach((s, i) => {
+      if (onDevice[i]) {
+        encoder.copyBufferToBuffer(s.storage.buffer!, 0, staging, offsets[i], s.bindingBytes);
+      }
+    });
+    this.submit();
+    try {
+      await staging.mapAsync(GPUMapMode.READ, 0, bytes);
+    } catch (error) {
+      await this.checkErrors();
+      throw new Error(`WebGPU read failed: ${(error as Error).message}`);
+    }
+    const mapped = staging.getMappedRange(0, bytes);
+    const results = sources.map((s, i) =>
+      !onDevice[i]
+        ? this.hostValues(s)
+        : s.storage.half
+        ? Float32Array.from(new Float16Array(mapped, offsets[i], s.size))
+        : new Float32Array(mapped.slice(offsets[i], offsets[i] + 4 * s.size))
+    );
+    staging.unmap();
+    const pool = this.stagingPool.get(bytes) ?? [];
+    pool.push(staging);
+    this.stagingPool.set(bytes, pool);
+    await this.checkErrors();
+    return results;
+  }
+
+  /** The values of a tensor with no buffer yet (f16 storage before its first binding). */
+  private hostValues(source: GpuTensor): Float32Array {
+    return source.storage.pending?.slice(0, source.size) ?? new Float32Array(source.size);
+  }
+
+  fill(t: Tensor, value: number): void {
+    const out = this.gpu(t);
+    const bound = Number.isInteger(value) && value >= 0 ? value + 1 : Infinity;
+    out.storage.labelBound = Math.max(bound, out.size < out.storage.elements ? out.storage.labelBound : 0);
+    if (!out.storage.buffer) {
+      (out.storage.pending ??= new Float32Array(out.storage.elements)).fill(value, 0, out.size);
+      return;
+    }
+    this.launch("fill.wgsl", {}, [out], { u32: [out.size], f32: [value] }, this.grid1D(out.size));
+  }
+
+  async flush(): Promise<void> {
+    this.checkAlive();
+    this.submit();
+    await this.device.queue.onSubmittedWorkDone();
+    await this.checkErrors();
+  }
+
+  dispose(): void {
+    this.lostMessage = "WebGPU backend used after dispose()";
+    this.encoder = null;
+    this.pass = null;
+    for (const buffer of this.buffers) buffer.destroy();
+    this.buffers.clear();
+    this.kernels.clear();
+    this.device.destroy();
+  }
+
+  gpu(t: Tensor): GpuTensor {
+    if (!(t instanceof GpuTensor)) throw new Error("WebGPU backend: tensor was not created by this backend");
+    return t;
+  }
+
+  /** An activation argument: with f16, a spatial one [B, H, W, C] first bound here is stored f16. */
+  act(t: Tensor): GpuTensor {
+    const tensor = this.gpu(t);
+    if (!tensor.storage.buffer) {
+      this.allocate(tensor.storage, this.precision === "f16" && t.shape.length === 4);
+    }
+    return tensor;
+  }
+
+  /** Creates the storage's buffer and uploads the values that were waiting on the host. */
+  private allocate(storage: Storage, half: boolean): void {
+    const bytes = storage.elements * (half ? 2 : 4);
+    const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+    storage.buffer = this.createBuffer(Math.max(16, Math.ceil(bytes / 16) * 16), usage);
+    storage.half = half;
+    const pending = storage.pending;
+    storage.pending = null;
+    if (pending) this.upload(new GpuTensor([storage.elements], storage.elements, storage), pending);
+  }
+
+  /** Copies host values into the tensor in queue order (an f16 tensor via an f32 staging copy). */
+  private upload(target: GpuTensor, data: Float32Array): void {
+    // Queue writes take effect at once, so earlier recorded work must be submitted first.
+    if (this.encoder) this.submit();
+    const destination = target.storage.half ? this.scratch("upload", target.size) : target;
+    // writeBuffer takes no shared memory (the WASM backend's heap is a SharedArrayBuffer).
+    const source = data.buffer instanceof ArrayBuffer
+      ? data as Float32Array<ArrayBuffer>
+      : new Float32Array(data);
+    if (!destination.storage.buffer) this.allocate(destination.storage, false);
+    this.device.queue.writeBuffer(
+      destination.storage.buffer!,
+      0,
+      source.buffer,
+      source.byteOffset,
+      source.byteLength,
+    );
+    // sum_slices over one slice is a converting copy.
+    if (destination !== target) sumSlices(this, destination, 1, target.size, target, null, false);
+  }
+
+  private createBuffer(size: number, usage: number): GPUBuffer {
+    const buffer = this.device.createBuffer({ size, usage });
+    this.buffers.add(buffer);
+    return buffer;
+  }
+
+  /** A shared scratch tensor of at least `floats` elements, grown (never shrunk) on demand. */
+  scratch(name: string, floats: number): GpuTensor {
+    const current = this.scratchTensors.get(name);
+    if (current && current.size >= floats) return this.view(current, [floats]);
+    if (current?.storage.buffer) {
+      // Recorded commands may still use the old buffer: destroy it after the next submit.
+      this.retired.push(current.storage.buffer);
+      this.kernels.forget(current.storage.id);
+    }
+    const grown = this.tensor([Math.max(floats, 2 * (current?.size ?? 0))]);
+    this.scratchTensors.set(name, grown);
+    return this.view(grown, [floats]);
+  }
+
+  /** A 1-D grid of workgroups covering n items, `perGroup` each (2-D past the per-dimension limit). */
+  grid1D(n: number, perGroup: number = WG.THREADS): Grid {
+    const groups = Math.ceil(n / perGroup);
+    const x = Math.min(groups, this.device.limits.maxComputeWorkgroupsPerDimension);
+    return [x, Math.ceil(groups / x), 1];
+  }
+
+  launch(file: string, constants: Constants, tensors: GpuTensor[], uniforms: Uniforms, grid: Grid): void {
+    this.checkAlive();
+    if (grid[0] * grid[1] * grid[2] === 0 || tensors.some((t) => t.size === 0)) return;
+    for (const t of tensors) if (!t.storage.buffer) this.allocate(t.storage, false);
+    const program = this.kernels.pipeline(file, constants, tensors);
+    const { key, kernel, pipeline } = program;
+    if (tensors.length !== kernel.storageKinds.length) {
+      throw new Error(
+        `shaders/${file}: ${tensors.length} tensors for ${kernel.storageKinds.length} bindings`,
+      );
+    }
+    this.countTraffic(kernel, tensors);
+    if (this.ringUsed + this.ringSlot > this.ringHost.byteLength) this.submit();
+    const offset = this.ringUsed;
+    this.ringUsed += this.ringSlot;
+    const words = new DataView(this.ringHost, offset, UNIFORM_BYTES);
+    let at = 0;
+    for (const value of uniforms.u32 ?? []) words.setUint32(4 * at++, value, true);
+    for (const value of uniforms.f32 ?? []) words.setFloat32(4 * at++, value, true);
+
+    const uniform = { buffer: this.ring, offset: 0, size: UNIFORM_BYTES };
+    const bindGroup = this.kernels.bindGroup(program, uniform, tensors);
+    const pass = this.openPass(key);
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, bindGroup, [offset]);
+    pass.dispatchWorkgroups(grid[0], grid[1], grid[2]);
+    if (this.profiler) this.endPass();
+  }
+
+  private countTraffic(kernel: Kernel, tensors: GpuTensor[]): void {
+    this.traffic.dispatches++;
+    tensors.forEach((t, i) => {
+      if (t.storage === this.placeholder.storage) return;
+      if (kernel.storageKinds[i] === "storage") this.traffic.writeBytes += t.bindingBytes;
+      else this.traffic.readBytes += t.bindingBytes;
+    });
+  }
+
+  /** The open compute pass; in profile mode a new pass per dispatch, with timestamps around it. */
+  private openPass(label: string): GPUComputePassEncoder {
+    if (this.profiler?.full) this.submit();
+    this.encoder ??= this.device.createCommandEncoder();
+    if (this.profiler) this.pass = this.profiler.beginPass(this.encoder, label);
+    this.pass ??= this.encoder.beginComputePass();
+    return this.pass;
+  }
+
+  private endPass(): void {
+    this.pass?.end();
+    this.pass = null;
+  }
+
+  /** Submits the recorded work with its uniforms; errors are collected for the next flush/read. */
+  private submit(): void {
+    this.endPass();
+    if (this.encoder) {
+      const resolved = this.profiler?.resolve(this.encoder, (size, usage) => this.createBuffer(size, usage));
+      if (resolved) this.retired.push(resolved);
+      this.device.queue.writeBuffer(this.ring, 0, this.ringHost, 0, this.ringUsed);
+      this.device.queue.submit([this.encoder.finish()]);
+      this.encoder = null;
+      this.ringUsed = 0;
+    }
+    for (const buffer of this.retired) {
+      buffer.destroy();
+      this.buffers.delete(buffer);
+    }
+    this.retired = [];
+    this.pendingErrors.push(this.device.popErrorScope(), this.device.popErrorScope());
+    this.pushErrorScopes();
+  }
+
+  private pushErrorScopes(): void {
+    this.device.pushErrorScope("out-of-memory");
+    this.device.pushErrorScope("validation");
+  }
+
+  checkAlive(): void {
+    if (this.lostMessage) throw new Error(this.lostMessage);
+  }
+
+  private async checkErrors(): Promise<void> {
+    const errors = await Promise.all(this.pendingErrors);
+    this.pendingErrors = [];
+    this.checkAlive();
+    for (const error of errors) {
+      if (error instanceof GPUOutOfMemoryError) {
+        const held = (this.allocatedBytes / 2 ** 20).toFixed(0);
+        throw new Error(
+          `WebGPU ran out of memory holding ${held} MiB (${error.message}): use a smaller batch`,
+        );
+      }
+      if (error) throw new Error(`WebGPU error: ${error.message}`);
+    }
+    if (this.uncapturedMessage) throw new Error(`WebGPU error: ${this.uncapturedMessage}`);
+  }
+}

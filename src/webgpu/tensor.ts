@@ -1,0 +1,49 @@
+// A WebGPU tensor: a shape over a prefix of one storage (a GPU buffer shared by the tensor and its
+// views), and what the host knows about the values it put there.
+
+import type { Tensor } from "../backend.ts";
+
+/** Element type of spatial activations: f16 halves their memory traffic (shader-f16). */
+export type Precision = "f32" | "f16";
+
+/**
+ * The GPU buffer behind a tensor and its views. With f32 it is allocated at once. With f16 it is
+ * allocated by the first op that binds the tensor, which decides the element type: spatial
+ * activations [B, H, W, C] are f16, everything else (parameters, gradients, statistics) f32;
+ * values written or filled before then wait on the host.
+ */
+export class Storage {
+  buffer: GPUBuffer | null = null;
+  half = false;
+  pending: Float32Array | null = null;
+  /**
+   * One more than the largest value the host put here with write (rank 1) or fill; Infinity once one
+   * was not a non-negative integer. Labels come from the host, so softmaxCrossEntropy checks them here
+   * instead of reading them back (the shader indexes the logits with them).
+   */
+  labelBound = 1;
+  constructor(readonly elements: number, /** Names the buffer in bind-group keys. */ readonly id: number) {}
+}
+
+export class GpuTensor implements Tensor {
+  constructor(readonly shape: readonly number[], readonly size: number, readonly storage: Storage) {}
+
+  /** The bytes a binding of this tensor covers (storage bindings come in multiples of 4 bytes). */
+  get bindingBytes(): number {
+    return Math.ceil(this.size * (this.storage.half ? 2 : 4) / 4) * 4;
+  }
+}
+
+export function describeShape(shape: readonly number[]): string {
+  return `[${shape.join(", ")}]`;
+}
+
+/** One more than the largest value, or Infinity if one is not a non-negative integer. */
+export function labelBound(data: Float32Array): number {
+  let bound = 0;
+  for (const x of data) {
+    if (!Number.isInteger(x) || x < 0) return Infinity;
+    if (x >= bound) bound = x + 1;
+  }
+  return bound;
+}
