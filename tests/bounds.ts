@@ -44,9 +44,6 @@ export const WASM_ARITHMETIC: Arithmetic = { unit: F32_UNIT, storage: 0, tail: 3
  */
 export const WEBGPU_ARITHMETIC: Arithmetic = { unit: F32_UNIT, storage: 0, tail: 5e-6, tailAbsolute: 0 };
 
-/** The float64 reference backend: erf and erfc to ~2e-15 (tests/reference_test.ts). */
-export const FLOAT64_ARITHMETIC: Arithmetic = { unit: 2 ** -53, storage: 0, tail: 4e-15, tailAbsolute: 0 };
-
 /** A float64 value and the bound on how far a backend's copy of it may be from it. */
 export interface Bounded {
   r: RefTensor;

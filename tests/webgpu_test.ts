@@ -6,7 +6,7 @@
 // a message, except under CI (CI set), where that is a failure.
 import assert from "node:assert/strict";
 import { maxBatchForLimits, WebGpuBackend } from "../src/webgpu/backend.ts";
-import { WEBGPU_ARITHMETIC } from "./bounds.ts";
+import { F32_UNIT, WEBGPU_ARITHMETIC } from "./bounds.ts";
 import { conformanceTests } from "./conformance.ts";
 import { WasmBackend } from "../src/wasm/backend.ts";
 import { checkTrainingAgreement } from "./model_agreement.ts";
@@ -44,7 +44,7 @@ for (const name of FIXTURES) {
     async fn() {
       const backend = await WebGpuBackend.create();
       try {
-        await checkFixture(backend, name, 1e-4);
+        await checkFixture(backend, name, F32_UNIT);
       } finally {
         backend.dispose();
       }
