@@ -41,9 +41,15 @@ export class PerturbedBackend extends ReferenceBackend {
     for (const op of OPS) {
       const exact = (this[op] as (...args: unknown[]) => void).bind(this);
       this[op] = ((...args: unknown[]) => {
-        // The labels are class indices, not rounded values.
-        const rounded = args.filter((arg, i) => isTensor(arg) && !(op === "softmaxCrossEntropy" && i === 1));
-        const data = (rounded as Tensor[]).map((t) => this.values(t));
+        // Tensors passed directly or in a record of tensors; the labels are class indices, not rounded.
+        const rounded = args.flatMap((arg, i) =>
+          isTensor(arg)
+            ? (op === "softmaxCrossEntropy" && i === 1 ? [] : [arg])
+            : arg instanceof Object
+            ? Object.values(arg).filter(isTensor)
+            : []
+        );
+        const data = rounded.map((t) => this.values(t));
         const original = data.map((d) => d.slice());
         for (const d of data) d.forEach((x, i) => (d[i] = x * (1 + unit * (2 * random() - 1))));
         const inputs = data.map((d) => d.slice());
