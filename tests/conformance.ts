@@ -4,31 +4,26 @@
 // full of garbage (so a partial write fails); accumulate outputs start random. Results come back
 // only through backend.read, so the same harness serves the WASM and the WebGPU backend:
 //
-//   conformanceTests("wasm", () => WasmBackend.create(), { rel: 1e-5, abs: 1e-6 });
+//   conformanceTests("wasm", () => WasmBackend.create(), WASM_ARITHMETIC);
 //
-// An output passes when max|backend − reference| <= abs + rel·max|reference|: float32 rounding of a
-// sum of many terms scales with the largest magnitudes involved, not with each element.
+// Every element of an output must lie within its own bound (tests/bounds.ts), computed before each
+// reference op from the inputs' values and bounds and the backend's arithmetic.
 import assert from "node:assert/strict";
 import type { Backend, OptimizerHyper, Tensor } from "../src/backend.ts";
 import * as ref from "./reference.ts";
-import type { RefTensor } from "./reference.ts";
+import * as bounds from "./bounds.ts";
+import type { Arithmetic, Bounded } from "./bounds.ts";
 
-export interface Tolerance {
-  rel: number;
-  abs: number;
-}
-
-/** A backend tensor and its float64 twin, holding the same values. */
-interface Pair {
+/** A backend tensor and its float64 twin, holding the same values up to the twin's bound e. */
+interface Pair extends Bounded {
   t: Tensor;
-  r: RefTensor;
 }
 
 /** Builds pairs on one backend and compares them. */
 class Harness {
   #random = ref.seededRandom(20240611);
 
-  constructor(readonly backend: Backend, readonly tolerance: Tolerance) {}
+  constructor(readonly backend: Backend, readonly arithmetic: Arithmetic) {}
 
   /** Random values in [−scale, scale) on both sides. */
   random(shape: number[], scale = 1): Pair {
@@ -49,29 +44,22 @@ class Harness {
   of(shape: number[], values: Float32Array): Pair {
     const t = this.backend.tensor(shape);
     this.backend.write(t, values);
-    return { t, r: ref.refTensor(shape, values) };
+    const r = ref.refTensor(shape, values);
+    return { t, r, e: bounds.writtenBound(this.arithmetic, r) };
+  }
+
+  /** Sets the outputs' bounds for an op summing at most `terms` products (see linearBound). */
+  linear(terms: number, outputs: Pair[], call: (value: (x: Bounded) => ref.RefTensor) => void): void {
+    bounds.linearBound(this.arithmetic, terms, outputs, call);
   }
 
   integer(max: number): number {
     return Math.floor(this.#random() * max);
   }
 
-  /** Asserts that the backend's tensor matches the reference within the tolerance. */
-  async expectClose(what: string, pair: Pair, tolerance = this.tolerance): Promise<void> {
-    const actual = await this.backend.read(pair.t);
-    assert.equal(actual.length, pair.r.data.length, `${what}: read ${actual.length} elements`);
-    let scale = 0, worst = 0, worstIndex = 0;
-    for (let i = 0; i < actual.length; i++) {
-      scale = Math.max(scale, Math.abs(pair.r.data[i]));
-      const error = Math.abs(actual[i] - pair.r.data[i]);
-      if (!(error <= worst)) [worst, worstIndex] = [error, i]; // NaN counts as the worst
-    }
-    const allowed = tolerance.abs + tolerance.rel * scale;
-    assert.ok(
-      worst <= allowed,
-      `${what} [${pair.r.shape}]: |Δ| ${worst} > ${allowed} at ${worstIndex} ` +
-        `(got ${actual[worstIndex]}, want ${pair.r.data[worstIndex]}, max|want| ${scale})`,
-    );
+  /** Asserts that every element of the backend's tensor is within its bound of the reference. */
+  async expectClose(what: string, pair: Pair): Promise<void> {
+    bounds.assertWithin(`${what} [${pair.r.shape}]`, await this.backend.read(pair.t), pair.r.data, pair.e);
   }
 }
 
@@ -79,7 +67,7 @@ class Harness {
 export function conformanceTests(
   name: string,
   makeBackend: () => Promise<Backend>,
-  tolerance: Tolerance,
+  arithmetic: Arithmetic,
 ): void {
   Deno.test({
     name: `${name} backend matches the float64 reference`,
@@ -87,7 +75,7 @@ export function conformanceTests(
     sanitizeResources: false,
     async fn(t) {
       const backend = await makeBackend();
-      const h = new Harness(backend, tolerance);
+      const h = new Harness(backend, arithmetic);
       try {
         await t.step("write, read, fill, view", () => memory(h));
         await t.step("patch embedding p 1/2/4", () => patchEmbed(h));
@@ -135,11 +123,13 @@ async function patchEmbed(h: Harness): Promise<void> {
     const images = h.random([B, rows * p, cols * p, 3]), weight = h.random([C, 3, p, p], 0.5);
     const out = h.garbage([B, rows, cols, C]);
     h.backend.patchEmbedForward(images.t, weight.t, out.t);
+    h.linear(3 * p * p, [out], (v) => ref.patchEmbedForward(v(images), v(weight), v(out)));
     ref.patchEmbedForward(images.r, weight.r, out.r);
     await h.expectClose(`patchEmbedForward p=${p}`, out);
 
     const dOut = h.random(out.r.shape), dWeight = h.garbage(weight.r.shape);
     h.backend.patchEmbedBackwardWeight(images.t, dOut.t, dWeight.t);
+    h.linear(B * rows * cols, [dWeight], (v) => ref.patchEmbedBackwardWeight(v(images), v(dOut), v(dWeight)));
     ref.patchEmbedBackwardWeight(images.r, dOut.r, dWeight.r);
     await h.expectClose(`patchEmbedBackwardWeight p=${p}`, dWeight);
   }
@@ -158,16 +148,19 @@ async function depthwise(h: Harness): Promise<void> {
     const what = `k=${k} [${B},${H},${W},${C}]`;
     const x = h.random([B, H, W, C]), weight = h.random([k, k, C], 0.5), out = h.garbage(x.r.shape);
     h.backend.depthwiseConvForward(x.t, weight.t, out.t);
+    h.linear(k * k, [out], (v) => ref.depthwiseConvForward(v(x), v(weight), v(out)));
     ref.depthwiseConvForward(x.r, weight.r, out.r);
     await h.expectClose(`depthwiseConvForward ${what}`, out);
 
     const dOut = h.random(x.r.shape), dx = h.random(x.r.shape);
     h.backend.depthwiseConvBackwardInput(dOut.t, weight.t, dx.t);
+    h.linear(k * k + 1, [dx], (v) => ref.depthwiseConvBackwardInput(v(dOut), v(weight), v(dx)));
     ref.depthwiseConvBackwardInput(dOut.r, weight.r, dx.r);
     await h.expectClose(`depthwiseConvBackwardInput (accumulate) ${what}`, dx);
 
     const dWeight = h.garbage(weight.r.shape);
     h.backend.depthwiseConvBackwardWeight(x.t, dOut.t, dWeight.t);
+    h.linear(B * H * W, [dWeight], (v) => ref.depthwiseConvBackwardWeight(v(x), v(dOut), v(dWeight)));
     ref.depthwiseConvBackwardWeight(x.r, dOut.r, dWeight.r);
     await h.expectClose(`depthwiseConvBackwardWeight ${what}`, dWeight);
   }
@@ -180,16 +173,23 @@ async function linear(h: Harness): Promise<void> {
     const x = h.random([M, K]), weight = h.random([N, K], 0.5), bias = withBias ? h.random([N]) : null;
     const out = h.garbage([M, N]);
     h.backend.linearForward(x.t, weight.t, bias?.t ?? null, out.t);
+    h.linear(K + 1, [out], (v) => ref.linearForward(v(x), v(weight), bias && v(bias), v(out)));
     ref.linearForward(x.r, weight.r, bias?.r ?? null, out.r);
     await h.expectClose(`linearForward ${what}`, out);
 
     const dOut = h.random([M, N]), dx = h.garbage([M, K]);
     h.backend.linearBackwardInput(dOut.t, weight.t, dx.t);
+    h.linear(N, [dx], (v) => ref.linearBackwardInput(v(dOut), v(weight), v(dx)));
     ref.linearBackwardInput(dOut.r, weight.r, dx.r);
     await h.expectClose(`linearBackwardInput ${what}`, dx);
 
     const dWeight = h.garbage([N, K]), dBias = withBias ? h.garbage([N]) : null;
     h.backend.linearBackwardWeight(x.t, dOut.t, dWeight.t, dBias?.t ?? null);
+    h.linear(
+      M,
+      dBias ? [dWeight, dBias] : [dWeight],
+      (v) => ref.linearBackwardWeight(v(x), v(dOut), v(dWeight), dBias && v(dBias)),
+    );
     ref.linearBackwardWeight(x.r, dOut.r, dWeight.r, dBias?.r ?? null);
     await h.expectClose(`linearBackwardWeight dWeight ${what}`, dWeight);
     if (dBias !== null) await h.expectClose(`linearBackwardWeight dBias ${what}`, dBias);
@@ -209,6 +209,8 @@ async function batchNorm(h: Harness): Promise<void> {
       const mode = `${what} residual ${residual === null ? "null" : "added"}`;
       const out = h.garbage(shape);
       h.backend.biasGeluBatchNormForward(z.t, unit.t, saved.t, residual?.t ?? null, out.t, true);
+      const bounded = { z, bias, gamma, beta, runningMean, runningVar, saved, residual };
+      bounds.batchNormForwardBound(h.arithmetic, { ...bounded, out }, true);
       ref.biasGeluBatchNormForward(z.r, unit.r, saved.r, residual?.r ?? null, out.r, true);
       await h.expectClose(`biasGeluBatchNormForward training ${mode}`, out);
       await h.expectClose(`biasGeluBatchNormForward saved ${mode}`, saved);
@@ -217,6 +219,7 @@ async function batchNorm(h: Harness): Promise<void> {
 
       const evalOut = h.garbage(shape);
       h.backend.biasGeluBatchNormForward(z.t, unit.t, saved.t, residual?.t ?? null, evalOut.t, false);
+      bounds.batchNormForwardBound(h.arithmetic, { ...bounded, out: evalOut }, false);
       ref.biasGeluBatchNormForward(z.r, unit.r, saved.r, residual?.r ?? null, evalOut.r, false);
       await h.expectClose(`biasGeluBatchNormForward eval ${mode}`, evalOut);
       await h.expectClose(`eval leaves saved alone ${mode}`, saved);
@@ -230,6 +233,7 @@ async function batchNorm(h: Harness): Promise<void> {
       const dBias = h.garbage([C]), dGamma = h.garbage([C]), dBeta = h.garbage([C]);
       const grads = ref.sides({ bias: dBias, gamma: dGamma, beta: dBeta });
       h.backend.biasGeluBatchNormBackward(z.t, unit.t, saved.t, dOut.t, dz.t, grads.t);
+      bounds.batchNormBackwardBound(h.arithmetic, { z, bias, gamma, saved, dOut, dz, dBias, dGamma, dBeta });
       ref.biasGeluBatchNormBackward(z.r, unit.r, saved.r, dOut.r, dz.r, grads.r);
       const mode = `${what}${aliased ? " dz aliases dOut" : ""}`;
       await h.expectClose(`biasGeluBatchNormBackward dz ${mode}`, dz);
@@ -244,11 +248,13 @@ async function averagePool(h: Harness): Promise<void> {
   for (const shape of [[1, 3, 5, 7], [3, 4, 4, 20], [2, 5, 3, 67]]) {
     const x = h.random(shape), out = h.garbage([shape[0], shape[3]]);
     h.backend.averagePoolForward(x.t, out.t);
+    h.linear(shape[1] * shape[2], [out], (v) => ref.averagePoolForward(v(x), v(out)));
     ref.averagePoolForward(x.r, out.r);
     await h.expectClose(`averagePoolForward [${shape}]`, out);
 
     const dOut = h.random(out.r.shape), dx = h.garbage(shape);
     h.backend.averagePoolBackward(dOut.t, dx.t);
+    h.linear(1, [dx], (v) => ref.averagePoolBackward(v(dOut), v(dx)));
     ref.averagePoolBackward(dOut.r, dx.r);
     await h.expectClose(`averagePoolBackward [${shape}]`, dx);
   }
@@ -269,6 +275,7 @@ async function crossEntropy(h: Harness): Promise<void> {
     ) {
       const what = `[${B},${K}] ${dLogits === null ? "eval" : "training"} smoothing ${smoothing}`;
       h.backend.softmaxCrossEntropy(logits.t, labels.t, dLogits?.t ?? null, metrics.t, smoothing);
+      bounds.crossEntropyBound(h.arithmetic, { logits, dLogits, metrics }, labels.r, smoothing);
       ref.softmaxCrossEntropy(logits.r, labels.r, dLogits?.r ?? null, metrics.r, smoothing);
       if (dLogits !== null) await h.expectClose(`softmaxCrossEntropy dLogits ${what}`, dLogits);
       const got = await h.backend.read(metrics.t);
@@ -299,6 +306,7 @@ async function optimizer(h: Harness): Promise<void> {
   const sumSquares = h.of([1], Float32Array.of(0.25));
   for (const g of grads) {
     h.backend.accumulateSquares(g.t, sumSquares.t);
+    h.linear(g.r.data.length + 1, [sumSquares], (v) => ref.accumulateSquares(v(g), v(sumSquares)));
     ref.accumulateSquares(g.r, sumSquares.r);
   }
   await h.expectClose("accumulateSquares", sumSquares);
@@ -323,12 +331,14 @@ async function optimizer(h: Harness): Promise<void> {
         const param = h.random([size]), m = h.random([size], 0.1), v = h.uniform([size], 1e-4, 1e-2);
         const before = Float64Array.from(param.r.data);
         h.backend.optimizerStep(param.t, grads[i].t, m.t, v.t, sumSquares.t, hyper);
+        bounds.optimizerBound(h.arithmetic, { param, grad: grads[i], m, v, sumSquares }, hyper);
         ref.optimizerStep(param.r, grads[i].r, m.r, v.r, sumSquares.r, hyper);
         // Compare the update itself (p_new − p_old): it is ~lr, far smaller than p.
         const after = await h.backend.read(param.t);
         const update = (data: ArrayLike<number>) => Float32Array.from(before, (p, j) => data[j] - p);
         const step = h.of([size], update(after));
         step.r.data.set(Float64Array.from(before, (p, j) => param.r.data[j] - p));
+        step.e.set(param.e.map((e, j) => e + h.arithmetic.unit * Math.abs(step.r.data[j]))); // the f32 update
         await h.expectClose(`optimizerStep update ${what}`, step);
         if (kind === "adamw") {
           await h.expectClose(`optimizerStep m ${what}`, m);
@@ -344,6 +354,7 @@ async function movingAverage(h: Harness): Promise<void> {
     for (const decay of [0, 0.9, 0.999]) {
       const average = h.random([size]), value = h.random([size]);
       h.backend.movingAverage(average.t, value.t, decay);
+      bounds.movingAverageBound(h.arithmetic, average, value, decay);
       ref.movingAverage(average.r, value.r, decay);
       await h.expectClose(`movingAverage [${size}] decay ${decay}`, average);
     }
@@ -361,15 +372,20 @@ async function partialBatch(h: Harness): Promise<void> {
   const view = (pair: Pair, shape: number[]): Pair => ({
     t: backend.view(pair.t, shape),
     r: { shape, data: pair.r.data.subarray(0, shape.reduce((p, q) => p * q, 1)) },
+    e: pair.e.subarray(0, shape.reduce((p, q) => p * q, 1)),
   });
   const [xv, zv, outv] = [x, z, out].map((pair) => view(pair, [b, H, W, C]));
   const pooledView = view(pooled, [b, C]);
   backend.depthwiseConvForward(xv.t, weight.t, zv.t);
+  h.linear(9, [zv], (v) => ref.depthwiseConvForward(v(xv), v(weight), v(zv)));
   ref.depthwiseConvForward(xv.r, weight.r, zv.r);
   const unit = ref.sides({ bias, gamma, beta, runningMean, runningVar });
   backend.biasGeluBatchNormForward(zv.t, unit.t, saved.t, xv.t, outv.t, true);
+  const bounded = { z: zv, bias, gamma, beta, runningMean, runningVar, saved, residual: xv, out: outv };
+  bounds.batchNormForwardBound(h.arithmetic, bounded, true);
   ref.biasGeluBatchNormForward(zv.r, unit.r, saved.r, xv.r, outv.r, true);
   backend.averagePoolForward(outv.t, pooledView.t);
+  h.linear(H * W, [pooledView], (v) => ref.averagePoolForward(v(outv), v(pooledView)));
   ref.averagePoolForward(outv.r, pooledView.r);
   // The full tensors: the view's part computed, the last sample still garbage.
   await h.expectClose("depthwise on a view", z);

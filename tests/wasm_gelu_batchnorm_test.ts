@@ -1,21 +1,10 @@
 // The WASM bias-GELU-BatchNorm in GELU's negative tail: with every input in [−9, −3], u = x·Φ(x)
 // is −4e-3 … −1e-18 and BatchNorm divides by its tiny spread, so Φ needs relative accuracy there
-// (an erf-based Φ = ½ + ½·erf computed by cancellation fails this by 10x). Tolerances: a few times
-// the float32 kernel's errors, against the float64 reference.
-import assert from "node:assert/strict";
+// (an erf-based Φ = ½ + ½·erf computed by cancellation fails this by 10x). Every element within
+// its bound (tests/bounds.ts: Φ's tail to 3e-6 relative) of the float64 reference.
 import { WasmBackend } from "../src/wasm/backend.ts";
+import { assertWithin, batchNormBackwardBound, batchNormForwardBound, WASM_ARITHMETIC } from "./bounds.ts";
 import * as ref from "./reference.ts";
-
-/** max|actual − want| relative to max|want|. */
-function relativeError(actual: Float32Array, want: ref.RefTensor): number {
-  let scale = 0, worst = 0;
-  for (let i = 0; i < actual.length; i++) {
-    scale = Math.max(scale, Math.abs(want.data[i]));
-    const error = Math.abs(actual[i] - want.data[i]);
-    if (!(error <= worst)) worst = error; // NaN counts as the worst
-  }
-  return worst / scale;
-}
 
 for (const threads of [1, 2]) {
   Deno.test(`wasm bias-GELU-BatchNorm in GELU's negative tail keeps its relative accuracy, ${threads} thread(s)`, async () => {
@@ -25,7 +14,7 @@ for (const threads of [1, 2]) {
       const pair = (shape: number[], values: Float32Array) => {
         const t = backend.tensor(shape);
         backend.write(t, values);
-        return { t, r: ref.refTensor(shape, values) };
+        return { t, r: ref.refTensor(shape, values), e: new Float64Array(values.length) };
       };
       const C = 8, shape = [2, 5, 5, C], n = 2 * 5 * 5 * C;
       const z = pair(shape, ref.randomValues(n, random, 3).map((v) => v - 6));
@@ -34,22 +23,22 @@ for (const threads of [1, 2]) {
       const saved = pair([2, C], new Float32Array(2 * C)), out = pair(shape, new Float32Array(n));
       const unit = ref.sides({ bias, gamma, beta, runningMean, runningVar });
       backend.biasGeluBatchNormForward(z.t, unit.t, saved.t, null, out.t, true);
+      const bounded = { z, bias, gamma, beta, runningMean, runningVar, saved, residual: null, out };
+      batchNormForwardBound(WASM_ARITHMETIC, bounded, true);
       ref.biasGeluBatchNormForward(z.r, unit.r, saved.r, null, out.r, true);
-      const checks: [string, number, number][] = [
-        ["out", relativeError(await backend.read(out.t), out.r), 2e-5],
-        ["saved", relativeError(await backend.read(saved.t), saved.r), 4e-6],
-      ];
+      const expect = async (what: string, want: typeof out) =>
+        assertWithin(what, await backend.read(want.t), want.r.data, want.e);
+      await expect("out", out);
+      await expect("saved", saved);
 
       const dOut = pair(shape, ref.randomValues(n, random)), dz = pair(shape, new Float32Array(n));
       const [dBias, dGamma, dBeta] = [0, 1, 2].map(() => pair([C], new Float32Array(C)));
       const grads = ref.sides({ bias: dBias, gamma: dGamma, beta: dBeta });
       backend.biasGeluBatchNormBackward(z.t, unit.t, saved.t, dOut.t, dz.t, grads.t);
+      batchNormBackwardBound(WASM_ARITHMETIC, { z, bias, gamma, saved, dOut, dz, dBias, dGamma, dBeta });
       ref.biasGeluBatchNormBackward(z.r, unit.r, saved.r, dOut.r, dz.r, grads.r);
-      checks.push(["dz", relativeError(await backend.read(dz.t), dz.r), 4e-6]);
-      checks.push(["dBias", relativeError(await backend.read(dBias.t), dBias.r), 1e-5]);
-      for (const [what, error, allowed] of checks) {
-        assert.ok(error <= allowed, `${what}: relative error ${error} > ${allowed}`);
-      }
+      await expect("dz", dz);
+      await expect("dBias", dBias);
     } finally {
       backend.dispose();
     }

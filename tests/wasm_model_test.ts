@@ -4,6 +4,7 @@ import assert from "node:assert";
 import { WasmBackend } from "../src/wasm/backend.ts";
 import { ConvMixer } from "../src/model.ts";
 import { randomValues, seededRandom } from "./reference.ts";
+import { F32_UNIT } from "./bounds.ts";
 import { checkFixture, FIXTURES } from "./model_fixtures.ts";
 import { checkTrainingAgreement } from "./model_agreement.ts";
 import { ReferenceBackend } from "./reference_backend.ts";
@@ -13,7 +14,7 @@ for (const threads of [1, 2]) {
     Deno.test(`wasm (${threads} threads) matches PyTorch on fixture ${name}`, async () => {
       const backend = await WasmBackend.create({ threads });
       try {
-        await checkFixture(backend, name, 2e-4);
+        await checkFixture(backend, name, F32_UNIT);
       } finally {
         backend.dispose();
       }

@@ -6,6 +6,7 @@
 // a message, except under CI (CI set), where that is a failure.
 import assert from "node:assert/strict";
 import { WebGpuBackend } from "../src/webgpu/backend.ts";
+import { F32_UNIT, WEBGPU_ARITHMETIC } from "./bounds.ts";
 import { conformanceTests } from "./conformance.ts";
 import { WasmBackend } from "../src/wasm/backend.ts";
 import { checkTrainingAgreement } from "./model_agreement.ts";
@@ -26,13 +27,11 @@ if (noAdapter) {
   }
 }
 
-/** Float32 on the GPU against float64: sums of up to a few hundred terms, erf to 1.5e-7. */
-const tolerance = { rel: 2e-5, abs: 1e-6 };
-
-if (!noAdapter) conformanceTests("webgpu", () => WebGpuBackend.create(), tolerance);
+if (!noAdapter) conformanceTests("webgpu", () => WebGpuBackend.create(), WEBGPU_ARITHMETIC);
 // f16 activations: inputs round to 11 significant bits (4.9e-4 relative) before the f32 arithmetic.
 if (!noHalf) {
-  conformanceTests("webgpu f16", () => WebGpuBackend.create({ precision: "f16" }), { rel: 3e-3, abs: 1e-3 });
+  const f16 = { ...WEBGPU_ARITHMETIC, storage: 2 ** -11 };
+  conformanceTests("webgpu f16", () => WebGpuBackend.create({ precision: "f16" }), f16);
 } else if (!noAdapter) console.warn("webgpu_test: the adapter has no shader-f16, skipping the f16 tests");
 
 // The whole model on the GPU against PyTorch (float64 fixtures): forward, every gradient, two
@@ -45,7 +44,7 @@ for (const name of FIXTURES) {
     async fn() {
       const backend = await WebGpuBackend.create();
       try {
-        await checkFixture(backend, name, 1e-4);
+        await checkFixture(backend, name, F32_UNIT);
       } finally {
         backend.dispose();
       }
