@@ -18,7 +18,14 @@ import {
 import { selectBackend } from "./select_backend.ts";
 import { ConvMixer } from "./model.ts";
 import { epochKnots, learningRate, stepKnots } from "./schedule.ts";
-import { loadCheckpoint, type StateDict } from "./checkpoint.ts";
+import {
+  loadCheckpoint,
+  loadOptimizerStateDict,
+  loadStateDict,
+  optimizerStateDict,
+  type StateDict,
+  stateDict,
+} from "./checkpoint.ts";
 import { type Position, RunDir, type Saved } from "./run_dir.ts";
 import { currentRecipe, resumeChange, type RunConfig } from "./run_config.ts";
 import { StoppedBySignal, StopSignals } from "./stop_signals.ts";
@@ -89,7 +96,7 @@ async function trainIn(
     const average = recipe.ema > 0 ? new WeightAverage(model, recipe.ema) : null;
     if (folder.saved) restoreTrainingState(model, average, folder.saved);
     else {
-      if (initial) model.loadStateDict(initial.state);
+      if (initial) loadStateDict(model, initial.state);
       else model.initialize(run.seed, stemFilters(recipe, splits.train));
       average?.reset();
     }
@@ -344,7 +351,7 @@ class TrainingSession {
     const metrics = await backend.read(this.model.metrics);
     await backend.read(this.model.forward(a, false));
     backend.write(this.model.metrics, metrics); // the timing forward leaves the epoch's metrics alone
-    const forwardMsPerImage = (performance.now() - forwardStarted) / a.batch;
+    const forwardMsPerImage = (performance.now() - forwardStarted) / a.labels.size;
     const recipe = this.recipe;
     const views = recipe.tta === "flip" ? 2 : 1;
     const testMs = this.loaders.test.records * views * forwardMsPerImage;
@@ -467,11 +474,11 @@ async function trainingState(
   model: ConvMixer,
   average: WeightAverage | null,
 ): Promise<{ state: StateDict; moments: StateDict }> {
-  const moments = await model.optimizerStateDict();
-  const online = await model.stateDict();
+  const moments = await optimizerStateDict(model);
+  const online = await stateDict(model);
   if (!average) return { state: online, moments };
   for (const [name, entry] of online) moments.set(`${ONLINE}${name}`, entry);
-  return { state: await average.withAverage(() => model.stateDict()), moments };
+  return { state: await average.withAverage(() => stateDict(model)), moments };
 }
 
 function restoreTrainingState(model: ConvMixer, average: WeightAverage | null, saved: Saved) {
@@ -480,12 +487,12 @@ function restoreTrainingState(model: ConvMixer, average: WeightAverage | null, s
     if (name.startsWith(ONLINE)) online.set(name.slice(ONLINE.length), entry);
     else optimizer.set(name, entry);
   }
-  model.loadStateDict(saved.state);
+  loadStateDict(model, saved.state);
   if (average) {
     average.reset(); // the checkpoint holds the average; the online weights follow
-    model.loadStateDict(new Map([...saved.state, ...online]));
+    loadStateDict(model, new Map([...saved.state, ...online]));
   }
-  model.loadOptimizerStateDict(optimizer);
+  loadOptimizerStateDict(model, optimizer);
 }
 
 if (import.meta.main) {

@@ -3,7 +3,7 @@
 // statistics), every gradient, and two AdamW steps with gradient-norm clipping.
 import assert from "node:assert";
 import type { Backend, Tensor } from "../src/backend.ts";
-import { loadCheckpoint } from "../src/checkpoint.ts";
+import { loadCheckpoint, loadStateDict, namedParameters, namedStatistics } from "../src/checkpoint.ts";
 import { ConvMixer } from "../src/model.ts";
 import { readSafetensors } from "../src/safetensors.ts";
 
@@ -46,7 +46,7 @@ export async function checkFixture(backend: Backend, name: string, rel: number) 
   const get = (key: string) => io.get(key)!.data as Float32Array;
   const batch = Number(metadata.batch), size = Number(metadata.image_size);
   const model = new ConvMixer(backend, config, batch, size);
-  model.loadStateDict(state);
+  loadStateDict(model, state);
   const a = model.setBatch(get("images"), get("labels"));
   const read = (t: Tensor) => backend.read(t);
 
@@ -69,16 +69,16 @@ export async function checkFixture(backend: Backend, name: string, rel: number) 
     model.backward(a);
     if (step === 1) {
       assertClose(await read(logits), get("logits_train"), rel, `${name} logits_train`);
-      for (const [key, t] of model.buffers) {
+      for (const [key, t] of namedStatistics(model)) {
         assertClose(await read(t), get(`running.${key}`), rel, `${name} ${key}`);
       }
-      for (const [key, t] of model.grads) {
+      for (const [key, t] of namedParameters(model, model.grads)) {
         assertClose(await read(t), toOurLayout(key, get(`grad.${key}`), t), rel, `${name} grad.${key}`);
       }
     }
     model.step({ ...hyper, step });
     const prefix = step === 1 ? "after_step" : "after_step2";
-    for (const [key, t] of model.params) {
+    for (const [key, t] of namedParameters(model)) {
       // With batch 1 the last BatchNorm normalises over exactly the positions the pool averages, so
       // pooled = β and every earlier gradient is 0 up to rounding (~1e-17 in PyTorch's float64).
       // AdamW's first step moves such a parameter by lr·g/(|g|+eps): the sign of rounding noise.
