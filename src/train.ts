@@ -15,6 +15,7 @@ import {
   type TrainOptions,
   UsageError,
 } from "./options.ts";
+import type { Backend } from "./backend.ts";
 import { selectBackend } from "./select_backend.ts";
 import { ConvMixer } from "./model.ts";
 import { epochKnots, learningRate, stepKnots } from "./schedule.ts";
@@ -92,14 +93,8 @@ async function trainIn(
     const recipe = currentRecipe(run);
     const data = await openCifar(options.data);
     const splits = holdOut(data.train, run.val ?? 0);
-    const model = new ConvMixer(backend, modelConfig(recipe), recipe.batch);
-    const average = recipe.ema > 0 ? new WeightAverage(model, recipe.ema) : null;
-    if (folder.saved) restoreTrainingState(model, average, folder.saved);
-    else {
-      if (initial) loadStateDict(model, initial.state);
-      else model.initialize(run.seed, stemFilters(recipe, splits.train));
-      average?.reset();
-    }
+    const from = { seed: run.seed, saved: folder.saved, initial: initial?.state ?? null };
+    const { model, average } = startingModel(backend, recipe, from, splits.train);
     const loaders = await openLoaders(recipe, run, splits, data.test);
     const perEpoch = loaders.train.batchesPerEpoch;
     const lengthFromEpochs = !recipe.time && (run.totalSteps === undefined || change?.epochs !== undefined);
@@ -132,6 +127,24 @@ async function trainIn(
   } finally {
     backend.dispose();
   }
+}
+
+/** The model at this command's start: the save being resumed, --init's weights, or a fresh one. */
+function startingModel(
+  backend: Backend,
+  recipe: Recipe,
+  { seed, saved, initial }: { seed: number; saved: Saved | null; initial: StateDict | null },
+  train: CifarSplit,
+): { model: ConvMixer; average: WeightAverage | null } {
+  const model = new ConvMixer(backend, modelConfig(recipe), recipe.batch);
+  const average = recipe.ema > 0 ? new WeightAverage(model, recipe.ema) : null;
+  if (saved) restoreTrainingState(model, average, saved);
+  else {
+    if (initial) loadStateDict(model, initial);
+    else model.initialize(seed, stemFilters(recipe, train));
+    average?.reset();
+  }
+  return { model, average };
 }
 
 function modelConfig(recipe: Recipe) {
@@ -244,80 +257,37 @@ class TrainingSession {
 
   /** Trains the rest of the current epoch (or up to the run's end); returns its metrics line. */
   async #trainEpoch(): Promise<Record<string, number | boolean | undefined>> {
-    const { model } = this;
-    const recipe = this.recipe;
-    const { backend } = model;
-    const epoch = this.position.epoch;
-    const first = this.position.batchInEpoch;
+    const { epoch, batchInEpoch: first } = this.position;
     const started = performance.now();
-    const saved = this.folder.saved;
-    const resuming = saved !== null && this.position.step === saved.position.step && first > 0;
-    if (resuming) backend.write(model.metrics, saved.epochMetrics); // the epoch's sums so far
-    else backend.fill(model.metrics, 0);
-    this.reporting.stepLog?.startEpoch();
+    this.#startEpochMetrics(first);
     const total = this.config.totalSteps;
     const epochs = total === undefined ? "?" : Math.ceil(total / this.#perEpoch);
-    const progress = new Progress(`epoch ${epoch + 1}/${epochs}`, this.#perEpoch * recipe.batch, "img");
+    const batchImages = this.recipe.batch;
+    const progress = new EpochProgress(
+      new Progress(`epoch ${epoch + 1}/${epochs}`, this.#perEpoch * batchImages, "img"),
+      this.model,
+      first * batchImages,
+      () => this.#projectedEnd,
+    );
     const readEvery = Math.max(1, Math.floor(this.#perEpoch / METRIC_READS_PER_EPOCH));
-    // Metrics are read back without waiting: the read resolves later and is shown on a later step.
-    let pendingRead: Promise<Float32Array> | null = null;
-    let readAt = { images: 0, lr: 0 };
     let lr = 0, images = 0;
-    const show = async () => {
-      if (!pendingRead) return;
-      const [loss, correct, count] = await pendingRead;
-      pendingRead = null;
-      checkFinite(loss / count, this.position);
-      const end = Number.isFinite(this.#projectedEnd)
-        ? ` · run ends in ${formatDuration((this.#projectedEnd - performance.now()) / 1000)}`
-        : "";
-      progress.update(
-        readAt.images + first * recipe.batch,
-        `loss ${(loss / count).toFixed(3)} acc ${(100 * correct / count).toFixed(1)}% ` +
-          `lr ${readAt.lr.toPrecision(3)}${end}`,
-      );
-    };
     for await (const batch of this.loaders.train.epoch(epoch, first)) {
-      const step = this.position.step;
-      lr = this.#lr(step);
-      const a = model.setBatch(batch.images, batch.labels);
-      model.forward(a, true, recipe.labelSmoothing);
-      model.backward(a);
-      model.step({
-        kind: recipe.optimizer,
-        lr,
-        weightDecay: recipe.wd,
-        beta1: 0.9,
-        beta2: 0.999,
-        eps: 1e-8,
-        step: step + 1,
-        clipNorm: recipe.clipNorm,
-      });
-      this.average?.update(step + 1);
-      this.position = { step: step + 1, epoch, batchInEpoch: batch.index + 1 };
+      const a = this.model.setBatch(batch.images, batch.labels);
+      lr = this.#trainStep(a, batch.index);
       images += batch.count;
-      this.reporting.stepLog?.afterStep(step + 1, lr, () => backend.read(model.metrics));
-      if (recipe.time && this.config.totalSteps === undefined) await this.#calibrate(a);
-      if ((batch.index + 1) % readEvery === 0) {
-        await show();
-        readAt = { images, lr };
-        pendingRead = backend.read(model.metrics);
-      }
+      if (this.recipe.time && this.config.totalSteps === undefined) await this.#calibrate(a);
+      if ((batch.index + 1) % readEvery === 0) await progress.request(images, lr, this.position);
       const atEnd = this.#finished(), stop = this.#signals.received !== null;
       if (atEnd || stop || Date.now() - this.#lastSave > SAVE_INTERVAL_MS) {
-        await show();
-        const sums = await backend.read(model.metrics);
-        checkFinite(sums[0] / sums[2], this.position);
+        const sums = await progress.sums(this.position);
         if (!atEnd) await this.#save(sums);
       }
       if (atEnd || stop) break;
     }
-    await show();
-    this.#epochSums = await backend.read(model.metrics);
+    this.#epochSums = await progress.sums(this.position);
     const [lossSum, correct, count] = this.#epochSums;
-    checkFinite(lossSum / count, this.position);
     const seconds = (performance.now() - started) / 1000;
-    progress.done(`loss ${(lossSum / count).toFixed(3)} acc ${(100 * correct / count).toFixed(1)}%`);
+    progress.done();
     return {
       epoch: epoch + 1,
       step: this.position.step,
@@ -328,6 +298,36 @@ class TrainingSession {
       seconds,
       partial: this.position.batchInEpoch < this.#perEpoch || undefined,
     };
+  }
+
+  /** The epoch's metric sums start at zero, or where the save being resumed left them. */
+  #startEpochMetrics(first: number) {
+    const { backend, metrics } = this.model, saved = this.folder.saved;
+    const resuming = saved !== null && this.position.step === saved.position.step && first > 0;
+    if (resuming) backend.write(metrics, saved.epochMetrics);
+    else backend.fill(metrics, 0);
+    this.reporting.stepLog?.startEpoch();
+  }
+
+  /** One optimizer step on the uploaded batch `a` (batch `index` of the epoch); returns its lr. */
+  #trainStep(a: ReturnType<ConvMixer["activations"]>, index: number): number {
+    const { model, recipe } = this, step = this.position.step, lr = this.#lr(step);
+    model.forward(a, true, recipe.labelSmoothing);
+    model.backward(a);
+    model.step({
+      kind: recipe.optimizer,
+      lr,
+      weightDecay: recipe.wd,
+      beta1: 0.9,
+      beta2: 0.999,
+      eps: 1e-8,
+      step: step + 1,
+      clipNorm: recipe.clipNorm,
+    });
+    this.average?.update(step + 1);
+    this.position = { step: step + 1, epoch: this.position.epoch, batchInEpoch: index + 1 };
+    this.reporting.stepLog?.afterStep(step + 1, lr, () => model.backend.read(model.metrics));
+    return lr;
   }
 
   /**
@@ -414,6 +414,61 @@ class TrainingSession {
     const { state, moments } = await trainingState(this.model, this.average);
     await this.folder.save(state, moments, this.position, this.#perEpoch, epochMetrics);
     this.#lastSave = Date.now();
+  }
+}
+
+/**
+ * An epoch's progress line from the metric sums on the device, read back without waiting: a read
+ * requested at one step resolves later and is shown at the next request (or at sums()).
+ */
+class EpochProgress {
+  #pending: { read: Promise<Float32Array>; images: number; lr: number; at: Position } | null = null;
+  #last: Float32Array = new Float32Array(3);
+
+  constructor(
+    readonly progress: Progress,
+    readonly model: ConvMixer,
+    readonly imagesBefore: number, // images of the epoch trained before this command (a resume)
+    readonly projectedEnd: () => number,
+  ) {}
+
+  /** Shows the pending read, if any, and starts a new one. */
+  async request(images: number, lr: number, at: Position) {
+    await this.#show();
+    this.#pending = { read: this.model.backend.read(this.model.metrics), images, lr, at };
+  }
+
+  /** The sums after all queued work (loss, correct, count), once the pending read is shown. */
+  async sums(at: Position): Promise<Float32Array> {
+    await this.#show();
+    const sums = await this.model.backend.read(this.model.metrics);
+    checkFinite(sums[0] / sums[2], at);
+    this.#last = sums;
+    return sums;
+  }
+
+  /** The final line, from the last sums(). */
+  done() {
+    const [loss, correct, count] = this.#last;
+    this.progress.done(`loss ${(loss / count).toFixed(3)} acc ${(100 * correct / count).toFixed(1)}%`);
+  }
+
+  async #show() {
+    if (!this.#pending) return;
+    const { read, images, lr, at } = this.#pending;
+    this.#pending = null;
+    const [loss, correct, count] = await read;
+    checkFinite(loss / count, at);
+    const end = this.projectedEnd();
+    const ends = Number.isFinite(end)
+      ? ` · run ends in ${formatDuration((end - performance.now()) / 1000)}`
+      : "";
+    this.progress.update(
+      this.imagesBefore + images,
+      `loss ${(loss / count).toFixed(3)} acc ${(100 * correct / count).toFixed(1)}% lr ${
+        lr.toPrecision(3)
+      }${ends}`,
+    );
   }
 }
 
