@@ -272,6 +272,18 @@ Deno.test("linear and patch embedding reject mismatched shapes with a clear erro
   });
 });
 
+Deno.test("a tensor of another backend is refused, not read at its offset in this memory", async () => {
+  await withBackend(1, (a) =>
+    withBackend(1, (b) => {
+      const x = a.tensor([2, 2]), w = b.tensor([1, 2]), out = b.tensor([2, 1]);
+      assert.throws(
+        () => b.linearForward(x, w, null, out),
+        /tensor \[2, 2\] was not created by this backend/,
+      );
+      assert.throws(() => b.read(x), /was not created by this backend/);
+    }));
+});
+
 Deno.test("a trap in a kernel becomes an Error naming it, and the pool keeps working", async () => {
   await withBackend(2, (backend) => {
     const bad = 2 ** 32 - 64; // past the end of the memory
