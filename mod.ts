@@ -7,12 +7,12 @@
  *
  * @example Classify an image file with a trained checkpoint
  * ```ts
- * import { ConvMixer, loadCheckpoint, predict, readImageRecord, selectBackend, topClasses } from "./mod.ts";
+ * import { ConvMixer, loadCheckpoint, loadStateDict, predict, readImageRecord, selectBackend, topClasses } from "./mod.ts";
  *
  * const { config, state } = await loadCheckpoint("runs/my-run/last.safetensors");
  * const { backend } = await selectBackend("auto");
  * const model = new ConvMixer(backend, config, 1);
- * model.loadStateDict(state);
+ * loadStateDict(model, state);
  * const probabilities = await predict(model, await readImageRecord("cat.jpg"));
  * console.log(topClasses(probabilities, 3)); // [{ class: 3, probability: 0.91 }, …]
  * backend.dispose();
@@ -43,7 +43,13 @@ export { type CifarSplit, CLASS_NAMES, openCifar } from "./src/data/cifar.ts";
 export { predict, readImageRecord, topClasses } from "./src/predict.ts";
 export { decodeImage, type RgbImage, toCifarRecord } from "./src/image.ts";
 export { analyseLogits, type TestAnalysis } from "./src/report/analysis.ts";
-export { loadCheckpoint, saveCheckpoint, type StateDict } from "./src/checkpoint.ts";
+export {
+  loadCheckpoint,
+  loadStateDict,
+  saveCheckpoint,
+  type StateDict,
+  stateDict,
+} from "./src/checkpoint.ts";
 
 /**
  * Training options with `task train`'s defaults (backend auto, the preset for that backend, seed 0,

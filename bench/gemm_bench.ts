@@ -2,8 +2,8 @@
 // tokens (patch size 2 on 32×32 images), on 1 and 2 threads, median of several runs.
 //   deno run -A bench/gemm_bench.ts [--threads 1,2] [--runs 5]
 import { parseArgs } from "node:util";
-import { gemm, type GemmArgs, WasmBackend } from "../src/wasm/backend.ts";
-import type { WasmTensor } from "../src/wasm/module.ts";
+import { WasmBackend } from "../src/wasm/backend.ts";
+import type { GemmArgs } from "../src/wasm/ops.ts";
 
 export interface GemmBenchRow {
   shape: string;
@@ -37,9 +37,9 @@ export async function gemmBench(threadCounts: number[] = [1, 2], runs = 5): Prom
     const backend = await WasmBackend.create({ threads });
     try {
       for (const { shape, transA, transB, M, N, K } of SHAPES) {
-        const a = backend.tensor([M * K]) as WasmTensor;
-        const b = backend.tensor([K * N]) as WasmTensor;
-        const c = backend.tensor([M * N]) as WasmTensor;
+        const a = backend.tensor([M * K]);
+        const b = backend.tensor([K * N]);
+        const c = backend.tensor([M * N]);
         backend.write(a, Float32Array.from({ length: a.size }, () => Math.random() - 0.5));
         backend.write(b, Float32Array.from({ length: b.size }, () => Math.random() - 0.5));
         const args: GemmArgs = {
@@ -48,20 +48,20 @@ export async function gemmBench(threadCounts: number[] = [1, 2], runs = 5): Prom
           M,
           N,
           K,
-          a: a.offset,
+          a: a,
           lda: transA ? M : K,
-          b: b.offset,
+          b: b,
           ldb: transB ? K : N,
-          c: c.offset,
+          c: c,
           ldc: N,
         };
         // Small shapes repeat inside one timing so that the clock's resolution does not matter.
         const repeats = Math.max(1, Math.ceil(2e8 / (2 * M * N * K)));
-        gemm(backend.ctx, args);
+        backend.gemm(args);
         const times: number[] = [];
         for (let run = 0; run < runs; run++) {
           const start = performance.now();
-          for (let r = 0; r < repeats; r++) gemm(backend.ctx, args);
+          for (let r = 0; r < repeats; r++) backend.gemm(args);
           times.push((performance.now() - start) / repeats);
         }
         const milliseconds = median(times);

@@ -7,42 +7,123 @@
 //   blocks.{i}.1.weight       pointwise   ours [C, C], timm [C, C, 1, 1] (same bytes)
 //   *.num_batches_tracked     BN counter  ours shape [] in a 1-element Float32Array, timm I64 scalar
 // Everything else is float32 in timm's shape. Float16 files load too (converted to float32).
+import type { Tensor } from "./backend.ts";
+import { type ConvMixer, type ConvMixerConfig, parameterList, type ParameterTensors } from "./model.ts";
 import { readSafetensors, type SafeTensor, writeSafetensors } from "./safetensors.ts";
 
-export interface ConvMixerConfig {
-  hdim: number;
-  depth: number;
-  kernel: number;
-  patch: number;
-  classes: number;
-}
+export type { ConvMixerConfig };
 
 /** Parameters and BN statistics keyed by timm names, in our layouts (above). */
 export type StateDict = Map<string, { shape: number[]; data: Float32Array }>;
 
 const batchNormNames = ["weight", "bias", "running_mean", "running_var", "num_batches_tracked"];
 
+type UnitKind = "stem" | "depthwise" | "pointwise";
+
+/** timm's module prefixes of each unit's conv and BatchNorm, in the model's unitsOf order. */
+function unitPrefixes(depth: number): { kind: UnitKind; conv: string; bn: string }[] {
+  const blocks = Array.from({ length: depth }, (_, i) => [
+    { kind: "depthwise" as const, conv: `blocks.${i}.0.fn.0`, bn: `blocks.${i}.0.fn.2` },
+    { kind: "pointwise" as const, conv: `blocks.${i}.1`, bn: `blocks.${i}.3` },
+  ]);
+  return [{ kind: "stem", conv: "stem.0", bn: "stem.2" }, ...blocks.flat()];
+}
+
+/** timm's names of the typed parameters (model.ts): the one mapping, for saving and loading. */
+function parameterNames(depth: number): string[] {
+  const units = unitPrefixes(depth).flatMap(({ conv, bn }) => [
+    `${conv}.weight`,
+    `${conv}.bias`,
+    `${bn}.weight`,
+    `${bn}.bias`,
+  ]);
+  return [...units, "head.weight", "head.bias"]; // parameterList's order
+}
+
+function zip(names: string[], tensors: Tensor[]): Map<string, Tensor> {
+  return new Map(names.map((name, i) => [name, tensors[i]]));
+}
+
+/** `tensors` (the parameters, their gradients or a moment) under timm's names. */
+export function namedParameters(
+  model: ConvMixer,
+  tensors: ParameterTensors = model.params,
+): Map<string, Tensor> {
+  return zip(parameterNames(model.config.depth), parameterList(tensors));
+}
+
+/** BatchNorm's running statistics under timm's names, in ConvMixer.runningStatistics order. */
+export function namedStatistics(model: ConvMixer): Map<string, Tensor> {
+  const names = unitPrefixes(model.config.depth).map(({ bn }) => bn);
+  return zip(names.flatMap((bn) => [`${bn}.running_mean`, `${bn}.running_var`]), model.runningStatistics());
+}
+
+/** Every tensor a checkpoint holds: the parameters and the running statistics. */
+function namedState(model: ConvMixer): Map<string, Tensor> {
+  return new Map([...namedParameters(model), ...namedStatistics(model)]);
+}
+
+/** The state dict in our layouts (above), read from the device. */
+export async function stateDict(model: ConvMixer): Promise<StateDict> {
+  const state: StateDict = new Map();
+  const named = [...namedState(model)];
+  const values = await model.backend.readMany(named.map(([, t]) => t)); // one read-back, not one per tensor
+  named.forEach(([name, t], i) => state.set(name, { shape: [...t.shape], data: values[i] }));
+  for (const { bn } of unitPrefixes(model.config.depth)) {
+    state.set(`${bn}.num_batches_tracked`, { shape: [], data: Float32Array.of(model.numBatchesTracked) });
+  }
+  return state;
+}
+
+export function loadStateDict(model: ConvMixer, state: StateDict) {
+  for (const [name, t] of namedState(model)) {
+    const entry = state.get(name);
+    if (!entry) throw new Error(`state dict lacks ${name}`);
+    if (entry.data.length !== t.size) {
+      throw new Error(`${name}: ${entry.data.length} values, expected shape [${t.shape}]`);
+    }
+    model.backend.write(t, entry.data);
+  }
+  model.numBatchesTracked = state.get("stem.2.num_batches_tracked")?.data[0] ?? 0;
+}
+
+/** AdamW's moments, as `exp_avg.<name>` and `exp_avg_sq.<name>`, for resuming. */
+export async function optimizerStateDict(model: ConvMixer): Promise<StateDict> {
+  const entries = optimizerEntries(model);
+  const values = await model.backend.readMany(entries.map(([, t]) => t));
+  return new Map(entries.map(([key, t], i) => [key, { shape: [...t.shape], data: values[i] }]));
+}
+
+export function loadOptimizerStateDict(model: ConvMixer, state: StateDict) {
+  for (const [key, t] of optimizerEntries(model)) {
+    const entry = state.get(key);
+    if (!entry || entry.data.length !== t.size) {
+      throw new Error(`optimizer state lacks ${key} of [${t.shape}]`);
+    }
+    model.backend.write(t, entry.data);
+  }
+}
+
+/** Each parameter's m then v, under their state-dict keys. */
+function optimizerEntries(model: ConvMixer): [string, Tensor][] {
+  const { m, v } = model.moments;
+  const vs = [...namedParameters(model, v).values()];
+  return [...namedParameters(model, m)].flatMap((
+    [name, t],
+    i,
+  ) => [[`exp_avg.${name}`, t], [`exp_avg_sq.${name}`, vs[i]]]);
+}
+
 /** timm's state-dict names and shapes for a ConvMixer, in timm's (module registration) order. */
 export function expectedShapes(config: ConvMixerConfig): Map<string, number[]> {
   const { hdim: C, depth, kernel: k, patch: p, classes } = config;
+  const convShapes = { stem: [C, 3, p, p], depthwise: [C, 1, k, k], pointwise: [C, C, 1, 1] };
   const shapes = new Map<string, number[]>();
-  const conv = (prefix: string, weight: number[]) => {
-    shapes.set(`${prefix}.weight`, weight);
-    shapes.set(`${prefix}.bias`, [C]);
-  };
-  const batchNorm = (prefix: string) => {
-    for (const name of batchNormNames) {
-      shapes.set(`${prefix}.${name}`, name === "num_batches_tracked" ? [] : [C]);
-    }
-  };
-  conv("stem.0", [C, 3, p, p]);
-  batchNorm("stem.2");
-  for (let i = 0; i < depth; i++) {
-    conv(`blocks.${i}.0.fn.0`, [C, 1, k, k]);
-    batchNorm(`blocks.${i}.0.fn.2`);
-    conv(`blocks.${i}.1`, [C, C, 1, 1]);
-    batchNorm(`blocks.${i}.3`);
-  }
+  unitPrefixes(depth).forEach(({ kind, conv, bn }) => {
+    shapes.set(`${conv}.weight`, convShapes[kind]);
+    shapes.set(`${conv}.bias`, [C]);
+    for (const name of batchNormNames) shapes.set(`${bn}.${name}`, name === "num_batches_tracked" ? [] : [C]);
+  });
   shapes.set("head.weight", [classes, C]);
   shapes.set("head.bias", [classes]);
   return shapes;

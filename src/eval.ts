@@ -5,7 +5,7 @@
 import { EVAL_USAGE, type EvalOptions, parseEvalArgs, UsageError } from "./options.ts";
 import { selectBackend } from "./select_backend.ts";
 import { ConvMixer } from "./model.ts";
-import { loadCheckpoint } from "./checkpoint.ts";
+import { loadCheckpoint, loadStateDict } from "./checkpoint.ts";
 import { CLASS_NAMES, holdOut, openCifar } from "./data/cifar.ts";
 import { BatchLoader } from "./data/loader.ts";
 import { type EvalResult, evaluate } from "./evaluate.ts";
@@ -32,7 +32,7 @@ export async function evalCheckpoint(options: EvalOptions): Promise<EvalResult &
   });
   try {
     const model = new ConvMixer(backend, checkpoint.config, Math.min(options.batch, split.count));
-    model.loadStateDict(checkpoint.state);
+    loadStateDict(model, checkpoint.state);
     const result = await evaluate(model, loader, split.count, {
       keepLogits: true,
       progress: true,

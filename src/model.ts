@@ -6,23 +6,61 @@
 //   head:   logits = Linear(AveragePool(x_depth))
 //
 // Every conv is followed by GELU then BatchNorm (the paper puts the activation before the norm);
-// the backend fuses bias + GELU + BN (+ residual) into one unit. Parameters are keyed by timm's
-// state-dict names so checkpoints load in PyTorch unchanged.
+// the backend fuses bias + GELU + BN (+ residual) into one unit. As in llm.c, the state is typed
+// structures allocated once: parameters (and, of the same structure, gradients and AdamW's
+// moments), BatchNorm statistics and activations. timm's names for them live in src/checkpoint.ts.
 import type { Backend, BatchNormParams, OptimizerHyper, Tensor } from "./backend.ts";
-import type { ConvMixerConfig, StateDict } from "./checkpoint.ts";
 
-export type { ConvMixerConfig };
+export interface ConvMixerConfig {
+  hdim: number;
+  depth: number;
+  kernel: number;
+  patch: number;
+  classes: number;
+}
 
-/** A conv → GELU → BN unit's names and tensors (timm: conv at `conv`, BN at `bn`). */
-interface Unit {
-  conv: string; // prefix of the conv's weight and bias
-  bn: string; // prefix of the BatchNorm's weight, bias, running stats
-  saved: Tensor; // [2, C]: batch mean and 1/std from the last training forward
+/** One value per conv → GELU → BatchNorm unit: the stem's, then each block's two. */
+export interface ByUnit<U> {
+  stem: U;
+  blocks: { depthwise: U; pointwise: U }[];
+}
+
+/** A unit's trained tensors: its conv's weight and bias, BatchNorm's scale γ and shift β. */
+export interface UnitParameters<T = Tensor> {
+  weight: T;
+  bias: T;
+  gamma: T;
+  beta: T;
+}
+
+/** llm.c's ParameterTensors: every trained tensor (gradients and moments have this structure too). */
+export interface ParameterTensors<T = Tensor> extends ByUnit<UnitParameters<T>> {
+  head: { weight: T; bias: T };
+}
+
+/** A unit's BatchNorm state: running statistics (checkpointed) and the last batch's (backward). */
+export interface UnitStatistics<T = Tensor> {
+  runningMean: T;
+  runningVar: T;
+  /** [2, C]: batch mean and 1/std from the last training forward. */
+  saved: T;
+}
+
+type UnitKind = "stem" | "depthwise" | "pointwise";
+
+/** The units of `m` in order: the stem, then each block's depthwise and pointwise unit. */
+export function unitsOf<U>(m: ByUnit<U>): U[] {
+  return [m.stem, ...m.blocks.flatMap((b) => [b.depthwise, b.pointwise])];
+}
+
+/** Every trained tensor in one fixed order: unit by unit (weight, bias, γ, β), then the head's. */
+export function parameterList<T>(p: ParameterTensors<T>): T[] {
+  const units = unitsOf(p).flatMap((u) => [u.weight, u.bias, u.gamma, u.beta]);
+  return [...units, p.head.weight, p.head.bias];
 }
 
 /** Activations of one batch size: views of the full-batch buffers (eval's last batch is partial). */
 interface Activations {
-  batch: number;
   images: Tensor; // [B, H, W, 3]
   labels: Tensor; // [B]
   stemPre: Tensor; // z of the stem
@@ -39,9 +77,9 @@ interface Activations {
 }
 
 export class ConvMixer {
-  readonly params: Map<string, Tensor> = new Map(); // trainable, timm names
-  readonly grads: Map<string, Tensor> = new Map();
-  readonly buffers: Map<string, Tensor> = new Map(); // BN running statistics
+  readonly params: ParameterTensors;
+  readonly grads: ParameterTensors;
+  readonly statistics: ByUnit<UnitStatistics>;
   /** timm's `num_batches_tracked`: every BN has seen the same number of training batches. */
   numBatchesTracked = 0;
   readonly metrics: Tensor; // [3]: Σ loss, Σ correct, Σ count (see Backend.softmaxCrossEntropy)
@@ -53,11 +91,12 @@ export class ConvMixer {
    * and deterministic, so the gradients are bit-for-bit the same.
    */
   readonly recomputeDepthwise: boolean;
-  private readonly stem: Unit;
-  private readonly blocks: { depthwise: Unit; pointwise: Unit }[] = [];
+  /** Each unit's tensors as the fused BatchNorm op takes them (records built once). */
+  private readonly batchNorm: ByUnit<BatchNormParams>;
   private readonly full: Activations;
   private readonly byBatch = new Map<number, Activations>();
-  private readonly optimizerState = new Map<string, { m: Tensor; v: Tensor }>();
+  /** AdamW's first and second moments, allocated on first use (eval never needs them). */
+  #moments: { m: ParameterTensors; v: ParameterTensors } | null = null;
   private readonly sumSquares: Tensor;
 
   constructor(
@@ -67,39 +106,46 @@ export class ConvMixer {
     readonly imageSize = 32,
     recomputeDepthwise?: boolean, // default: only where the activations would not fit
   ) {
-    const { hdim: C, depth, kernel: k, patch: p, classes } = config;
+    const { hdim: C, depth, kernel: k, patch: p } = config;
     if (imageSize % p !== 0) throw new Error(`image size ${imageSize} is not divisible by --patch ${p}`);
     if (k % 2 !== 1) throw new Error(`--kernel ${k} must be odd ('same' padding)`);
     this.tokens = imageSize / p;
-    const param = (name: string, shape: number[]) => {
-      this.params.set(name, backend.tensor(shape));
-      this.grads.set(name, backend.tensor(shape));
-    };
-    const unit = (conv: string, bn: string, weightShape: number[]): Unit => {
-      param(`${conv}.weight`, weightShape);
-      param(`${conv}.bias`, [C]);
-      param(`${bn}.weight`, [C]);
-      param(`${bn}.bias`, [C]);
-      this.buffers.set(`${bn}.running_mean`, backend.tensor([C]));
-      this.buffers.set(`${bn}.running_var`, backend.tensor([C]));
-      return { conv, bn, saved: backend.tensor([2, C]) };
-    };
-    this.stem = unit("stem.0", "stem.2", [C, 3, p, p]);
-    for (let i = 0; i < depth; i++) {
-      this.blocks.push({
-        depthwise: unit(`blocks.${i}.0.fn.0`, `blocks.${i}.0.fn.2`, [k, k, C]),
-        pointwise: unit(`blocks.${i}.1`, `blocks.${i}.3`, [C, C]),
-      });
-    }
-    param("head.weight", [classes, C]);
-    param("head.bias", [classes]);
-    this.metrics = backend.tensor([3]);
-    this.sumSquares = backend.tensor([1]);
+    this.params = this.allocateParameters();
+    this.grads = this.allocateParameters();
+    const t = (shape: number[]) => backend.tensor(shape);
+    this.statistics = byUnit(depth, () => ({ runningMean: t([C]), runningVar: t([C]), saved: t([2, C]) }));
+    const statistics = unitsOf(this.statistics);
+    this.batchNorm = mapUnits(this.params, ({ bias, gamma, beta }, i) => {
+      const { runningMean, runningVar } = statistics[i];
+      return { bias, gamma, beta, runningMean, runningVar };
+    });
+    this.metrics = t([3]);
+    this.sumSquares = t([1]);
     const activationBytes = 4 * maxBatch *
       (imageSize * imageSize * 3 + this.tokens ** 2 * C * (4 * depth + 4));
     this.recomputeDepthwise = recomputeDepthwise ??
       activationBytes + backend.allocatedBytes > 0.95 * (backend.memoryLimitBytes ?? Infinity);
     this.full = this.allocateActivations(maxBatch);
+  }
+
+  /** A conv's weight shape and fan-in (PyTorch's init bound is 1/√fan_in). */
+  private convShape(kind: UnitKind): { shape: number[]; fanIn: number } {
+    const { hdim: C, kernel: k, patch: p } = this.config;
+    if (kind === "stem") return { shape: [C, 3, p, p], fanIn: 3 * p * p };
+    if (kind === "depthwise") return { shape: [k, k, C], fanIn: k * k };
+    return { shape: [C, C], fanIn: C };
+  }
+
+  private allocateParameters(): ParameterTensors {
+    const t = (shape: number[]) => this.backend.tensor(shape);
+    const { hdim: C, depth, classes } = this.config;
+    const unit = (kind: UnitKind) => ({
+      weight: t(this.convShape(kind).shape),
+      bias: t([C]),
+      gamma: t([C]),
+      beta: t([C]),
+    });
+    return { ...byUnit(depth, unit), head: { weight: t([classes, C]), bias: t([classes]) } };
   }
 
   private allocateActivations(B: number): Activations {
@@ -108,7 +154,6 @@ export class ConvMixer {
     const map = [B, this.tokens, this.tokens, C];
     const many = (n: number) => Array.from({ length: n }, () => t(map));
     return {
-      batch: B,
       images: t([B, this.imageSize, this.imageSize, 3]),
       labels: t([B]),
       stemPre: t(map),
@@ -132,23 +177,10 @@ export class ConvMixer {
     let views = this.byBatch.get(batch);
     if (!views) {
       const v = (t: Tensor) => this.backend.view(t, [batch, ...t.shape.slice(1)]);
-      const f = this.full;
-      views = {
-        batch,
-        images: v(f.images),
-        labels: v(f.labels),
-        stemPre: v(f.stemPre),
-        blockInput: f.blockInput.map(v),
-        depthwisePre: f.depthwisePre.map(v),
-        residualOut: f.residualOut.map(v),
-        pointwisePre: f.pointwisePre.map(v),
-        pooled: v(f.pooled),
-        logits: v(f.logits),
-        dLogits: v(f.dLogits),
-        gradA: v(f.gradA),
-        gradB: v(f.gradB),
-        dPooled: v(f.dPooled),
-      };
+      const entries = Object.entries(this.full).map((
+        [name, x],
+      ) => [name, Array.isArray(x) ? x.map(v) : v(x)]);
+      views = Object.fromEntries(entries) as Activations;
       this.byBatch.set(batch, views);
     }
     return views;
@@ -164,40 +196,38 @@ export class ConvMixer {
 
   // ---- forward ------------------------------------------------------------------------------
 
-  private unitForward(u: Unit, z: Tensor, residual: Tensor | null, out: Tensor, training: boolean) {
-    this.backend.biasGeluBatchNormForward(z, this.unitParams(u), u.saved, residual, out, training);
-  }
-
-  private unitParams(u: Unit): BatchNormParams {
-    const p = (n: string) => this.params.get(n)!;
-    const b = (n: string) => this.buffers.get(n)!;
-    return {
-      bias: p(`${u.conv}.bias`),
-      gamma: p(`${u.bn}.weight`),
-      beta: p(`${u.bn}.bias`),
-      runningMean: b(`${u.bn}.running_mean`),
-      runningVar: b(`${u.bn}.running_var`),
-    };
-  }
-
   /**
    * Forward pass through the logits; with `training`, BN uses batch statistics, and the loss
    * gradient (against labels smoothed by `labelSmoothing`) lands in a.dLogits. Metrics (loss,
    * correct, count) accumulate into this.metrics.
    */
   forward(a: Activations, training: boolean, labelSmoothing = 0): Tensor {
-    const be = this.backend;
-    const p = (n: string) => this.params.get(n)!;
-    be.patchEmbedForward(a.images, p("stem.0.weight"), a.stemPre);
-    this.unitForward(this.stem, a.stemPre, null, a.blockInput[0], training);
-    this.blocks.forEach(({ depthwise, pointwise }, i) => {
-      be.depthwiseConvForward(a.blockInput[i], p(`${depthwise.conv}.weight`), a.depthwisePre[i]);
-      this.unitForward(depthwise, a.depthwisePre[i], a.blockInput[i], a.residualOut[i], training);
-      be.linearForward(a.residualOut[i], p(`${pointwise.conv}.weight`), null, a.pointwisePre[i]);
-      this.unitForward(pointwise, a.pointwisePre[i], null, a.blockInput[i + 1], training);
+    const be = this.backend, { stem, blocks, head } = this.params, bn = this.batchNorm;
+    const saved = this.statistics;
+    be.patchEmbedForward(a.images, stem.weight, a.stemPre);
+    be.biasGeluBatchNormForward(a.stemPre, bn.stem, saved.stem.saved, null, a.blockInput[0], training);
+    blocks.forEach(({ depthwise, pointwise }, i) => {
+      const [x, z, s, unit, stats] = [
+        a.blockInput[i],
+        a.depthwisePre[i],
+        a.residualOut[i],
+        bn.blocks[i],
+        saved.blocks[i],
+      ];
+      be.depthwiseConvForward(x, depthwise.weight, z);
+      be.biasGeluBatchNormForward(z, unit.depthwise, stats.depthwise.saved, x, s, training);
+      be.linearForward(s, pointwise.weight, null, a.pointwisePre[i]);
+      be.biasGeluBatchNormForward(
+        a.pointwisePre[i],
+        unit.pointwise,
+        stats.pointwise.saved,
+        null,
+        a.blockInput[i + 1],
+        training,
+      );
     });
-    be.averagePoolForward(a.blockInput[this.blocks.length], a.pooled);
-    be.linearForward(a.pooled, p("head.weight"), p("head.bias"), a.logits);
+    be.averagePoolForward(a.blockInput[blocks.length], a.pooled);
+    be.linearForward(a.pooled, head.weight, head.bias, a.logits);
     be.softmaxCrossEntropy(a.logits, a.labels, training ? a.dLogits : null, this.metrics, labelSmoothing);
     if (training) this.numBatchesTracked++;
     return a.logits;
@@ -205,143 +235,126 @@ export class ConvMixer {
 
   // ---- backward -----------------------------------------------------------------------------
 
-  private unitBackward(u: Unit, z: Tensor, dOut: Tensor, dz: Tensor) {
-    const g = (n: string) => this.grads.get(n)!;
-    const grads = { bias: g(`${u.conv}.bias`), gamma: g(`${u.bn}.weight`), beta: g(`${u.bn}.bias`) };
-    this.backend.biasGeluBatchNormBackward(z, this.unitParams(u), u.saved, dOut, dz, grads);
-  }
-
   /** Backward of the last training forward: every gradient in this.grads is overwritten. */
   backward(a: Activations) {
-    const be = this.backend;
-    const p = (n: string) => this.params.get(n)!;
-    const g = (n: string) => this.grads.get(n)!;
-    be.linearBackwardWeight(a.pooled, a.dLogits, g("head.weight"), g("head.bias"));
-    be.linearBackwardInput(a.dLogits, p("head.weight"), a.dPooled);
+    const be = this.backend, { blocks, head } = this.params, g = this.grads, bn = this.batchNorm;
+    const saved = this.statistics;
+    be.linearBackwardWeight(a.pooled, a.dLogits, g.head.weight, g.head.bias);
+    be.linearBackwardInput(a.dLogits, head.weight, a.dPooled);
     // dx holds the gradient of the current block's output; gradB is the scratch for dz.
     const dx = a.gradA, dz = a.gradB;
     be.averagePoolBackward(a.dPooled, dx);
-    for (let i = this.blocks.length - 1; i >= 0; i--) {
-      const { depthwise, pointwise } = this.blocks[i];
+    for (let i = blocks.length - 1; i >= 0; i--) {
+      const { depthwise, pointwise } = blocks[i],
+        gb = g.blocks[i],
+        unit = bn.blocks[i],
+        stats = saved.blocks[i];
       // x_{i+1} = BN(GELU(pointwise(s_i) + b))
-      this.unitBackward(pointwise, a.pointwisePre[i], dx, dz);
-      be.linearBackwardWeight(a.residualOut[i], dz, g(`${pointwise.conv}.weight`), null);
-      be.linearBackwardInput(dz, p(`${pointwise.conv}.weight`), dx); // dx now holds ds_i
+      be.biasGeluBatchNormBackward(
+        a.pointwisePre[i],
+        unit.pointwise,
+        stats.pointwise.saved,
+        dx,
+        dz,
+        gb.pointwise,
+      );
+      be.linearBackwardWeight(a.residualOut[i], dz, gb.pointwise.weight, null);
+      be.linearBackwardInput(dz, pointwise.weight, dx); // dx now holds ds_i
       // s_i = BN(GELU(depthwise(x_i) + b)) + x_i: ds_i reaches x_i directly and through the conv.
       if (this.recomputeDepthwise) {
-        be.depthwiseConvForward(a.blockInput[i], p(`${depthwise.conv}.weight`), a.depthwisePre[i]);
+        be.depthwiseConvForward(a.blockInput[i], depthwise.weight, a.depthwisePre[i]);
       }
-      this.unitBackward(depthwise, a.depthwisePre[i], dx, dz);
-      be.depthwiseConvBackwardWeight(a.blockInput[i], dz, g(`${depthwise.conv}.weight`));
-      be.depthwiseConvBackwardInput(dz, p(`${depthwise.conv}.weight`), dx); // dx += convᵀ(dz)
+      be.biasGeluBatchNormBackward(
+        a.depthwisePre[i],
+        unit.depthwise,
+        stats.depthwise.saved,
+        dx,
+        dz,
+        gb.depthwise,
+      );
+      be.depthwiseConvBackwardWeight(a.blockInput[i], dz, gb.depthwise.weight);
+      be.depthwiseConvBackwardInput(dz, depthwise.weight, dx); // dx += convᵀ(dz)
     }
-    this.unitBackward(this.stem, a.stemPre, dx, dz);
-    be.patchEmbedBackwardWeight(a.images, dz, g("stem.0.weight"));
+    be.biasGeluBatchNormBackward(a.stemPre, bn.stem, saved.stem.saved, dx, dz, g.stem);
+    be.patchEmbedBackwardWeight(a.images, dz, g.stem.weight);
   }
 
   // ---- optimizer ------------------------------------------------------------------------------
 
   /** One optimizer step over every parameter, clipping by the global gradient norm on the device. */
   step(hyper: OptimizerHyper) {
-    const be = this.backend;
+    const be = this.backend, grads = parameterList(this.grads);
     if (hyper.clipNorm > 0) {
       be.fill(this.sumSquares, 0);
-      for (const g of this.grads.values()) be.accumulateSquares(g, this.sumSquares);
+      for (const g of grads) be.accumulateSquares(g, this.sumSquares);
     }
-    for (const [name, param] of this.params) {
-      be.optimizerStep(param, this.grads.get(name)!, ...this.moments(name), this.sumSquares, hyper);
-    }
+    const { m, v } = this.moments, [ms, vs] = [parameterList(m), parameterList(v)];
+    parameterList(this.params).forEach((p, i) =>
+      be.optimizerStep(p, grads[i], ms[i], vs[i], this.sumSquares, hyper)
+    );
   }
 
-  private moments(name: string): [Tensor, Tensor] {
-    let s = this.optimizerState.get(name);
-    if (!s) {
-      const shape = this.params.get(name)!.shape;
-      s = { m: this.backend.tensor(shape), v: this.backend.tensor(shape) };
-      this.optimizerState.set(name, s);
-    }
-    return [s.m, s.v];
+  /** AdamW's moments m and v, of the parameters' structure. */
+  get moments(): { m: ParameterTensors; v: ParameterTensors } {
+    return this.#moments ??= { m: this.allocateParameters(), v: this.allocateParameters() };
   }
 
   // ---- state ------------------------------------------------------------------------------------
+
+  /** Every unit's running mean and variance, unit by unit. */
+  runningStatistics(): Tensor[] {
+    return unitsOf(this.statistics).flatMap((s) => [s.runningMean, s.runningVar]);
+  }
 
   /**
    * PyTorch's default initialisation: conv/linear weights and biases U(±1/√fan_in), BN γ=1, β=0.
    * `stemFilters` [n, 3, p, p] (n ≤ C, e.g. patch-whitening filters) replace the first n stem filters.
    */
   initialize(seed: number, stemFilters?: Float32Array) {
-    const random = mulberry32(seed);
-    const { hdim: C, kernel: k, patch: p } = this.config;
-    const fanIn = (name: string) =>
-      name.startsWith("stem.0") ? 3 * p * p : name.includes(".fn.0") ? k * k : C; // pointwise and head: C
-    for (const [name, t] of this.params) {
-      const isBatchNorm = /^(stem\.2|blocks\.\d+\.(0\.fn\.2|3))\./.test(name);
-      const data = new Float32Array(t.size);
-      if (isBatchNorm) data.fill(name.endsWith(".weight") ? 1 : 0);
-      else {
-        const bound = 1 / Math.sqrt(fanIn(name));
-        for (let i = 0; i < data.length; i++) data[i] = (2 * random() - 1) * bound;
-        if (name === "stem.0.weight" && stemFilters) data.set(stemFilters.subarray(0, data.length));
-      }
-      this.backend.write(t, data);
-    }
-    for (const [name, t] of this.buffers) this.backend.fill(t, name.endsWith("running_var") ? 1 : 0);
+    const random = mulberry32(seed), be = this.backend;
+    const uniform = (t: Tensor, fanIn: number) => {
+      const bound = 1 / Math.sqrt(fanIn);
+      const data = Float32Array.from({ length: t.size }, () => (2 * random() - 1) * bound);
+      if (t === this.params.stem.weight && stemFilters) data.set(stemFilters.subarray(0, data.length));
+      be.write(t, data);
+    };
+    const unit = (u: UnitParameters, kind: UnitKind) => {
+      const { fanIn } = this.convShape(kind);
+      uniform(u.weight, fanIn);
+      uniform(u.bias, fanIn);
+      be.fill(u.gamma, 1);
+      be.fill(u.beta, 0);
+    };
+    unit(this.params.stem, "stem");
+    for (const b of this.params.blocks) unit(b.depthwise, "depthwise"), unit(b.pointwise, "pointwise");
+    uniform(this.params.head.weight, this.config.hdim);
+    uniform(this.params.head.bias, this.config.hdim);
+    for (const s of unitsOf(this.statistics)) be.fill(s.runningMean, 0), be.fill(s.runningVar, 1);
     this.numBatchesTracked = 0;
   }
+}
 
-  /** The state dict in our layouts (see src/checkpoint.ts), read from the device. */
-  async stateDict(): Promise<StateDict> {
-    const state: StateDict = new Map();
-    const tensors = [...this.params, ...this.buffers];
-    const values = await this.backend.readMany(tensors.map(([, t]) => t));
-    tensors.forEach(([name, t], i) => state.set(name, { shape: [...t.shape], data: values[i] }));
-    for (const bn of this.batchNormPrefixes()) {
-      state.set(`${bn}.num_batches_tracked`, { shape: [], data: Float32Array.of(this.numBatchesTracked) });
-    }
-    return state;
-  }
+/** f of every unit of `m`, with the unit's index in unitsOf order. */
+function mapUnits<U, V>(m: ByUnit<U>, f: (u: U, index: number) => V): ByUnit<V> {
+  return {
+    stem: f(m.stem, 0),
+    blocks: m.blocks.map((b, i) => ({
+      depthwise: f(b.depthwise, 1 + 2 * i),
+      pointwise: f(b.pointwise, 2 + 2 * i),
+    })),
+  };
+}
 
-  loadStateDict(state: StateDict) {
-    for (const [name, t] of [...this.params, ...this.buffers]) {
-      const entry = state.get(name);
-      if (!entry) throw new Error(`state dict lacks ${name}`);
-      if (entry.data.length !== t.size) {
-        throw new Error(`${name}: ${entry.data.length} values, expected shape [${t.shape}]`);
-      }
-      this.backend.write(t, entry.data);
-    }
-    this.numBatchesTracked = state.get("stem.2.num_batches_tracked")?.data[0] ?? 0;
-  }
-
-  /** AdamW moments (m, v) per parameter, for resuming. */
-  async optimizerStateDict(): Promise<StateDict> {
-    const state: StateDict = new Map();
-    const names = [...this.params.keys()];
-    const values = await this.backend.readMany(names.flatMap((name) => this.moments(name)));
-    names.forEach((name, i) => {
-      const [m, v] = this.moments(name);
-      state.set(`exp_avg.${name}`, { shape: [...m.shape], data: values[2 * i] });
-      state.set(`exp_avg_sq.${name}`, { shape: [...v.shape], data: values[2 * i + 1] });
-    });
-    return state;
-  }
-
-  loadOptimizerStateDict(state: StateDict) {
-    for (const name of this.params.keys()) {
-      const [m, v] = this.moments(name);
-      for (const [key, t] of [[`exp_avg.${name}`, m], [`exp_avg_sq.${name}`, v]] as const) {
-        const entry = state.get(key);
-        if (!entry || entry.data.length !== t.size) {
-          throw new Error(`optimizer state lacks ${key} of [${t.shape}]`);
-        }
-        this.backend.write(t, entry.data);
-      }
-    }
-  }
-
-  private batchNormPrefixes(): string[] {
-    return [this.stem.bn, ...this.blocks.flatMap((b) => [b.depthwise.bn, b.pointwise.bn])];
-  }
+/** `make(kind)` for every unit of a ConvMixer of `depth` blocks. */
+function byUnit<U>(depth: number, make: (kind: UnitKind) => U): ByUnit<U> {
+  const stem = make("stem");
+  return {
+    stem,
+    blocks: Array.from(
+      { length: depth },
+      () => ({ depthwise: make("depthwise"), pointwise: make("pointwise") }),
+    ),
+  };
 }
 
 /** A small seeded PRNG (Mulberry32) for reproducible initialisation. */

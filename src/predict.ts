@@ -5,7 +5,7 @@
 import { parsePredictArgs, PREDICT_USAGE, type PredictOptions, UsageError } from "./options.ts";
 import { selectBackend } from "./select_backend.ts";
 import { ConvMixer } from "./model.ts";
-import { loadCheckpoint } from "./checkpoint.ts";
+import { loadCheckpoint, loadStateDict } from "./checkpoint.ts";
 import { Augmenter } from "./data/augment.ts";
 import { CLASS_NAMES, IMAGE_BYTES } from "./data/cifar.ts";
 import { decodeImage, toCifarRecord } from "./image.ts";
@@ -103,7 +103,7 @@ async function classify(
   console.error(`backend: ${backend.description} (${reason})`);
   try {
     const model = new ConvMixer(backend, checkpoint.config, Math.min(MAX_BATCH, records.length));
-    model.loadStateDict(checkpoint.state);
+    loadStateDict(model, checkpoint.state);
     const all = new Uint8Array(records.length * IMAGE_BYTES);
     records.forEach((record, i) => all.set(record, i * IMAGE_BYTES));
     return await predict(model, all);

@@ -1,6 +1,7 @@
-// `deno task train`: owns the training loop. Batches are decoded and augmented by CPU workers
-// (src/data/loader.ts) while the backend runs the current step; the model and the optimizer state
-// stay on the backend, and only the metrics tensor is read back, a few times per epoch.
+// `deno task train`: sets up a run (backend, recipe, data, model, loaders, config.json) and hands
+// it to a TrainingSession (src/training_session.ts), which owns the loop. Batches are decoded and
+// augmented by CPU workers (src/data/loader.ts) while the backend runs the current step; the model
+// and the optimizer state stay on the backend, and only the metrics tensor is read back.
 //
 // The run directory (src/run_dir.ts) holds config.json, metrics.jsonl (one line per epoch),
 // last.safetensors (timm names) and the AdamW moments, saved as one atomic step at every epoch end,
@@ -15,41 +16,20 @@ import {
   type TrainOptions,
   UsageError,
 } from "./options.ts";
+import type { Backend } from "./backend.ts";
 import { selectBackend } from "./select_backend.ts";
 import { ConvMixer } from "./model.ts";
-import { epochKnots, learningRate, stepKnots } from "./schedule.ts";
-import { loadCheckpoint, type StateDict } from "./checkpoint.ts";
+import { loadCheckpoint, loadStateDict, type StateDict } from "./checkpoint.ts";
 import { type Position, RunDir, type Saved } from "./run_dir.ts";
+import { type Loaders, restoreTrainingState, TrainingSession } from "./training_session.ts";
 import { currentRecipe, resumeChange, type RunConfig } from "./run_config.ts";
-import { StoppedBySignal, StopSignals } from "./stop_signals.ts";
+import { StoppedBySignal } from "./stop_signals.ts";
 import { type CifarSplit, holdOut, openCifar } from "./data/cifar.ts";
 import { BatchLoader } from "./data/loader.ts";
-import { evaluate } from "./evaluate.ts";
-import { formatDuration, Progress } from "./progress.ts";
 import { WeightAverage } from "./weight_average.ts";
 import { patchWhiteningFilters } from "./stem_whitening.ts";
-import { machineFacts, writeRunReport } from "./report/report.ts";
+import { machineFacts } from "./report/report.ts";
 import { StepLog } from "./step_log.ts";
-
-const SAVE_INTERVAL_MS = 5 * 60 * 1000;
-const METRIC_READS_PER_EPOCH = 20;
-/**
- * A run sized by --time trains its first CALIBRATION_STEPS steps at lr 0 (they still fill AdamW's
- * moments and the BatchNorm statistics) and times steps WARM_STEPS.. of them; then its length is fixed.
- * The window is long because these machines' speed wanders: 4-step windows of one run measured
- * 188–301 images/s, and 8 steps (the first choice) came out 5% faster than the run's average.
- */
-const CALIBRATION_STEPS = 40;
-const WARM_STEPS = 8;
-/** Time a --time run keeps in reserve: for the epoch ends' saves, and a margin for the rest. */
-const SAVE_RESERVE_MS = 1000;
-const MARGIN_FRACTION = 0.03;
-
-interface Loaders {
-  train: BatchLoader;
-  val: BatchLoader | null;
-  test: BatchLoader;
-}
 
 export async function train(options: TrainOptions): Promise<{ runDir: string; testAccuracy: number }> {
   const runDir = options.resume ?? options.out ?? `runs/${new Date().toISOString().replace(/[:.]/g, "-")}`;
@@ -85,14 +65,8 @@ async function trainIn(
     const recipe = currentRecipe(run);
     const data = await openCifar(options.data);
     const splits = holdOut(data.train, run.val ?? 0);
-    const model = new ConvMixer(backend, modelConfig(recipe), recipe.batch);
-    const average = recipe.ema > 0 ? new WeightAverage(model, recipe.ema) : null;
-    if (folder.saved) restoreTrainingState(model, average, folder.saved);
-    else {
-      if (initial) model.loadStateDict(initial.state);
-      else model.initialize(run.seed, stemFilters(recipe, splits.train));
-      average?.reset();
-    }
+    const from = { seed: run.seed, saved: folder.saved, initial: initial?.state ?? null };
+    const { model, average } = startingModel(backend, recipe, from, splits.train);
     const loaders = await openLoaders(recipe, run, splits, data.test);
     const perEpoch = loaders.train.batchesPerEpoch;
     const lengthFromEpochs = !recipe.time && (run.totalSteps === undefined || change?.epochs !== undefined);
@@ -125,6 +99,24 @@ async function trainIn(
   } finally {
     backend.dispose();
   }
+}
+
+/** The model at this command's start: the save being resumed, --init's weights, or a fresh one. */
+function startingModel(
+  backend: Backend,
+  recipe: Recipe,
+  { seed, saved, initial }: { seed: number; saved: Saved | null; initial: StateDict | null },
+  train: CifarSplit,
+): { model: ConvMixer; average: WeightAverage | null } {
+  const model = new ConvMixer(backend, modelConfig(recipe), recipe.batch);
+  const average = recipe.ema > 0 ? new WeightAverage(model, recipe.ema) : null;
+  if (saved) restoreTrainingState(model, average, saved);
+  else {
+    if (initial) loadStateDict(model, initial);
+    else model.initialize(seed, stemFilters(recipe, train));
+    average?.reset();
+  }
+  return { model, average };
 }
 
 function modelConfig(recipe: Recipe) {
@@ -168,258 +160,6 @@ async function openLoaders(
   };
 }
 
-/**
- * One invocation of `task train` over a prepared model: the epochs, their evaluations and saves,
- * the calibration of a --time run, and stopping on a signal or at --steps.
- */
-class TrainingSession {
-  readonly #perEpoch: number;
-  readonly #signals = new StopSignals();
-  #epochSums: Float32Array = new Float32Array(3); // the last epoch's (loss, correct, count) sums
-  #lastSave = Date.now();
-  #projectedEnd = NaN; // performance.now() at which the run should end
-  #clock: { step: number; at: number } | null = null; // when a --time run's timing began
-
-  constructor(
-    readonly model: ConvMixer,
-    readonly average: WeightAverage | null,
-    readonly loaders: Loaders,
-    readonly config: RunConfig,
-    readonly recipe: Recipe,
-    readonly folder: RunDir,
-    readonly stopAtStep: number | undefined,
-    readonly reporting: { machine: Record<string, string>; testSplit: CifarSplit; stepLog: StepLog | null },
-  ) {
-    this.#perEpoch = loaders.train.batchesPerEpoch;
-    this.position = folder.saved?.position ?? { step: 0, epoch: 0, batchInEpoch: 0 };
-  }
-
-  position: Position;
-
-  async run(): Promise<number> {
-    let testAccuracy = NaN;
-    try {
-      while (!this.#finished()) {
-        const line = await this.#trainEpoch();
-        if (this.#signals.received) break; // saved already; an evaluation would delay the exit
-        testAccuracy = await this.#endEpoch(line, this.#finished());
-      }
-    } finally {
-      this.#signals.dispose();
-    }
-    const signal = this.#signals.received;
-    if (signal) {
-      throw new StoppedBySignal(
-        signal,
-        `stopped by ${signal} at step ${this.position.step}, saved; continue with --resume ${this.folder.path}`,
-      );
-    }
-    return testAccuracy;
-  }
-
-  /** Done with this command: the run's last step, or --steps. */
-  #finished(): boolean {
-    const { step } = this.position;
-    const total = this.config.totalSteps;
-    return (total !== undefined && step >= total) ||
-      (this.stopAtStep !== undefined && step >= this.stopAtStep);
-  }
-
-  /** A run sized in steps trains its first CALIBRATION_STEPS at lr 0 whether or not it measures them. */
-  #lr(step: number): number {
-    const { totalSteps, byEpochs } = this.config, recipe = this.recipe;
-    if (byEpochs) {
-      return learningRate(recipe.schedule, recipe.lr, epochKnots(recipe.epochs, this.#perEpoch), step);
-    }
-    if (totalSteps === undefined || step < CALIBRATION_STEPS) return 0;
-    return learningRate(recipe.schedule, recipe.lr, stepKnots(totalSteps), step);
-  }
-
-  /** Trains the rest of the current epoch (or up to the run's end); returns its metrics line. */
-  async #trainEpoch(): Promise<Record<string, number | boolean | undefined>> {
-    const { model } = this;
-    const recipe = this.recipe;
-    const { backend } = model;
-    const epoch = this.position.epoch;
-    const first = this.position.batchInEpoch;
-    const started = performance.now();
-    const saved = this.folder.saved;
-    const resuming = saved !== null && this.position.step === saved.position.step && first > 0;
-    if (resuming) backend.write(model.metrics, saved.epochMetrics); // the epoch's sums so far
-    else backend.fill(model.metrics, 0);
-    this.reporting.stepLog?.startEpoch();
-    const total = this.config.totalSteps;
-    const epochs = total === undefined ? "?" : Math.ceil(total / this.#perEpoch);
-    const progress = new Progress(`epoch ${epoch + 1}/${epochs}`, this.#perEpoch * recipe.batch, "img");
-    const readEvery = Math.max(1, Math.floor(this.#perEpoch / METRIC_READS_PER_EPOCH));
-    // Metrics are read back without waiting: the read resolves later and is shown on a later step.
-    let pendingRead: Promise<Float32Array> | null = null;
-    let readAt = { images: 0, lr: 0 };
-    let lr = 0, images = 0;
-    const show = async () => {
-      if (!pendingRead) return;
-      const [loss, correct, count] = await pendingRead;
-      pendingRead = null;
-      checkFinite(loss / count, this.position);
-      const end = Number.isFinite(this.#projectedEnd)
-        ? ` · run ends in ${formatDuration((this.#projectedEnd - performance.now()) / 1000)}`
-        : "";
-      progress.update(
-        readAt.images + first * recipe.batch,
-        `loss ${(loss / count).toFixed(3)} acc ${(100 * correct / count).toFixed(1)}% ` +
-          `lr ${readAt.lr.toPrecision(3)}${end}`,
-      );
-    };
-    for await (const batch of this.loaders.train.epoch(epoch, first)) {
-      const step = this.position.step;
-      lr = this.#lr(step);
-      const a = model.setBatch(batch.images, batch.labels);
-      model.forward(a, true, recipe.labelSmoothing);
-      model.backward(a);
-      model.step({
-        kind: recipe.optimizer,
-        lr,
-        weightDecay: recipe.wd,
-        beta1: 0.9,
-        beta2: 0.999,
-        eps: 1e-8,
-        step: step + 1,
-        clipNorm: recipe.clipNorm,
-      });
-      this.average?.update(step + 1);
-      this.position = { step: step + 1, epoch, batchInEpoch: batch.index + 1 };
-      images += batch.count;
-      this.reporting.stepLog?.afterStep(step + 1, lr, () => backend.read(model.metrics));
-      if (recipe.time && this.config.totalSteps === undefined) await this.#calibrate(a);
-      if ((batch.index + 1) % readEvery === 0) {
-        await show();
-        readAt = { images, lr };
-        pendingRead = backend.read(model.metrics);
-      }
-      const atEnd = this.#finished(), stop = this.#signals.received !== null;
-      if (atEnd || stop || Date.now() - this.#lastSave > SAVE_INTERVAL_MS) {
-        await show();
-        const sums = await backend.read(model.metrics);
-        checkFinite(sums[0] / sums[2], this.position);
-        if (!atEnd) await this.#save(sums);
-      }
-      if (atEnd || stop) break;
-    }
-    await show();
-    this.#epochSums = await backend.read(model.metrics);
-    const [lossSum, correct, count] = this.#epochSums;
-    checkFinite(lossSum / count, this.position);
-    const seconds = (performance.now() - started) / 1000;
-    progress.done(`loss ${(lossSum / count).toFixed(3)} acc ${(100 * correct / count).toFixed(1)}%`);
-    return {
-      epoch: epoch + 1,
-      step: this.position.step,
-      train_loss: lossSum / count,
-      train_acc: correct / count,
-      lr,
-      images_per_s: images / seconds,
-      seconds,
-      partial: this.position.batchInEpoch < this.#perEpoch || undefined,
-    };
-  }
-
-  /**
-   * During a --time run's first steps: step WARM_STEPS starts the clock; CALIBRATION_STEPS − WARM_STEPS
-   * steps later it times one evaluation batch too and fixes the run's length so that training,
-   * every evaluation and the saves end within the budget (counted from the process's start).
-   */
-  async #calibrate(a: ReturnType<ConvMixer["activations"]>) {
-    const { step } = this.position;
-    const { backend } = this.model;
-    if (this.#clock === null) { // from WARM_STEPS on (or from the first step after a resume)
-      if (step < WARM_STEPS) return;
-      await backend.flush();
-      this.#clock = { step, at: performance.now() };
-      return;
-    }
-    if (step < this.#clock.step + CALIBRATION_STEPS - WARM_STEPS) return;
-    await backend.flush();
-    const stepMs = (performance.now() - this.#clock.at) / (step - this.#clock.step);
-    const forwardStarted = performance.now();
-    const metrics = await backend.read(this.model.metrics);
-    await backend.read(this.model.forward(a, false));
-    backend.write(this.model.metrics, metrics); // the timing forward leaves the epoch's metrics alone
-    const forwardMsPerImage = (performance.now() - forwardStarted) / a.batch;
-    const recipe = this.recipe;
-    const views = recipe.tta === "flip" ? 2 : 1;
-    const testMs = this.loaders.test.records * views * forwardMsPerImage;
-    const budgetMs = recipe.time * 1000 * (1 - MARGIN_FRACTION);
-    // Each epoch costs its steps, one validation pass and one save.
-    const perStepMs = stepMs +
-      ((this.loaders.val?.records ?? 0) * views * forwardMsPerImage + SAVE_RESERVE_MS) /
-        this.#perEpoch;
-    const left = budgetMs - performance.now() - testMs - SAVE_RESERVE_MS;
-    const totalSteps = step + Math.max(0, Math.floor(left / perStepMs));
-    this.config.totalSteps = totalSteps;
-    this.#projectedEnd = performance.now() + (totalSteps - step) * perStepMs + testMs;
-    await this.folder.writeConfig(this.config);
-    console.error(
-      `\n--time ${recipe.time} s: ${stepMs.toFixed(1)} ms per step, ${
-        (forwardMsPerImage * 1000).toFixed(0)
-      } µs per evaluated image → ${totalSteps} steps (${(totalSteps / this.#perEpoch).toFixed(2)} epochs)`,
-    );
-  }
-
-  /** Evaluation (validation every epoch; the test set at the end), the metrics line, the save. */
-  async #endEpoch(line: Record<string, number | boolean | undefined>, last: boolean): Promise<number> {
-    await this.reporting.stepLog?.flush();
-    const tta = this.recipe.tta;
-    const evaluateSplit = (loader: BatchLoader) => {
-      const run = () =>
-        evaluate(this.model, loader, loader.records, { tta, keepLogits: loader === this.loaders.test });
-      return this.average ? this.average.withAverage(run) : run();
-    };
-    let testAccuracy = NaN;
-    let testLogits: Float32Array | undefined;
-    if (this.loaders.val) {
-      const val = await evaluateSplit(this.loaders.val);
-      Object.assign(line, { val_loss: val.loss, val_acc: val.accuracy });
-    }
-    if (last) {
-      const test = await evaluateSplit(this.loaders.test);
-      Object.assign(line, { test_loss: test.loss, test_acc: test.accuracy });
-      testAccuracy = test.accuracy;
-      testLogits = test.logits;
-    }
-    await this.folder.appendMetrics(line);
-    const { machine, testSplit } = this.reporting;
-    await writeRunReport(this.folder.path, {
-      machine,
-      test: testLogits && { split: testSplit, logits: testLogits },
-    });
-    console.error(epochSummary(line));
-    if (this.position.batchInEpoch === this.#perEpoch) {
-      this.position = { ...this.position, epoch: this.position.epoch + 1, batchInEpoch: 0 };
-    }
-    // A finished epoch's sums are in its line; a partial one (the run's or --steps' end) keeps them.
-    const sums = this.position.batchInEpoch === 0 ? new Float32Array(3) : this.#epochSums;
-    await this.#save(sums);
-    return testAccuracy;
-  }
-
-  /** One atomic save (src/run_dir.ts) of the model, the optimizer and the epoch's metric sums so far. */
-  async #save(epochMetrics: Float32Array) {
-    const { state, moments } = await trainingState(this.model, this.average);
-    await this.folder.save(state, moments, this.position, this.#perEpoch, epochMetrics);
-    this.#lastSave = Date.now();
-  }
-}
-
-function epochSummary(line: Record<string, number | boolean | undefined>): string {
-  const part = (name: string, loss: unknown, acc: unknown) =>
-    typeof loss === "number"
-      ? ` | ${name} loss ${loss.toFixed(4)} acc ${(100 * (acc as number)).toFixed(2)}%`
-      : "";
-  return `epoch ${line.epoch}:` + part("train", line.train_loss, line.train_acc).slice(2) +
-    part("val", line.val_loss, line.val_acc) + part("test", line.test_loss, line.test_acc) +
-    ` | ${(line.images_per_s as number).toFixed(0)} img/s, ${(line.seconds as number).toFixed(0)} s`;
-}
-
 function resolveRunConfig(
   options: TrainOptions,
   onGpu: boolean,
@@ -445,47 +185,6 @@ function resolveRunConfig(
     val: options.val,
     totalSteps: options.totalSteps,
   };
-}
-
-function checkFinite(loss: number, at: Position) {
-  if (!Number.isFinite(loss)) {
-    throw new Error(
-      `non-finite training loss (${loss}) near step ${at.step} (epoch ${at.epoch + 1}); ` +
-        `the last checkpoint is intact — lower --lr or set --clip-norm, then --resume`,
-    );
-  }
-}
-
-/** Prefix of the online weights among the optimizer state of a run with a weight average. */
-const ONLINE = "online.";
-
-/**
- * What a save holds: the model (timm names; the weight average when there is one) and the optimizer
- * state (AdamW moments, and under a weight average the online weights it trains).
- */
-async function trainingState(
-  model: ConvMixer,
-  average: WeightAverage | null,
-): Promise<{ state: StateDict; moments: StateDict }> {
-  const moments = await model.optimizerStateDict();
-  const online = await model.stateDict();
-  if (!average) return { state: online, moments };
-  for (const [name, entry] of online) moments.set(`${ONLINE}${name}`, entry);
-  return { state: await average.withAverage(() => model.stateDict()), moments };
-}
-
-function restoreTrainingState(model: ConvMixer, average: WeightAverage | null, saved: Saved) {
-  const optimizer: StateDict = new Map(), online: StateDict = new Map();
-  for (const [name, entry] of saved.optimizer) {
-    if (name.startsWith(ONLINE)) online.set(name.slice(ONLINE.length), entry);
-    else optimizer.set(name, entry);
-  }
-  model.loadStateDict(saved.state);
-  if (average) {
-    average.reset(); // the checkpoint holds the average; the online weights follow
-    model.loadStateDict(new Map([...saved.state, ...online]));
-  }
-  model.loadOptimizerStateDict(optimizer);
 }
 
 if (import.meta.main) {

@@ -4,33 +4,32 @@
 // is forgotten quickly in a short run. Evaluation and the saved checkpoint use the average; the
 // optimizer keeps training the online weights. All of it stays on the backend.
 import type { Tensor } from "./backend.ts";
-import type { ConvMixer } from "./model.ts";
+import { type ConvMixer, parameterList } from "./model.ts";
 
 export class WeightAverage {
-  /** Averaged tensors by name, and a scratch copy of the online ones while the average is swapped in. */
-  readonly #average = new Map<string, Tensor>();
-  readonly #online = new Map<string, Tensor>();
+  /** The averaged tensors, and a scratch copy of the online ones while the average is swapped in. */
+  readonly #tensors: Tensor[];
+  readonly #average: Tensor[];
+  readonly #online: Tensor[];
   #swapped = false;
 
   constructor(readonly model: ConvMixer, readonly decay: number) {
-    for (const [name, t] of this.#tensors()) {
-      this.#average.set(name, model.backend.tensor(t.shape));
-      this.#online.set(name, model.backend.tensor(t.shape));
-    }
+    this.#tensors = [...parameterList(model.params), ...model.runningStatistics()];
+    const copy = () => this.#tensors.map((t) => model.backend.tensor(t.shape));
+    this.#average = copy();
+    this.#online = copy();
     this.reset();
   }
 
   /** The average restarts from the current weights. */
   reset() {
-    for (const [name, t] of this.#tensors()) this.model.backend.movingAverage(this.#average.get(name)!, t, 0);
+    this.#tensors.forEach((t, i) => this.model.backend.movingAverage(this.#average[i], t, 0));
   }
 
   /** Folds in the weights after optimizer step `step` (1-based). */
   update(step: number) {
     const decay = Math.min(this.decay, (1 + step) / (10 + step));
-    for (const [name, t] of this.#tensors()) {
-      this.model.backend.movingAverage(this.#average.get(name)!, t, decay);
-    }
+    this.#tensors.forEach((t, i) => this.model.backend.movingAverage(this.#average[i], t, decay));
   }
 
   /** Runs `use` with the averaged weights in the model, then puts the online weights back. */
@@ -48,15 +47,11 @@ export class WeightAverage {
   }
 
   /** Copies between the model's tensors and `store`: "in" stores the model's, "out" loads them. */
-  #copy(store: Map<string, Tensor>, direction: "in" | "out") {
+  #copy(store: Tensor[], direction: "in" | "out") {
     const { backend } = this.model;
-    for (const [name, t] of this.#tensors()) {
-      if (direction === "in") backend.movingAverage(store.get(name)!, t, 0);
-      else backend.movingAverage(t, store.get(name)!, 0);
-    }
-  }
-
-  #tensors(): [string, Tensor][] {
-    return [...this.model.params, ...this.model.buffers];
+    this.#tensors.forEach((t, i) => {
+      if (direction === "in") backend.movingAverage(store[i], t, 0);
+      else backend.movingAverage(t, store[i], 0);
+    });
   }
 }

@@ -3,8 +3,7 @@
 // multiples of the 6×8 tile or of the cache blocks, padded leading dimensions, 1 and 2 threads.
 import assert from "node:assert/strict";
 import { numel } from "../src/backend.ts";
-import { gemm, WasmBackend } from "../src/wasm/backend.ts";
-import type { WasmTensor } from "../src/wasm/module.ts";
+import { WasmBackend } from "../src/wasm/backend.ts";
 
 function random(seed: number): () => number {
   return () => {
@@ -74,10 +73,10 @@ for (const threads of [1, 2]) {
               const [aRows, aCols] = transA ? [K, M] : [M, K];
               const [bRows, bCols] = transB ? [N, K] : [K, N];
               const lda = aCols + 3, ldb = bCols + 3, ldc = N + 3;
-              const a = backend.tensor([aRows * lda]) as WasmTensor;
-              const b = backend.tensor([bRows * ldb]) as WasmTensor;
-              const c = backend.tensor([M * ldc]) as WasmTensor;
-              const bias = backend.tensor([N]) as WasmTensor;
+              const a = backend.tensor([aRows * lda]);
+              const b = backend.tensor([bRows * ldb]);
+              const c = backend.tensor([M * ldc]);
+              const bias = backend.tensor([N]);
               const aData = randomArray(a.size, rand), bData = randomArray(b.size, rand);
               const cData = randomArray(c.size, rand), biasData = randomArray(N, rand);
               backend.write(a, aData);
@@ -85,23 +84,23 @@ for (const threads of [1, 2]) {
               backend.write(c, cData);
               backend.write(bias, biasData);
               const alpha = 0.75;
-              gemm(backend.ctx, {
+              backend.gemm({
                 transA,
                 transB,
                 M,
                 N,
                 K,
                 alpha,
-                a: a.offset,
+                a: a,
                 lda,
-                b: b.offset,
+                b: b,
                 ldb,
                 beta,
-                c: c.offset,
+                c: c,
                 ldc,
-                bias: withBias ? bias.offset : 0,
+                bias: withBias ? bias : null,
               });
-              const actual = backend.ctx.f32(c);
+              const actual = backend.f32(c);
               const expected = Float64Array.from(cData), magnitude = new Float64Array(c.size);
               for (let i = 0; i < M; i++) {
                 for (let j = 0; j < N; j++) {
@@ -161,22 +160,22 @@ for (const threads of [1, 2]) {
           const i = Math.floor(o / N), j = o % N;
           return k === K ? biasData[j] : xData[i * K + k] * wData[j * K + k];
         });
-        assertClose(backend.ctx.f32(out as WasmTensor), outRef, outMag, K, "linearForward");
+        assertClose(backend.f32(out), outRef, outMag, K, "linearForward");
         const [dxRef, dxMag] = sums(
           M * K,
           N,
           (o, j) => dOutData[Math.floor(o / K) * N + j] * wData[j * K + (o % K)],
         );
-        assertClose(backend.ctx.f32(dx as WasmTensor), dxRef, dxMag, N, "linearBackwardInput");
+        assertClose(backend.f32(dx), dxRef, dxMag, N, "linearBackwardInput");
         const [dWRef, dWMag] = sums(
           N * K,
           M,
           (o, i) => dOutData[i * N + Math.floor(o / K)] * xData[i * K + (o % K)],
         );
-        assertClose(backend.ctx.f32(dW as WasmTensor), dWRef, dWMag, M, "linearBackwardWeight dWeight");
+        assertClose(backend.f32(dW), dWRef, dWMag, M, "linearBackwardWeight dWeight");
         const [dBiasRef, dBiasMag] = sums(N, M, (j, i) => dOutData[i * N + j]);
         assertClose(
-          backend.ctx.f32(dBias as WasmTensor),
+          backend.f32(dBias),
           dBiasRef,
           dBiasMag,
           M,
@@ -191,14 +190,14 @@ for (const threads of [1, 2]) {
           (o, k) => xData[Math.floor(o / N) * K + k] * wData[(o % N) * K + k],
         );
         assertClose(
-          backend.ctx.f32(out as WasmTensor),
+          backend.f32(out),
           noBiasRef,
           noBiasMag,
           K,
           "linearForward without bias",
         );
         backend.linearBackwardWeight(x, dOut, dW, null);
-        assertClose(backend.ctx.f32(dW as WasmTensor), dWRef, dWMag, M, "linearBackwardWeight without dBias");
+        assertClose(backend.f32(dW), dWRef, dWMag, M, "linearBackwardWeight without dBias");
       }
     });
   });
@@ -244,9 +243,9 @@ for (const threads of [1, 2]) {
             }
           }
         }
-        assertClose(backend.ctx.f32(out as WasmTensor), outRef, outMag, K, `patchEmbedForward p=${p}`);
+        assertClose(backend.f32(out), outRef, outMag, K, `patchEmbedForward p=${p}`);
         assertClose(
-          backend.ctx.f32(dWeight as WasmTensor),
+          backend.f32(dWeight),
           dWRef,
           dWMag,
           B * Hp * Wp,
@@ -273,12 +272,24 @@ Deno.test("linear and patch embedding reject mismatched shapes with a clear erro
   });
 });
 
+Deno.test("a tensor of another backend is refused, not read at its offset in this memory", async () => {
+  await withBackend(1, (a) =>
+    withBackend(1, (b) => {
+      const x = a.tensor([2, 2]), w = b.tensor([1, 2]), out = b.tensor([2, 1]);
+      assert.throws(
+        () => b.linearForward(x, w, null, out),
+        /tensor \[2, 2\] was not created by this backend/,
+      );
+      assert.throws(() => b.read(x), /was not created by this backend/);
+    }));
+});
+
 Deno.test("a trap in a kernel becomes an Error naming it, and the pool keeps working", async () => {
   await withBackend(2, (backend) => {
     const bad = 2 ** 32 - 64; // past the end of the memory
     assert.throws(
       () =>
-        gemm(backend.ctx, {
+        backend.gemm({
           transA: false,
           transB: false,
           M: 64,
@@ -297,6 +308,6 @@ Deno.test("a trap in a kernel becomes an Error naming it, and the pool keeps wor
     backend.write(x, Float32Array.of(1, 2, 3, 4));
     backend.write(w, Float32Array.of(10, 100));
     backend.linearForward(x, w, null, out);
-    assert.deepEqual([...backend.ctx.f32(out as WasmTensor)], [210, 430]);
+    assert.deepEqual([...backend.f32(out)], [210, 430]);
   });
 });

@@ -45,7 +45,7 @@ for (const choice of ["wasm", "webgpu"] as const) {
       });
       try {
         const model = new convmixer.ConvMixer(backend, config, 50);
-        model.loadStateDict(state);
+        convmixer.loadStateDict(model, state);
         const evaluated = await convmixer.evaluate(model, loader, test.count, { keepLogits: true });
         const probabilities = await convmixer.predict(model, test.images);
         const analysis = convmixer.analyseLogits(evaluated.logits!, test.labels, 10);

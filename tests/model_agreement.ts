@@ -1,6 +1,7 @@
 // Two backends run the same small ConvMixer for several AdamW steps (with clipping) on the same
 // batches; their losses, parameters and BN statistics must stay together (float32 rounding only).
 import type { Backend } from "../src/backend.ts";
+import { loadStateDict, stateDict } from "../src/checkpoint.ts";
 import { ConvMixer } from "../src/model.ts";
 import { assertClose } from "./model_fixtures.ts";
 import { randomValues, seededRandom } from "./reference.ts";
@@ -10,7 +11,7 @@ export async function checkTrainingAgreement(a: Backend, b: Backend, steps: numb
   const batch = 6, size = 12;
   const models = [a, b].map((backend) => new ConvMixer(backend, config, batch, size));
   models[0].initialize(3);
-  models[1].loadStateDict(await models[0].stateDict());
+  loadStateDict(models[1], await stateDict(models[0]));
   const random = seededRandom(9);
   for (let step = 1; step <= steps; step++) {
     const images = randomValues(batch * size * size * 3, random, 2);
@@ -36,7 +37,7 @@ export async function checkTrainingAgreement(a: Backend, b: Backend, steps: numb
     }
     assertClose([losses[1]], [losses[0]], rel, `loss at step ${step}`);
   }
-  const [stateA, stateB] = [await models[0].stateDict(), await models[1].stateDict()];
+  const [stateA, stateB] = [await stateDict(models[0]), await stateDict(models[1])];
   for (const [name, t] of stateA) {
     assertClose(stateB.get(name)!.data, t.data, rel, `${name} after ${steps} steps`);
   }

@@ -4,7 +4,7 @@
 // a bound estimated for it by perturbed float64 runs alongside (tests/perturbed_backend.ts).
 import assert from "node:assert";
 import type { Backend, Tensor } from "../src/backend.ts";
-import { loadCheckpoint } from "../src/checkpoint.ts";
+import { loadCheckpoint, loadStateDict, namedParameters, namedStatistics } from "../src/checkpoint.ts";
 import { ConvMixer } from "../src/model.ts";
 import { readSafetensors } from "../src/safetensors.ts";
 import { assertWithin } from "./bounds.ts";
@@ -68,7 +68,7 @@ export async function checkFixture(backend: Backend, name: string, unit: number)
   const twins = [new ReferenceBackend()];
   for (let seed = 1; seed <= PERTURBED_RUNS; seed++) twins.push(new PerturbedBackend(unit, seed));
   const models = [backend, ...twins].map((b) => new ConvMixer(b, config, batch, size));
-  const inputs = models.map((m) => (m.loadStateDict(state), m.setBatch(get("images"), get("labels"))));
+  const inputs = models.map((m) => (loadStateDict(m, state), m.setBatch(get("images"), get("labels"))));
   const model = models[0];
   const all = (run: (m: ConvMixer, i: number) => void) => models.forEach(run);
   const read = (t: Tensor) => backend.read(t);
@@ -106,18 +106,19 @@ export async function checkFixture(backend: Backend, name: string, unit: number)
     all((m, i) => m.backward(inputs[i]));
     if (step === 1) {
       await check((m) => logits[models.indexOf(m)], get("logits_train"), "logits_train");
-      for (const key of model.buffers.keys()) {
-        await check((m) => m.buffers.get(key)!, get(`running.${key}`), key);
+      for (const key of namedStatistics(model).keys()) {
+        await check((m) => namedStatistics(m).get(key)!, get(`running.${key}`), key);
       }
-      for (const [key, t] of model.grads) {
-        await check((m) => m.grads.get(key)!, toOurLayout(key, get(`grad.${key}`), t), `grad.${key}`);
+      for (const [key, t] of namedParameters(model, model.grads)) {
+        const grad = (m: ConvMixer) => namedParameters(m, m.grads).get(key)!;
+        await check(grad, toOurLayout(key, get(`grad.${key}`), t), `grad.${key}`);
       }
     }
     all((m) => m.step({ ...hyper, step }));
     const prefix = step === 1 ? "after_step" : "after_step2";
-    for (const [key, t] of model.params) {
+    for (const [key, t] of namedParameters(model)) {
       await check(
-        (m) => m.params.get(key)!,
+        (m) => namedParameters(m).get(key)!,
         toOurLayout(key, get(`${prefix}.${key}`), t),
         `${prefix}.${key}`,
       );

@@ -5,6 +5,7 @@ import assert from "node:assert";
 import { epochKnots, learningRate, stepKnots } from "../src/schedule.ts";
 import { parseTrainArgs, UsageError } from "../src/options.ts";
 import { ConvMixer } from "../src/model.ts";
+import { namedParameters, namedStatistics } from "../src/checkpoint.ts";
 import { WeightAverage } from "../src/weight_average.ts";
 import { patchSecondMoment, patchWhiteningFilters, symmetricEigen } from "../src/stem_whitening.ts";
 import { crossEntropyMetrics, mirror } from "../src/evaluate.ts";
@@ -77,8 +78,8 @@ Deno.test("weight average: d_t = min(d, (1 + t)/(10 + t)) over parameters and BN
   const model = new ConvMixer(backend, { hdim: 4, depth: 1, kernel: 3, patch: 2, classes: 10 }, 2, 8);
   model.initialize(3);
   const average = new WeightAverage(model, 0.9);
-  const names = [...model.params.keys(), ...model.buffers.keys()];
-  const tensor = (name: string) => model.params.get(name) ?? model.buffers.get(name)!;
+  const state = new Map([...namedParameters(model), ...namedStatistics(model)]);
+  const names = [...state.keys()], tensor = (name: string) => state.get(name)!;
   const expected = new Map(names.map((n) => [n, Float64Array.from(backend.values(tensor(n)))]));
   const random = seededRandom(5);
   for (let step = 1; step <= 30; step++) {

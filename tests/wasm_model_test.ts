@@ -2,6 +2,7 @@
 // and agreement with the float64 reference backend over several training steps.
 import assert from "node:assert";
 import { WasmBackend } from "../src/wasm/backend.ts";
+import { stateDict } from "../src/checkpoint.ts";
 import { ConvMixer } from "../src/model.ts";
 import { randomValues, seededRandom } from "./reference.ts";
 import { F32_UNIT } from "./bounds.ts";
@@ -56,7 +57,7 @@ Deno.test("recomputing the depthwise outputs in the backward pass trains bit for
           clipNorm: 1,
         });
       }
-      states.push(await model.stateDict());
+      states.push(await stateDict(model));
     } finally {
       backend.dispose();
     }

@@ -5,7 +5,7 @@
 import denoConfig from "../../deno.json" with { type: "json" };
 import { type CifarSplit, CLASS_NAMES, IMAGE_BYTES } from "../data/cifar.ts";
 import { recordToRgb, rgbToPng } from "../image.ts";
-import type { ConvMixerConfig } from "../checkpoint.ts";
+import type { ConvMixerConfig } from "../model.ts";
 import { analyseLogits, type TestAnalysis } from "./analysis.ts";
 import { barChart, heatmap, lineChart, type Series } from "./charts.ts";
 

@@ -1,26 +1,9 @@
-// The WebAssembly side of the CPU backend: one compiled module (build/convmixer.wasm), one shared
-// linear memory, and an llm.c-style arena. The TypeScript side owns all memory: tensors are byte
-// offsets into the shared memory, handed out once by a bump allocator and never freed, and the
-// kernels (asm/) take those offsets plus integer dimensions.
-import type { Tensor } from "../backend.ts";
-import type { ThreadPool } from "./threads.ts";
-
-/** A tensor living in the shared WebAssembly memory at `offset` (bytes, 64-byte aligned). */
-export interface WasmTensor extends Tensor {
-  readonly offset: number;
-}
-
+// The compiled WebAssembly module (build/convmixer.wasm) and its memories, shared by the CPU
+// backend (backend.ts) and the data layer's augmenter (src/data/augment.ts): loading, a shared
+// linear memory, instantiation over it, and an llm.c-style arena. The TypeScript side owns all
+// memory: buffers are byte offsets handed out once by a bump allocator and never freed, and the
+// kernels (asm/) take those offsets plus integer dimensions. Imports nothing, so both can use it.
 export type WasmExports = Record<string, (...args: number[]) => number | void> & { heapBase(): number };
-
-/** What a WASM layer op needs: the memory, the threads, and a reusable scratch area. */
-export interface WasmContext {
-  readonly memory: WebAssembly.Memory;
-  readonly pool: ThreadPool;
-  /** Scratch of at least `bytes`, 64-byte aligned, reused: valid until the next scratch() call. */
-  scratch(bytes: number): number;
-  /** A fresh view (memory may have grown). */
-  f32(t: WasmTensor): Float32Array;
-}
 
 const PAGE_BYTES = 65536;
 const MAX_PAGES = 65536; // 4 GiB: the most a 32-bit WebAssembly memory can address.
