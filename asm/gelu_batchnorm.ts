@@ -22,8 +22,6 @@
 // large dz cancel.)
 import { addToFloat64, highToFloat64, loadLanes, lowToFloat64, shareStart, storeLanes } from "./lanes";
 
-const BATCH_NORM_EPS: f64 = 1e-5;
-const MOMENTUM: f64 = 0.1;
 const ROWS_PER_BLOCK = 16;
 
 // ---- exact GELU in float32 ------------------------------------------------------------------
@@ -152,14 +150,14 @@ export function biasGeluBatchNormStatistics(
 }
 
 /**
- * Thread 0 only. training: combines the `count` partials into mean and (biased) var, writes saved
+ * Thread 0 only (eps, momentum: src/kernel_constants.ts). training: combines the `count` partials into mean and (biased) var, writes saved
  * [2, C] = (mean, rstd) and the running statistics (unbiased var). eval: mean and var are the
  * running statistics. Either way writes table [3, Cp] = (mean, gamma·rstd, beta) for Apply.
  */
 export function biasGeluBatchNormFinalize(
   partials: usize, count: i32, N: i32, C: i32, gamma: usize, beta: usize,
   runningMean: usize, runningVar: usize, saved: usize, table: usize, training: i32,
-  thread: i32, threads: i32,
+  eps: f64, momentum: f64, thread: i32, threads: i32,
 ): void {
   if (thread != 0) return;
   const Cp = paddedChannels(C);
@@ -178,16 +176,16 @@ export function biasGeluBatchNormFinalize(
       mean = <f64>load<f32>(partials + at) + meanShift;
       variance = max(squares / N - meanShift * meanShift, 0);
       store<f32>(saved + at, <f32>mean);
-      store<f32>(saved + <usize>C * 4 + at, <f32>(1 / Math.sqrt(variance + BATCH_NORM_EPS)));
-      store<f32>(runningMean + at, <f32>((1 - MOMENTUM) * load<f32>(runningMean + at) + MOMENTUM * mean));
+      store<f32>(saved + <usize>C * 4 + at, <f32>(1 / Math.sqrt(variance + eps)));
+      store<f32>(runningMean + at, <f32>((1 - momentum) * load<f32>(runningMean + at) + momentum * mean));
       const unbiased = variance * N / (N - 1);
-      store<f32>(runningVar + at, <f32>((1 - MOMENTUM) * load<f32>(runningVar + at) + MOMENTUM * unbiased));
+      store<f32>(runningVar + at, <f32>((1 - momentum) * load<f32>(runningVar + at) + momentum * unbiased));
     } else {
       mean = load<f32>(runningMean + at);
       variance = load<f32>(runningVar + at);
     }
     store<f32>(table + at, <f32>mean);
-    store<f32>(table + <usize>Cp * 4 + at, <f32>(load<f32>(gamma + at) / Math.sqrt(variance + BATCH_NORM_EPS)));
+    store<f32>(table + <usize>Cp * 4 + at, <f32>(load<f32>(gamma + at) / Math.sqrt(variance + eps)));
     store<f32>(table + <usize>Cp * 8 + at, load<f32>(beta + at));
   }
 }

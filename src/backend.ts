@@ -104,10 +104,11 @@ export interface Backend {
 
   // ---- the unit after every conv: bias, exact GELU, BatchNorm2d (+ the block's residual) ----
   /**
-   * u = GELU(z + bias) (exact, erf);  out = gamma·(u − mean)/√(var + 1e-5) + beta (+ residual).
+   * u = GELU(z + bias) (exact, erf);  out = gamma·(u − mean)/√(var + eps) + beta (+ residual), with
+   * eps = 1e-5 and momentum m = 0.1 (BATCHNORM_EPS, BATCHNORM_MOMENTUM in src/kernel_constants.ts).
    * z, out, residual: [B, H, W, C] seen as [N, C], N = B·H·W; every tensor of `unit`: [C].
    * training: mean/var are the batch's (biased var), saved [2, C] gets (mean, 1/√(var+eps)), and
-   *   runningMean = 0.9·runningMean + 0.1·mean, runningVar = 0.9·runningVar + 0.1·var·N/(N−1).
+   *   runningMean = (1 − m)·runningMean + m·mean, runningVar = (1 − m)·runningVar + m·var·N/(N−1).
    * eval: mean/var are the running statistics; saved and running* are not written.
    * residual may be null; it may not alias out.
    */

@@ -13,6 +13,7 @@ import type {
 import * as shapes from "../shapes.ts";
 import type { ThreadPool } from "./threads.ts";
 import { alignUp } from "./module.ts";
+import { BATCHNORM_EPS, BATCHNORM_MOMENTUM, OPTIMIZER_CODE } from "../kernel_constants.ts";
 
 /** A kernel argument: a number, or a tensor passed as its byte offset (null: 0, "none"). */
 type KernelArg = number | Tensor | null;
@@ -234,7 +235,7 @@ export abstract class WasmOps {
     const partials = table - partialBytes;
     if (training) this.run("biasGeluBatchNormStatistics", [z, bias, out, partials, N, C]);
     const finalize = [partials, threads, N, C, gamma, beta, runningMean, runningVar, saved, table];
-    this.run("biasGeluBatchNormFinalize", [...finalize, +training]);
+    this.run("biasGeluBatchNormFinalize", [...finalize, +training, BATCHNORM_EPS, BATCHNORM_MOMENTUM]);
     this.run("biasGeluBatchNormApply", [z, bias, table, residual, out, N, C, +training]);
   }
 
@@ -305,7 +306,7 @@ export abstract class WasmOps {
     shapes.optimizerDims(param, grad, m, v, sumSquares);
     shapes.check(hyper.kind === "adamw" || hyper.kind === "sgd", op, () => `unknown optimizer ${hyper.kind}`);
     const { lr, weightDecay, beta1, beta2, eps, step, clipNorm } = hyper;
-    const kind = hyper.kind === "adamw" ? 0 : 1;
+    const kind = OPTIMIZER_CODE[hyper.kind];
     this.run(op, [
       param,
       grad,
