@@ -1,6 +1,6 @@
 // Agreement with PyTorch: the fixtures of tools/make_fixtures.py (timm's ConvMixer, float64) replayed
 // through src/model.ts on any backend — eval logits, one training forward (logits, loss, BN running
-// statistics), every gradient, and two AdamW steps with gradient-norm clipping — each element within
+// statistics, each layer's activations), every gradient, and two AdamW steps with gradient-norm clipping — each element within
 // a bound estimated for it by perturbed float64 runs alongside (tests/perturbed_backend.ts).
 import assert from "node:assert";
 import type { Backend, Tensor } from "../src/backend.ts";
@@ -14,6 +14,8 @@ import { ReferenceBackend } from "./reference_backend.ts";
 // (k7p2b1, batch 1, only has noise for gradients: tools/make_fixtures.py.)
 export const FIXTURES = ["k3p1", "k5p2", "k7p2b4", "k9p4"];
 const dir = new URL("./fixtures/", import.meta.url).pathname;
+
+type Activations = ReturnType<ConvMixer["setBatch"]>;
 
 /**
  * max |actual − expected| ≤ abs + rel · max |expected|, elementwise over the whole tensor. Only for
@@ -85,8 +87,11 @@ export async function checkFixture(backend: Backend, name: string, unit: number)
   const check = async (pick: (m: ConvMixer) => Tensor, expected: Float32Array, what: string) =>
     expectClose(await read(pick(model)), expected, bound(pick), what);
 
+  // The eval logits are compared after the train forward's layers (below), so that a wrong layer is
+  // named by its own check first; the logits buffer is reused, so they are read now.
   const evalLogits = models.map((m, i) => m.forward(inputs[i], false));
-  await check((m) => evalLogits[models.indexOf(m)], get("logits_eval"), "logits_eval");
+  const pickEval = (m: ConvMixer) => evalLogits[models.indexOf(m)];
+  const evalRead = { actual: await read(pickEval(model)), bound: bound(pickEval) };
 
   const hyper = {
     kind: "adamw" as const,
@@ -100,6 +105,15 @@ export async function checkFixture(backend: Backend, name: string, unit: number)
   for (const step of [1, 2]) {
     all((m) => m.backend.fill(m.metrics, 0));
     const logits = models.map((m, i) => m.forward(inputs[i], true));
+    if (step === 1) {
+      // The stored activations layer by layer from the stem, so a failure names the first wrong layer.
+      const activation = (pick: (a: Activations) => Tensor, key: string) =>
+        check((m) => pick(inputs[models.indexOf(m)]), get(key), key);
+      await activation((a) => a.blockInput[0], "act.stem");
+      for (let i = 0; i < config.depth; i++) await activation((a) => a.blockInput[i + 1], `act.blocks.${i}`);
+      await activation((a) => a.pooled, "act.pool");
+      expectClose(evalRead.actual, get("logits_eval"), evalRead.bound, "logits_eval");
+    }
     const [lossSum, , count] = await read(model.metrics);
     const lossBound = bound((m) => m.metrics, count).subarray(0, 1);
     expectClose([lossSum / count], get(step === 1 ? "loss" : "loss2"), lossBound, `loss (step ${step})`);
