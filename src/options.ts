@@ -4,7 +4,7 @@ import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
 import type { OptimizerKind } from "./backend.ts";
 import type { ScheduleKind } from "./schedule.ts";
 import type { TestTimeAugmentation } from "./evaluate.ts";
-import type { AugmentConfig } from "./data/augment.ts";
+import type { AugmentConfig } from "./data/augment_plan.ts";
 
 export type BackendChoice = "auto" | "wasm" | "webgpu";
 
