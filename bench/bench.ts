@@ -12,7 +12,7 @@
 import { parseArgs } from "node:util";
 import type { Backend } from "../src/backend.ts";
 import { ConvMixer, type ConvMixerConfig, convMixerFlops } from "../src/model.ts";
-import { augmentConfig, PRESETS, type Recipe } from "../src/options.ts";
+import { augmentConfig, PRESETS, type Recipe } from "../src/recipe.ts";
 import { WasmBackend } from "../src/wasm/backend.ts";
 import { WebGpuBackend } from "../src/webgpu/backend.ts";
 import { requestGpu } from "../src/webgpu/device.ts";

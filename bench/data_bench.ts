@@ -8,7 +8,7 @@ import type { AugmentConfig } from "../src/data/augment_plan.ts";
 import { epochOrder } from "../src/data/random.ts";
 import { type CifarSplit, openCifar } from "../src/data/cifar.ts";
 import { BatchLoader } from "../src/data/loader.ts";
-import { augmentConfig, PRESETS } from "../src/options.ts";
+import { augmentConfig, PRESETS } from "../src/recipe.ts";
 
 export interface DataBenchRow {
   recipe: "none" | "official";
