@@ -35,7 +35,8 @@ export type { Backend, OptimizerHyper, OptimizerKind, Tensor } from "./src/backe
 export { WasmBackend } from "./src/wasm/backend.ts";
 export { WebGpuBackend } from "./src/webgpu/backend.ts";
 export { selectBackend, type Selected } from "./src/select_backend.ts";
-export { type BackendChoice, PRESETS, type Recipe, type TrainOptions } from "./src/options.ts";
+export { type BackendChoice, type TrainOptions } from "./src/options.ts";
+export { PRESETS, type Recipe } from "./src/recipe.ts";
 export { train } from "./src/train.ts";
 export { type EvalResult, evaluate } from "./src/evaluate.ts";
 export { BatchLoader, type LoaderOptions } from "./src/data/loader.ts";

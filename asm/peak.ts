@@ -1,4 +1,5 @@
-// The CPU's peak f32x4 multiply-add rate, for `task bench`'s "achieved vs peak" column: eight
+// The CPU's peak f32x4 multiply-add rate, for `task bench`'s "achieved vs peak" column, built as
+// a module of its own (build/peak.wasm) so the production one holds only what training runs: eight
 // independent accumulators (enough to hide the FMA latency on two FMA ports), no memory traffic.
 // 64 FLOPs per iteration. x and y derive from the arguments so the compiler cannot fold them into
 // memory operands of every FMA (which would measure loads, not multiply-adds).

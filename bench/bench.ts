@@ -12,8 +12,10 @@
 import { parseArgs } from "node:util";
 import type { Backend } from "../src/backend.ts";
 import { ConvMixer, type ConvMixerConfig, convMixerFlops } from "../src/model.ts";
-import { augmentConfig, PRESETS, type Recipe } from "../src/options.ts";
+import { augmentConfig, PRESETS, type Recipe } from "../src/recipe.ts";
 import { WasmBackend } from "../src/wasm/backend.ts";
+import { createSharedMemory } from "../src/wasm/module.ts";
+import { ThreadPool } from "../src/wasm/threads.ts";
 import { WebGpuBackend } from "../src/webgpu/backend.ts";
 import { requestGpu } from "../src/webgpu/device.ts";
 import { openCifar } from "../src/data/cifar.ts";
@@ -87,13 +89,26 @@ async function time(backend: Backend, fn: () => void): Promise<number> {
   return performance.now() - start;
 }
 
-/** The peak f32x4 FMA rate of the WASM threads, measured (asm/peak.ts). */
-function cpuPeakGflops(backend: WasmBackend): number {
-  const iterations = 20_000_000;
-  backend.pool.run("fmaPeak", [iterations]); // the first call runs in V8's baseline tier
-  const start = performance.now();
-  backend.pool.run("fmaPeak", [iterations]);
-  return (64 * iterations * backend.pool.threads) / ((performance.now() - start) * 1e6);
+/**
+ * The peak f32x4 FMA rate of `threads` WASM threads, measured with build/peak.wasm (asm/peak.ts,
+ * kept out of the production module) on a pool of its own.
+ */
+async function cpuPeakGflops(threads: number): Promise<number> {
+  const url = new URL("../build/peak.wasm", import.meta.url);
+  const pool = await ThreadPool.create(
+    await WebAssembly.compile(await Deno.readFile(url)),
+    createSharedMemory(),
+    threads,
+  );
+  try {
+    const iterations = 20_000_000;
+    pool.run("fmaPeak", [iterations]); // the first call runs in V8's baseline tier
+    const start = performance.now();
+    pool.run("fmaPeak", [iterations]);
+    return (64 * iterations * threads) / ((performance.now() - start) * 1e6);
+  } finally {
+    pool.close();
+  }
 }
 
 /** fp32 (non-tensor-core) peaks of GPUs we have measured on; others are left blank. */
@@ -296,9 +311,7 @@ if (import.meta.main && flags["chart-from"]) {
   const rows: Row[] = [];
   const kernels: Record<string, unknown[]> = {};
   if (backends.includes("wasm")) {
-    const probe = await WasmBackend.create();
-    const peak = cpuPeakGflops(probe);
-    probe.dispose();
+    const peak = await cpuPeakGflops(navigator.hardwareConcurrency);
     // Each model in a fresh memory (the arena never frees), so the memory column is the model's own;
     // ConvMixer-256/8 also as the official recipe runs it on the CPU at batch 512 (src/model.ts).
     const runs: [string, boolean][] = models.flatMap((name): [string, boolean][] =>

@@ -3,10 +3,12 @@
 // BatchLoader with 1..N workers (workers, messages and transfers included). Medians of several runs.
 //   deno run -A bench/data_bench.ts [--data PATH] [--batch 128] [--workers 1,2] [--runs 5]
 import { parseArgs } from "node:util";
-import { type AugmentConfig, Augmenter, epochOrder } from "../src/data/augment.ts";
+import { Augmenter } from "../src/data/augment.ts";
+import type { AugmentConfig } from "../src/data/augment_plan.ts";
+import { epochOrder } from "../src/data/random.ts";
 import { type CifarSplit, openCifar } from "../src/data/cifar.ts";
 import { BatchLoader } from "../src/data/loader.ts";
-import { augmentConfig, PRESETS } from "../src/options.ts";
+import { augmentConfig, PRESETS } from "../src/recipe.ts";
 
 export interface DataBenchRow {
   recipe: "none" | "official";

@@ -1,7 +1,8 @@
 // A run's config.json: the recipe, seed, data order and starting weights, plus the changes made on
 // --resume (--lr, --clip-norm, --epochs), each with the step it applies from. The recipe a resumed run
 // trains with is the original one with every change applied in order.
-import { PAPER_METHODS, PRESETS, type Recipe, type TrainOptions, UsageError } from "./options.ts";
+import { type TrainOptions, UsageError } from "./options.ts";
+import { PAPER_METHODS, PRESETS, type Recipe } from "./recipe.ts";
 
 export interface RunChange {
   /** The first optimizer step trained with the change. */

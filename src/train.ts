@@ -7,15 +7,8 @@
 // last.safetensors (timm names) and the AdamW moments, saved as one atomic step at every epoch end,
 // every few minutes, and on Ctrl-C/SIGTERM/SIGHUP, so --resume continues from the last save after
 // any crash.
-import {
-  augmentConfig,
-  parseTrainArgs,
-  PRESETS,
-  type Recipe,
-  TRAIN_USAGE,
-  type TrainOptions,
-  UsageError,
-} from "./options.ts";
+import { parseTrainArgs, TRAIN_USAGE, type TrainOptions, UsageError } from "./options.ts";
+import { augmentConfig, PRESETS, type Recipe } from "./recipe.ts";
 import type { Backend } from "./backend.ts";
 import { selectBackend } from "./select_backend.ts";
 import { ConvMixer } from "./model.ts";

@@ -2,7 +2,7 @@
 // optimizer step at a time, the metrics read back while the next steps run, the evaluations and
 // metrics line at each epoch's end, the --time calibration, and the saves (src/run_dir.ts), at
 // every epoch end, every few minutes and on a stop signal.
-import type { Recipe } from "./options.ts";
+import type { Recipe } from "./recipe.ts";
 import type { ConvMixer } from "./model.ts";
 import { epochKnots, learningRate, stepKnots } from "./schedule.ts";
 import {

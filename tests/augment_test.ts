@@ -1,13 +1,11 @@
-// asm/augment.ts and the plans of src/data/augment.ts against a float64 reference written from
+// asm/augment.ts and the plans of src/data/augment_plan.ts against a float64 reference written from
 // torchvision's formulas (each op on its own, crop + flip, normalise, erase, whole plans), against
 // torchvision 0.14 itself (fixtures from tools/make_augment_fixtures.py), and the plan statistics.
 import { deepStrictEqual as assertEquals, notDeepStrictEqual, ok } from "node:assert/strict";
 import { gunzipSync } from "fflate";
+import { Augmenter, CIFAR_MEAN, CIFAR_STD } from "../src/data/augment.ts";
 import {
   type AugmentConfig,
-  Augmenter,
-  CIFAR_MEAN,
-  CIFAR_STD,
   drawPlan,
   OpCode,
   type Plan,
@@ -16,7 +14,7 @@ import {
   randAugmentMagnitude,
   type RandAugmentOp,
   randAugmentOp,
-} from "../src/data/augment.ts";
+} from "../src/data/augment_plan.ts";
 
 const SIDE = 32;
 const PLANE = SIDE * SIDE;

@@ -1,6 +1,7 @@
 // A data worker: holds the split's images (shared, not copied) and an Augmenter with a WebAssembly
 // memory of its own, and answers each batch request with transferred image and label buffers.
-import { type AugmentConfig, Augmenter } from "./augment.ts";
+import { Augmenter } from "./augment.ts";
+import type { AugmentConfig } from "./augment_plan.ts";
 
 export interface WorkerInit {
   kind: "init";

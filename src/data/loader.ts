@@ -2,12 +2,12 @@
 // that decoding and augmentation overlap the model's compute. The order is a seeded permutation
 // per (seed, epoch) and each sample's augmentation depends on (seed, epoch, index) only, so a run
 // is reproducible whatever the worker count, and resuming can start mid-epoch (startBatch).
-import { epochOrder } from "./augment.ts";
+import { epochOrder } from "./random.ts";
 import type { CifarSplit } from "./cifar.ts";
 import type { BatchReply, WorkerInit, WorkerJob, WorkerReply } from "./augment_worker.ts";
 
-export type { AugmentConfig } from "./augment.ts";
-import type { AugmentConfig } from "./augment.ts";
+export type { AugmentConfig } from "./augment_plan.ts";
+import type { AugmentConfig } from "./augment_plan.ts";
 
 export interface Batch {
   /** count×32×32×3 normalised float32, NHWC. */

@@ -7,6 +7,10 @@
 // Per-dispatch parameters go in a ring of aligned uniform slots bound with a dynamic offset, written
 // with one queue.writeBuffer just before each submit, so bind groups can be cached per (kernel,
 // buffers, sizes) and pipelines per (kernel, specialisation constants).
+//
+// Over 400 lines on purpose: it is one job, tinygrad's runtime (allocate, launch, submit). Buffers,
+// the uniform ring, the open pass and the error scopes share one command encoder and one submit
+// point, so splitting them would pass that state between files rather than separate concerns.
 
 import { numel, type Tensor } from "../backend.ts";
 import { type Grid, type Kernel, KernelCache, type Launcher, type Uniforms } from "./kernels.ts";
