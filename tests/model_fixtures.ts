@@ -2,7 +2,6 @@
 // through src/model.ts on any backend — eval logits, one training forward (logits, loss, BN running
 // statistics), every gradient, and two AdamW steps with gradient-norm clipping — each element within
 // a bound estimated for it by perturbed float64 runs alongside (tests/perturbed_backend.ts).
-import assert from "node:assert";
 import type { Backend, Tensor } from "../src/backend.ts";
 import { loadCheckpoint, loadStateDict, namedParameters, namedStatistics } from "../src/checkpoint.ts";
 import { ConvMixer } from "../src/model.ts";
@@ -14,29 +13,6 @@ import { ReferenceBackend } from "./reference_backend.ts";
 // (k7p2b1, batch 1, only has noise for gradients: tools/make_fixtures.py.)
 export const FIXTURES = ["k3p1", "k5p2", "k7p2b4", "k9p4"];
 const dir = new URL("./fixtures/", import.meta.url).pathname;
-
-/**
- * max |actual − expected| ≤ abs + rel · max |expected|, elementwise over the whole tensor. Only for
- * tests/model_agreement.ts and webgpu_test.ts's own kernel checks, not yet on per-element bounds.
- */
-export function assertClose(
-  actual: ArrayLike<number>,
-  expected: ArrayLike<number>,
-  rel: number,
-  what: string,
-) {
-  assert.equal(actual.length, expected.length, `${what}: length`);
-  let scale = 0, worst = 0, at = 0;
-  for (let i = 0; i < expected.length; i++) scale = Math.max(scale, Math.abs(expected[i]));
-  for (let i = 0; i < expected.length; i++) {
-    const error = Math.abs(actual[i] - expected[i]);
-    if (!(error <= worst)) [worst, at] = [error, i];
-  }
-  assert(
-    worst <= rel * scale + 1e-7,
-    `${what}: error ${worst} at ${at} (${actual[at]} vs ${expected[at]}), scale ${scale}`,
-  );
-}
 
 /** timm's depthwise [C, 1, k, k] → ours [k, k, C]; every other tensor has the same order. */
 function toOurLayout(name: string, data: Float32Array, t: Tensor): Float32Array {
