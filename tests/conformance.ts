@@ -15,15 +15,17 @@ import * as bounds from "./bounds.ts";
 import type { Arithmetic, Bounded } from "./bounds.ts";
 
 /** A backend tensor and its float64 twin, holding the same values up to the twin's bound e. */
-interface Pair extends Bounded {
+export interface Pair extends Bounded {
   t: Tensor;
 }
 
-/** Builds pairs on one backend and compares them. */
-class Harness {
-  #random = ref.seededRandom(20240611);
+/** Builds pairs on one backend and compares them (also tests/webgpu_test.ts's own kernel checks). */
+export class Harness {
+  #random: () => number;
 
-  constructor(readonly backend: Backend, readonly arithmetic: Arithmetic) {}
+  constructor(readonly backend: Backend, readonly arithmetic: Arithmetic, seed = 20240611) {
+    this.#random = ref.seededRandom(seed);
+  }
 
   /** Random values in [−scale, scale) on both sides. */
   random(shape: number[], scale = 1): Pair {

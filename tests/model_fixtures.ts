@@ -2,7 +2,6 @@
 // through src/model.ts on any backend — eval logits, one training forward (logits, loss, BN running
 // statistics, each layer's activations), every gradient, and two AdamW steps with gradient-norm clipping — each element within
 // a bound estimated for it by perturbed float64 runs alongside (tests/perturbed_backend.ts).
-import assert from "node:assert";
 import type { Backend, Tensor } from "../src/backend.ts";
 import { loadCheckpoint, loadStateDict, namedParameters, namedStatistics } from "../src/checkpoint.ts";
 import { ConvMixer } from "../src/model.ts";
@@ -16,29 +15,6 @@ export const FIXTURES = ["k3p1", "k5p2", "k7p2b4", "k9p4"];
 const dir = new URL("./fixtures/", import.meta.url).pathname;
 
 type Activations = ReturnType<ConvMixer["setBatch"]>;
-
-/**
- * max |actual − expected| ≤ abs + rel · max |expected|, elementwise over the whole tensor. Only for
- * tests/model_agreement.ts and webgpu_test.ts's own kernel checks, not yet on per-element bounds.
- */
-export function assertClose(
-  actual: ArrayLike<number>,
-  expected: ArrayLike<number>,
-  rel: number,
-  what: string,
-) {
-  assert.equal(actual.length, expected.length, `${what}: length`);
-  let scale = 0, worst = 0, at = 0;
-  for (let i = 0; i < expected.length; i++) scale = Math.max(scale, Math.abs(expected[i]));
-  for (let i = 0; i < expected.length; i++) {
-    const error = Math.abs(actual[i] - expected[i]);
-    if (!(error <= worst)) [worst, at] = [error, i];
-  }
-  assert(
-    worst <= rel * scale + 1e-7,
-    `${what}: error ${worst} at ${at} (${actual[at]} vs ${expected[at]}), scale ${scale}`,
-  );
-}
 
 /** timm's depthwise [C, 1, k, k] → ours [k, k, C]; every other tensor has the same order. */
 function toOurLayout(name: string, data: Float32Array, t: Tensor): Float32Array {
@@ -54,6 +30,27 @@ function toOurLayout(name: string, data: Float32Array, t: Tensor): Float32Array 
  */
 const PERTURBED_RUNS = 3, SPREAD_FACTOR = 32;
 
+/** The float64 reference, then PERTURBED_RUNS copies of it perturbed at `unit`. */
+export function perturbedTwins(unit: number): ReferenceBackend[] {
+  const twins = [new ReferenceBackend()];
+  for (let seed = 1; seed <= PERTURBED_RUNS; seed++) twins.push(new PerturbedBackend(unit, seed));
+  return twins;
+}
+
+/**
+ * The value twins[0] holds in tensors[0] (twin k's copy in tensors[k]) and the bound of a backend's
+ * copy of it divided by scale: (SPREAD_FACTOR·spread_i + 4·unit·|x_i|)/scale, spread_i the largest move
+ * of the perturbed runs, 4 units of the value itself for an element that happened not to move.
+ */
+export function twinBound(twins: ReferenceBackend[], tensors: Tensor[], unit: number, scale = 1) {
+  const [value, ...perturbed] = tensors.map((t, k) => twins[k].values(t));
+  const bound = value.map((x, i) => {
+    const spread = Math.max(...perturbed.map((p) => Math.abs(p[i] - x)));
+    return (SPREAD_FACTOR * spread + 4 * unit * Math.abs(x)) / scale;
+  });
+  return { value, bound };
+}
+
 /**
  * Replays the fixture on `backend` and, call for call, on the float64 reference and PERTURBED_RUNS
  * copies of it perturbed at the backend's unit roundoff (tests/perturbed_backend.ts). Element i must
@@ -67,21 +64,15 @@ export async function checkFixture(backend: Backend, name: string, unit: number)
   const { tensors: io, metadata } = await readSafetensors(`${dir}${name}.io.safetensors`);
   const get = (key: string) => io.get(key)!.data as Float32Array;
   const batch = Number(metadata.batch), size = Number(metadata.image_size);
-  const twins = [new ReferenceBackend()];
-  for (let seed = 1; seed <= PERTURBED_RUNS; seed++) twins.push(new PerturbedBackend(unit, seed));
+  const twins = perturbedTwins(unit);
   const models = [backend, ...twins].map((b) => new ConvMixer(b, config, batch, size));
   const inputs = models.map((m) => (loadStateDict(m, state), m.setBatch(get("images"), get("labels"))));
   const model = models[0];
   const all = (run: (m: ConvMixer, i: number) => void) => models.forEach(run);
   const read = (t: Tensor) => backend.read(t);
   /** The bound of the value that twin tensors `pick(model)` hold. */
-  const bound = (pick: (m: ConvMixer) => Tensor, scale = 1) => {
-    const [value, ...perturbed] = models.slice(1).map((m, k) => twins[k].values(pick(m)));
-    return value.map((x, i) => {
-      const spread = Math.max(...perturbed.map((p) => Math.abs(p[i] - x)));
-      return (SPREAD_FACTOR * spread + 4 * unit * Math.abs(x)) / scale;
-    });
-  };
+  const bound = (pick: (m: ConvMixer) => Tensor, scale = 1) =>
+    twinBound(twins, models.slice(1).map(pick), unit, scale).bound;
   const expectClose = (actual: ArrayLike<number>, expected: Float32Array, b: Float64Array, what: string) =>
     assertWithin(`${name} ${what}`, actual, expected, b.map((x, i) => x + Math.abs(expected[i]) * 2 ** -23));
   const check = async (pick: (m: ConvMixer) => Tensor, expected: Float32Array, what: string) =>
