@@ -9,7 +9,7 @@
 // Every element of an output must lie within its own bound (tests/bounds.ts), computed before each
 // reference op from the inputs' values and bounds and the backend's arithmetic.
 import assert from "node:assert/strict";
-import type { Backend, OptimizerHyper, Tensor } from "../src/backend.ts";
+import type { Backend, BatchNormParams, BatchNormWeights, OptimizerHyper, Tensor } from "../src/backend.ts";
 import * as ref from "./reference.ts";
 import * as bounds from "./bounds.ts";
 import type { Arithmetic, Bounded } from "./bounds.ts";
@@ -41,6 +41,34 @@ export class Harness {
   /** An overwrite output: garbage on both sides, so an element the op forgets to write fails. */
   garbage(shape: number[]): Pair {
     return this.random(shape, 1e3);
+  }
+
+  /** biasGeluBatchNormForward on both sides, the outputs' bounds set (tests/bounds.ts). */
+  batchNormForward(
+    z: Pair,
+    unit: BatchNormParams<Pair>,
+    saved: Pair,
+    residual: Pair | null,
+    out: Pair,
+    training: boolean,
+  ) {
+    const sides = ref.sides(unit);
+    this.backend.biasGeluBatchNormForward(z.t, sides.t, saved.t, residual?.t ?? null, out.t, training);
+    bounds.batchNormForwardBound(this.arithmetic, { z, ...unit, saved, residual, out }, training);
+    ref.biasGeluBatchNormForward(z.r, sides.r, saved.r, residual?.r ?? null, out.r, training);
+  }
+
+  /** biasGeluBatchNormBackward on both sides into fresh garbage gradients (dz may be dOut); returns them. */
+  batchNormBackward(z: Pair, unit: BatchNormWeights<Pair>, saved: Pair, dOut: Pair, dz: Pair) {
+    const C = unit.bias.r.data.length;
+    const [dBias, dGamma, dBeta] = [0, 1, 2].map(() => this.garbage([C]));
+    const weights = ref.sides({ bias: unit.bias, gamma: unit.gamma });
+    const grads = ref.sides({ bias: dBias, gamma: dGamma, beta: dBeta });
+    this.backend.biasGeluBatchNormBackward(z.t, weights.t, saved.t, dOut.t, dz.t, grads.t);
+    const { bias, gamma } = unit;
+    bounds.batchNormBackwardBound(this.arithmetic, { z, bias, gamma, saved, dOut, dz, dBias, dGamma, dBeta });
+    ref.biasGeluBatchNormBackward(z.r, weights.r, saved.r, dOut.r, dz.r, grads.r);
+    return { dBias, dGamma, dBeta };
   }
 
   of(shape: number[], values: Float32Array): Pair {
@@ -206,23 +234,18 @@ async function batchNorm(h: Harness): Promise<void> {
     const what = `[${B},${H},${W},${C}]`, shape = [B, H, W, C];
     const z = h.random(shape, zScale), bias = h.random([C]), gamma = h.random([C]), beta = h.random([C]);
     const runningMean = h.random([C]), runningVar = h.uniform([C], 0.5, 1.5);
-    const saved = h.garbage([2, C]), unit = ref.sides({ bias, gamma, beta, runningMean, runningVar });
+    const saved = h.garbage([2, C]), unit = { bias, gamma, beta, runningMean, runningVar };
     for (const residual of [null, h.random(shape)]) {
       const mode = `${what} residual ${residual === null ? "null" : "added"}`;
       const out = h.garbage(shape);
-      h.backend.biasGeluBatchNormForward(z.t, unit.t, saved.t, residual?.t ?? null, out.t, true);
-      const bounded = { z, bias, gamma, beta, runningMean, runningVar, saved, residual };
-      bounds.batchNormForwardBound(h.arithmetic, { ...bounded, out }, true);
-      ref.biasGeluBatchNormForward(z.r, unit.r, saved.r, residual?.r ?? null, out.r, true);
+      h.batchNormForward(z, unit, saved, residual, out, true);
       await h.expectClose(`biasGeluBatchNormForward training ${mode}`, out);
       await h.expectClose(`biasGeluBatchNormForward saved ${mode}`, saved);
       await h.expectClose(`biasGeluBatchNormForward runningMean ${mode}`, runningMean);
       await h.expectClose(`biasGeluBatchNormForward runningVar ${mode}`, runningVar);
 
       const evalOut = h.garbage(shape);
-      h.backend.biasGeluBatchNormForward(z.t, unit.t, saved.t, residual?.t ?? null, evalOut.t, false);
-      bounds.batchNormForwardBound(h.arithmetic, { ...bounded, out: evalOut }, false);
-      ref.biasGeluBatchNormForward(z.r, unit.r, saved.r, residual?.r ?? null, evalOut.r, false);
+      h.batchNormForward(z, unit, saved, residual, evalOut, false);
       await h.expectClose(`biasGeluBatchNormForward eval ${mode}`, evalOut);
       await h.expectClose(`eval leaves saved alone ${mode}`, saved);
       await h.expectClose(`eval leaves runningMean alone ${mode}`, runningMean);
@@ -232,11 +255,7 @@ async function batchNorm(h: Harness): Promise<void> {
     // Backward of the last training forward (saved holds its statistics); dz separate, then aliasing dOut.
     for (const aliased of [false, true]) {
       const dOut = h.random(shape), dz = aliased ? dOut : h.garbage(shape);
-      const dBias = h.garbage([C]), dGamma = h.garbage([C]), dBeta = h.garbage([C]);
-      const grads = ref.sides({ bias: dBias, gamma: dGamma, beta: dBeta });
-      h.backend.biasGeluBatchNormBackward(z.t, unit.t, saved.t, dOut.t, dz.t, grads.t);
-      bounds.batchNormBackwardBound(h.arithmetic, { z, bias, gamma, saved, dOut, dz, dBias, dGamma, dBeta });
-      ref.biasGeluBatchNormBackward(z.r, unit.r, saved.r, dOut.r, dz.r, grads.r);
+      const { dBias, dGamma, dBeta } = h.batchNormBackward(z, { bias, gamma }, saved, dOut, dz);
       const mode = `${what}${aliased ? " dz aliases dOut" : ""}`;
       await h.expectClose(`biasGeluBatchNormBackward dz ${mode}`, dz);
       await h.expectClose(`biasGeluBatchNormBackward dBias ${mode}`, dBias);
@@ -381,11 +400,7 @@ async function partialBatch(h: Harness): Promise<void> {
   backend.depthwiseConvForward(xv.t, weight.t, zv.t);
   h.linear(9, [zv], (v) => ref.depthwiseConvForward(v(xv), v(weight), v(zv)));
   ref.depthwiseConvForward(xv.r, weight.r, zv.r);
-  const unit = ref.sides({ bias, gamma, beta, runningMean, runningVar });
-  backend.biasGeluBatchNormForward(zv.t, unit.t, saved.t, xv.t, outv.t, true);
-  const bounded = { z: zv, bias, gamma, beta, runningMean, runningVar, saved, residual: xv, out: outv };
-  bounds.batchNormForwardBound(h.arithmetic, bounded, true);
-  ref.biasGeluBatchNormForward(zv.r, unit.r, saved.r, xv.r, outv.r, true);
+  h.batchNormForward(zv, { bias, gamma, beta, runningMean, runningVar }, saved, xv, outv, true);
   backend.averagePoolForward(outv.t, pooledView.t);
   h.linear(H * W, [pooledView], (v) => ref.averagePoolForward(v(outv), v(pooledView)));
   ref.averagePoolForward(outv.r, pooledView.r);

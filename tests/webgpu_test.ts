@@ -6,7 +6,7 @@
 // a message, except under CI (CI set), where that is a failure.
 import assert from "node:assert/strict";
 import { WebGpuBackend } from "../src/webgpu/backend.ts";
-import { batchNormBackwardBound, batchNormForwardBound, F32_UNIT, WEBGPU_ARITHMETIC } from "./bounds.ts";
+import { F32_UNIT, WEBGPU_ARITHMETIC } from "./bounds.ts";
 import { conformanceTests, Harness } from "./conformance.ts";
 import { checkTrainingAgreement } from "./model_agreement.ts";
 import { checkFixture, FIXTURES } from "./model_fixtures.ts";
@@ -258,20 +258,12 @@ Deno.test({
       const [bias, gamma, beta, runningMean] = [0, 1, 2, 3].map(() => h.random([C]));
       const runningVar = h.of([C], new Float32Array(C).fill(1));
       const saved = h.garbage([2, C]), out = h.garbage(shape);
-      const unit = ref.sides({ bias, gamma, beta, runningMean, runningVar });
-      backend.biasGeluBatchNormForward(z.t, unit.t, saved.t, residual.t, out.t, true);
-      const forward = { z, bias, gamma, beta, runningMean, runningVar, saved, residual, out };
-      batchNormForwardBound(WEBGPU_ARITHMETIC, forward, true);
-      ref.biasGeluBatchNormForward(z.r, unit.r, saved.r, residual.r, out.r, true);
+      h.batchNormForward(z, { bias, gamma, beta, runningMean, runningVar }, saved, residual, out, true);
       for (const [what, p] of Object.entries({ out, saved, runningMean, runningVar })) {
         await h.expectClose(`forward ${what}`, p);
       }
       const dOut = h.random(shape), dz = h.garbage(shape);
-      const [dBias, dGamma, dBeta] = [0, 1, 2].map(() => h.garbage([C]));
-      const grads = ref.sides({ bias: dBias, gamma: dGamma, beta: dBeta });
-      backend.biasGeluBatchNormBackward(z.t, unit.t, saved.t, dOut.t, dz.t, grads.t);
-      batchNormBackwardBound(WEBGPU_ARITHMETIC, { z, bias, gamma, saved, dOut, dz, dBias, dGamma, dBeta });
-      ref.biasGeluBatchNormBackward(z.r, unit.r, saved.r, dOut.r, dz.r, grads.r);
+      const { dBias, dGamma, dBeta } = h.batchNormBackward(z, { bias, gamma }, saved, dOut, dz);
       for (const [what, p] of Object.entries({ dz, dBias, dGamma, dBeta })) {
         await h.expectClose(`backward ${what}`, p);
       }
@@ -367,19 +359,11 @@ Deno.test({
       const [bias, beta, runningMean] = [0, 1, 2].map(() => h.of([C], new Float32Array(C)));
       const [gamma, runningVar] = [0, 1].map(() => h.of([C], new Float32Array(C).fill(1)));
       const saved = h.garbage([2, C]), out = h.garbage(shape);
-      const unit = ref.sides({ bias, gamma, beta, runningMean, runningVar });
-      backend.biasGeluBatchNormForward(z.t, unit.t, saved.t, null, out.t, true);
-      const forward = { z, bias, gamma, beta, runningMean, runningVar, saved, residual: null, out };
-      batchNormForwardBound(WEBGPU_ARITHMETIC, forward, true);
-      ref.biasGeluBatchNormForward(z.r, unit.r, saved.r, null, out.r, true);
+      h.batchNormForward(z, { bias, gamma, beta, runningMean, runningVar }, saved, null, out, true);
       await h.expectClose("out", out);
       await h.expectClose("saved", saved);
       const dOut = h.random(shape), dz = h.garbage(shape);
-      const [dBias, dGamma, dBeta] = [0, 1, 2].map(() => h.garbage([C]));
-      const grads = ref.sides({ bias: dBias, gamma: dGamma, beta: dBeta });
-      backend.biasGeluBatchNormBackward(z.t, unit.t, saved.t, dOut.t, dz.t, grads.t);
-      batchNormBackwardBound(WEBGPU_ARITHMETIC, { z, bias, gamma, saved, dOut, dz, dBias, dGamma, dBeta });
-      ref.biasGeluBatchNormBackward(z.r, unit.r, saved.r, dOut.r, dz.r, grads.r);
+      const { dBias, dGamma, dBeta } = h.batchNormBackward(z, { bias, gamma }, saved, dOut, dz);
       await h.expectClose("dz", dz);
       await h.expectClose("dBias", dBias);
     } finally {
