@@ -54,6 +54,14 @@ export type BatchNormWeights<T = Tensor> = Pick<BatchNormParams<T>, "bias" | "ga
 /** The gradients of a unit's trained tensors, each [C]. */
 export type BatchNormGrads<T = Tensor> = Pick<BatchNormParams<T>, "bias" | "gamma" | "beta">;
 
+/**
+ * What a tensor holds, declared when it is allocated. "activation": a forward activation the
+ * backward pass reads back, which a backend may store in reduced precision (WebGPU's
+ * --precision f16, halving its traffic); "state" (the default): parameters, gradients, moments,
+ * statistics and everything else, always float32.
+ */
+export type TensorRole = "state" | "activation";
+
 export interface Backend {
   readonly name: string;
   /** One line for logs: the device and how it is used. */
@@ -64,8 +72,8 @@ export interface Backend {
   readonly memoryLimitBytes?: number;
 
   // ---- memory -------------------------------------------------------------------------------
-  /** A zero-filled tensor. */
-  tensor(shape: readonly number[]): Tensor;
+  /** A zero-filled tensor; its role decides how it is stored (see TensorRole). */
+  tensor(shape: readonly number[], role?: TensorRole): Tensor;
   /** A tensor that shares `t`'s storage: the first prod(shape) elements (partial batches). */
   view(t: Tensor, shape: readonly number[]): Tensor;
   /** Copies host data into t (data.length == t.size). */

@@ -148,17 +148,19 @@ export class ConvMixer {
     return { ...byUnit(depth, unit), head: { weight: t([classes, C]), bias: t([classes]) } };
   }
 
+  /** The spatial maps the backward pass reads back are "activation"s (f16 under WebGPU's --precision f16). */
   private allocateActivations(B: number): Activations {
     const t = (shape: number[]) => this.backend.tensor(shape);
+    const act = (shape: number[]) => this.backend.tensor(shape, "activation");
     const { hdim: C, depth, classes } = this.config;
     const map = [B, this.tokens, this.tokens, C];
-    const many = (n: number) => Array.from({ length: n }, () => t(map));
+    const many = (n: number) => Array.from({ length: n }, () => act(map));
     return {
-      images: t([B, this.imageSize, this.imageSize, 3]),
+      images: act([B, this.imageSize, this.imageSize, 3]),
       labels: t([B]),
-      stemPre: t(map),
+      stemPre: act(map),
       blockInput: many(depth + 1),
-      depthwisePre: this.recomputeDepthwise ? Array(depth).fill(t(map)) : many(depth),
+      depthwisePre: this.recomputeDepthwise ? Array(depth).fill(act(map)) : many(depth),
       residualOut: many(depth),
       pointwisePre: many(depth),
       pooled: t([B, C]),

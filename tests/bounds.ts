@@ -11,7 +11,7 @@
 // its outputs' bounds. Sums use γ_n = n·u for n terms, valid for any summation order (Higham,
 // Accuracy and Stability of Numerical Algorithms, §3.1), u the unit roundoff.
 import assert from "node:assert/strict";
-import type { OptimizerHyper } from "../src/backend.ts";
+import type { OptimizerHyper, TensorRole } from "../src/backend.ts";
 import * as ref from "./reference.ts";
 import type { RefTensor } from "./reference.ts";
 
@@ -24,7 +24,7 @@ export const F32_UNIT = 2 ** -24;
 export interface Arithmetic {
   /** Unit roundoff of its arithmetic: 2⁻²⁴ for float32, 2⁻⁵³ for float64. */
   unit: number;
-  /** Rounding of a stored activation [B, H, W, C] (inputs and outputs): 0, or 2⁻¹¹ when they are f16. */
+  /** Rounding of a tensor allocated as an activation (inputs and outputs): 0, or 2⁻¹¹ when they are f16. */
   storage: number;
   /** Relative error of GELU's Φ(−|x|) and of the density φ(x) (erf / exp approximations). */
   tail: number;
@@ -48,6 +48,8 @@ export const WEBGPU_ARITHMETIC: Arithmetic = { unit: F32_UNIT, storage: 0, tail:
 export interface Bounded {
   r: RefTensor;
   e: Float64Array;
+  /** Allocated as an "activation" (stored in the backend's activation precision); absent: "state". */
+  role?: TensorRole;
 }
 
 /** Asserts |actual_i − want_i| ≤ SAFETY·bound_i for every i; the failure names the worst element. */
@@ -75,14 +77,14 @@ export function assertWithin(
   }
 }
 
-/** The rounding of storing a tensor of this shape, on top of the arithmetic's: f16 activations. */
-function storageUnit(a: Arithmetic, r: RefTensor): number {
-  return r.shape.length === 4 ? a.storage : 0;
+/** The rounding of storing a tensor, on top of the arithmetic's: f16 activations. */
+function storageUnit(a: Arithmetic, x: { role?: TensorRole }): number {
+  return x.role === "activation" ? a.storage : 0;
 }
 
 /** The bound of a freshly written input: exact, or rounded to f16 if it is a stored activation. */
-export function writtenBound(a: Arithmetic, r: RefTensor): Float64Array {
-  return r.data.map((x) => storageUnit(a, r) * Math.abs(x));
+export function writtenBound(a: Arithmetic, r: RefTensor, role: TensorRole): Float64Array {
+  return r.data.map((x) => storageUnit(a, { role }) * Math.abs(x));
 }
 
 /**
@@ -113,7 +115,7 @@ export function linearBound(
   };
   const [magnitude, widened] = [run(false), run(true)];
   outputs.forEach((x, k) => {
-    const rounding = (terms + 2) * a.unit + storageUnit(a, x.r);
+    const rounding = (terms + 2) * a.unit + storageUnit(a, x);
     for (let i = 0; i < x.e.length; i++) {
       x.e[i] = widened[k][i] - magnitude[k][i] + rounding * widened[k][i];
     }
@@ -227,7 +229,7 @@ export function batchNormForwardBound(a: Arithmetic, x: BatchNormForwardArgs, tr
       const dResidual = x.residual === null ? 0 : x.residual.e[i];
       const terms = Math.abs(gamma * xHat) + Math.abs(beta) + residual;
       x.out.e[i] = Math.abs(gamma) * dXHat + x.gamma.e[c] * Math.abs(xHat) + x.beta.e[c] + dResidual +
-        3 * a.unit * terms + storageUnit(a, x.out.r) * terms;
+        3 * a.unit * terms + storageUnit(a, x.out) * terms;
     }
   }
 }
@@ -292,7 +294,7 @@ export function batchNormBackwardBound(a: Arithmetic, x: BatchNormBackwardArgs):
         (a.tail + 2 * a.unit) * (cdf + Math.abs(s[i]) * density) + a.tailAbsolute;
       const dz = dU * slope;
       const dzBound = dUBound * Math.abs(slope) + Math.abs(dU) * slopeBound +
-        (a.unit + storageUnit(a, x.dz.r)) * Math.abs(dz);
+        (a.unit + storageUnit(a, x.dz)) * Math.abs(dz);
       x.dz.e[i] = dzBound;
       dBiasAbs += Math.abs(dz);
       dBiasBound += dzBound;

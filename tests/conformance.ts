@@ -9,7 +9,14 @@
 // Every element of an output must lie within its own bound (tests/bounds.ts), computed before each
 // reference op from the inputs' values and bounds and the backend's arithmetic.
 import assert from "node:assert/strict";
-import type { Backend, BatchNormParams, BatchNormWeights, OptimizerHyper, Tensor } from "../src/backend.ts";
+import type {
+  Backend,
+  BatchNormParams,
+  BatchNormWeights,
+  OptimizerHyper,
+  Tensor,
+  TensorRole,
+} from "../src/backend.ts";
 import * as ref from "./reference.ts";
 import * as bounds from "./bounds.ts";
 import type { Arithmetic, Bounded } from "./bounds.ts";
@@ -28,8 +35,13 @@ export class Harness {
   }
 
   /** Random values in [−scale, scale) on both sides. */
-  random(shape: number[], scale = 1): Pair {
-    return this.of(shape, ref.randomValues(shape.reduce((a, b) => a * b, 1), this.#random, scale));
+  random(shape: number[], scale = 1, role: TensorRole = "state"): Pair {
+    return this.of(shape, ref.randomValues(shape.reduce((a, b) => a * b, 1), this.#random, scale), role);
+  }
+
+  /** A random tensor allocated as the model allocates its activations (f16 under --precision f16). */
+  activation(shape: number[], scale = 1): Pair {
+    return this.random(shape, scale, "activation");
   }
 
   /** Random values in [low, high) (e.g. positive variances). */
@@ -39,8 +51,8 @@ export class Harness {
   }
 
   /** An overwrite output: garbage on both sides, so an element the op forgets to write fails. */
-  garbage(shape: number[]): Pair {
-    return this.random(shape, 1e3);
+  garbage(shape: number[], role: TensorRole = "state"): Pair {
+    return this.random(shape, 1e3, role);
   }
 
   /** biasGeluBatchNormForward on both sides, the outputs' bounds set (tests/bounds.ts). */
@@ -71,11 +83,11 @@ export class Harness {
     return { dBias, dGamma, dBeta };
   }
 
-  of(shape: number[], values: Float32Array): Pair {
-    const t = this.backend.tensor(shape);
+  of(shape: number[], values: Float32Array, role: TensorRole = "state"): Pair {
+    const t = this.backend.tensor(shape, role);
     this.backend.write(t, values);
     const r = ref.refTensor(shape, values);
-    return { t, r, e: bounds.writtenBound(this.arithmetic, r) };
+    return { t, r, e: bounds.writtenBound(this.arithmetic, r, role), role };
   }
 
   /** Sets the outputs' bounds for an op summing at most `terms` products (see linearBound). */
@@ -150,8 +162,8 @@ async function patchEmbed(h: Harness): Promise<void> {
   for (
     const [p, B, rows, cols, C] of [[1, 1, 3, 5, 5], [2, 3, 2, 3, 17], [4, 1, 3, 3, 70], [2, 1, 5, 5, 16]]
   ) {
-    const images = h.random([B, rows * p, cols * p, 3]), weight = h.random([C, 3, p, p], 0.5);
-    const out = h.garbage([B, rows, cols, C]);
+    const images = h.activation([B, rows * p, cols * p, 3]), weight = h.random([C, 3, p, p], 0.5);
+    const out = h.garbage([B, rows, cols, C], "activation");
     h.backend.patchEmbedForward(images.t, weight.t, out.t);
     h.linear(3 * p * p, [out], (v) => ref.patchEmbedForward(v(images), v(weight), v(out)));
     ref.patchEmbedForward(images.r, weight.r, out.r);
@@ -176,7 +188,8 @@ async function depthwise(h: Harness): Promise<void> {
   ];
   for (const [k, B, H, W, C] of shapes) {
     const what = `k=${k} [${B},${H},${W},${C}]`;
-    const x = h.random([B, H, W, C]), weight = h.random([k, k, C], 0.5), out = h.garbage(x.r.shape);
+    const x = h.activation([B, H, W, C]), weight = h.random([k, k, C], 0.5);
+    const out = h.garbage(x.r.shape, "activation");
     h.backend.depthwiseConvForward(x.t, weight.t, out.t);
     h.linear(k * k, [out], (v) => ref.depthwiseConvForward(v(x), v(weight), v(out)));
     ref.depthwiseConvForward(x.r, weight.r, out.r);
@@ -200,8 +213,8 @@ async function linear(h: Harness): Promise<void> {
   const shapes = [[1, 3, 10], [37, 19, 10], [129, 70, 67], [65, 256, 17], [17, 5, 256]]; // [M, K, N]
   for (const [index, [M, K, N]] of shapes.entries()) {
     const withBias = index % 2 === 0, what = `[${M},${K}]·[${N},${K}]ᵀ ${withBias ? "bias" : "no bias"}`;
-    const x = h.random([M, K]), weight = h.random([N, K], 0.5), bias = withBias ? h.random([N]) : null;
-    const out = h.garbage([M, N]);
+    const x = h.activation([M, K]), weight = h.random([N, K], 0.5), bias = withBias ? h.random([N]) : null;
+    const out = h.garbage([M, N], "activation");
     h.backend.linearForward(x.t, weight.t, bias?.t ?? null, out.t);
     h.linear(K + 1, [out], (v) => ref.linearForward(v(x), v(weight), bias && v(bias), v(out)));
     ref.linearForward(x.r, weight.r, bias?.r ?? null, out.r);
@@ -232,19 +245,19 @@ async function batchNorm(h: Harness): Promise<void> {
     const [B, H, W, C, zScale] of [[1, 3, 5, 7, 3], [2, 5, 5, 20, 8], [1, 7, 7, 67, 3], [3, 4, 4, 16, 1]]
   ) {
     const what = `[${B},${H},${W},${C}]`, shape = [B, H, W, C];
-    const z = h.random(shape, zScale), bias = h.random([C]), gamma = h.random([C]), beta = h.random([C]);
+    const z = h.activation(shape, zScale), bias = h.random([C]), gamma = h.random([C]), beta = h.random([C]);
     const runningMean = h.random([C]), runningVar = h.uniform([C], 0.5, 1.5);
     const saved = h.garbage([2, C]), unit = { bias, gamma, beta, runningMean, runningVar };
-    for (const residual of [null, h.random(shape)]) {
+    for (const residual of [null, h.activation(shape)]) {
       const mode = `${what} residual ${residual === null ? "null" : "added"}`;
-      const out = h.garbage(shape);
+      const out = h.garbage(shape, "activation");
       h.batchNormForward(z, unit, saved, residual, out, true);
       await h.expectClose(`biasGeluBatchNormForward training ${mode}`, out);
       await h.expectClose(`biasGeluBatchNormForward saved ${mode}`, saved);
       await h.expectClose(`biasGeluBatchNormForward runningMean ${mode}`, runningMean);
       await h.expectClose(`biasGeluBatchNormForward runningVar ${mode}`, runningVar);
 
-      const evalOut = h.garbage(shape);
+      const evalOut = h.garbage(shape, "activation");
       h.batchNormForward(z, unit, saved, residual, evalOut, false);
       await h.expectClose(`biasGeluBatchNormForward eval ${mode}`, evalOut);
       await h.expectClose(`eval leaves saved alone ${mode}`, saved);
@@ -267,7 +280,7 @@ async function batchNorm(h: Harness): Promise<void> {
 
 async function averagePool(h: Harness): Promise<void> {
   for (const shape of [[1, 3, 5, 7], [3, 4, 4, 20], [2, 5, 3, 67]]) {
-    const x = h.random(shape), out = h.garbage([shape[0], shape[3]]);
+    const x = h.activation(shape), out = h.garbage([shape[0], shape[3]]);
     h.backend.averagePoolForward(x.t, out.t);
     h.linear(shape[1] * shape[2], [out], (v) => ref.averagePoolForward(v(x), v(out)));
     ref.averagePoolForward(x.r, out.r);
@@ -386,14 +399,16 @@ async function movingAverage(h: Harness): Promise<void> {
 async function partialBatch(h: Harness): Promise<void> {
   const [B, b, H, W, C] = [4, 3, 5, 5, 7];
   const backend = h.backend;
-  const x = h.random([B, H, W, C]), weight = h.random([3, 3, C], 0.5);
-  const z = h.garbage([B, H, W, C]), out = h.garbage([B, H, W, C]), pooled = h.garbage([B, C]);
+  const x = h.activation([B, H, W, C]), weight = h.random([3, 3, C], 0.5);
+  const z = h.garbage([B, H, W, C], "activation"), out = h.garbage([B, H, W, C], "activation");
+  const pooled = h.garbage([B, C]);
   const bias = h.random([C]), gamma = h.random([C]), beta = h.random([C]);
   const runningMean = h.random([C]), runningVar = h.uniform([C], 0.5, 1.5), saved = h.garbage([2, C]);
   const view = (pair: Pair, shape: number[]): Pair => ({
     t: backend.view(pair.t, shape),
     r: { shape, data: pair.r.data.subarray(0, shape.reduce((p, q) => p * q, 1)) },
     e: pair.e.subarray(0, shape.reduce((p, q) => p * q, 1)),
+    role: pair.role,
   });
   const [xv, zv, outv] = [x, z, out].map((pair) => view(pair, [b, H, W, C]));
   const pooledView = view(pooled, [b, C]);

@@ -1,7 +1,7 @@
 // The WebGPU backend: the ops above the runtime (src/webgpu/runtime.ts: memory, the uniform ring,
 // launch and submit), as tinygrad keeps a backend to an allocator, a compiler and a launcher. Each op
 // checks its shapes (shapes.ts), picks a grid and launches one or a few WGSL kernels of shaders/.
-// With --precision f16 the spatial activations are stored in half precision (act(); see Storage).
+// With --precision f16 the tensors allocated as activations are stored in half precision (see Storage).
 
 import type {
   Backend,
@@ -37,7 +37,7 @@ export class WebGpuBackend extends GpuRuntime implements Backend {
    * Opens the GPU (or uses `gpu`, already opened by requestGpu); throws when there is none, or
    * only a software one and allowFallback is false. `profile` times every dispatch with timestamp
    * queries (when the adapter has them; see takeProfile), for bench/webgpu_bench.ts. `precision`
-   * "f16" stores spatial activations in half precision (needs 'shader-f16'); arithmetic,
+   * "f16" stores the tensors allocated as activations in half precision (needs 'shader-f16'); arithmetic,
    * reductions, parameters and gradients stay f32.
    */
   static async create(
@@ -62,11 +62,11 @@ export class WebGpuBackend extends GpuRuntime implements Backend {
 
   patchEmbedForward(images: Tensor, weight: Tensor, out: Tensor): void {
     const { H, W, C, p } = shapes.patchEmbedDims("patchEmbedForward", images, weight, out, "out");
-    const o = this.act(out);
+    const o = this.gpu(out);
     this.launch(
       "patch_embed_forward.wgsl",
       {},
-      [this.act(images), this.gpu(weight), o],
+      [this.gpu(images), this.gpu(weight), o],
       { u32: [o.size, H, W, C, p] },
       this.grid1D(o.size),
     );
@@ -88,7 +88,7 @@ export class WebGpuBackend extends GpuRuntime implements Backend {
     this.launch(
       "patch_embed_backward_weight.wgsl",
       {},
-      [this.act(images), this.gpu(dOut), partial],
+      [this.gpu(images), this.gpu(dOut), partial],
       { u32: [pixels, H, W, C, p, rowsPerChunk] },
       [cBlocks, taps, chunks],
     );
@@ -119,7 +119,7 @@ export class WebGpuBackend extends GpuRuntime implements Backend {
     this.launch(
       "depthwise_conv_backward_weight.wgsl",
       {},
-      [this.act(x), this.gpu(dOut), partial],
+      [this.gpu(x), this.gpu(dOut), partial],
       { u32: [B * H, H, W, C, k, rowsPerChunk] },
       [cBlocks, tapGroups, chunks],
     );
@@ -138,7 +138,7 @@ export class WebGpuBackend extends GpuRuntime implements Backend {
     this.launch(
       "depthwise_conv.wgsl",
       { FLIP: backward, ACCUMULATE: backward },
-      [backward ? this.gpu(x) : this.act(x), this.gpu(weight), backward ? this.gpu(out) : this.act(out)],
+      [this.gpu(x), this.gpu(weight), this.gpu(out)],
       { u32: [threads, H, W, C, k] },
       this.grid1D(threads),
     );
@@ -152,7 +152,7 @@ export class WebGpuBackend extends GpuRuntime implements Backend {
     const M = shapes.linearDims(op, x, weight, "x", K);
     shapes.linearOutput(op, "out", out, M * N, `[${M}, ${N}]`);
     shapes.linearOutput(op, "bias", bias, N, `[${N}]`);
-    gemm(this, this.act(x), this.gpu(weight), bias && this.gpu(bias), this.act(out), M, N, K, {
+    gemm(this, this.gpu(x), this.gpu(weight), bias && this.gpu(bias), this.gpu(out), M, N, K, {
       TRANS_A: false,
       TRANS_B: true,
     });
@@ -175,7 +175,7 @@ export class WebGpuBackend extends GpuRuntime implements Backend {
     shapes.linearOutput(op, "dOut", dOut, M * N, `[${M}, ${N}]`);
     shapes.linearOutput(op, "dBias", dBias, N, `[${N}]`);
     const d = this.gpu(dOut);
-    gemm(this, d, this.act(x), null, this.gpu(dWeight), N, K, M, { TRANS_A: true, TRANS_B: false });
+    gemm(this, d, this.gpu(x), null, this.gpu(dWeight), N, K, M, { TRANS_A: true, TRANS_B: false });
     if (dBias) columnSums(this, d, M, N, this.gpu(dBias));
   }
 
@@ -204,7 +204,7 @@ export class WebGpuBackend extends GpuRuntime implements Backend {
       this.launch(
         "bias_gelu_statistics.wgsl",
         {},
-        [this.act(z), this.gpu(bias), partial],
+        [this.gpu(z), this.gpu(bias), partial],
         { u32: [R, C, rowsPerChunk] },
         [cBlocks, 1, chunks],
       );
@@ -225,17 +225,17 @@ export class WebGpuBackend extends GpuRuntime implements Backend {
         [Math.ceil(C / WG.FINALIZE_CHANNELS), 1, 1],
       );
     }
-    const o = this.act(out);
+    const o = this.gpu(out);
     this.launch(
       "bias_gelu_batchnorm_normalize.wgsl",
       { HAS_RESIDUAL: residual !== null },
       [
-        this.act(z),
+        this.gpu(z),
         this.gpu(bias),
         this.gpu(gamma),
         this.gpu(beta),
         stats,
-        residual ? this.act(residual) : this.placeholder,
+        residual ? this.gpu(residual) : this.placeholder,
         o,
       ],
       { u32: [o.size, C] },
@@ -257,7 +257,7 @@ export class WebGpuBackend extends GpuRuntime implements Backend {
     const { rowsPerChunk, chunks } = chunking(R, cBlocks);
     const partial = this.scratch("partial", chunks * 2 * C);
     const sums = this.scratch("sums", 2 * C);
-    const [zT, biasT, savedT] = [this.act(z), this.gpu(bias), this.gpu(saved)];
+    const [zT, biasT, savedT] = [this.gpu(z), this.gpu(bias), this.gpu(saved)];
     this.launch(
       "batchnorm_backward_sums.wgsl",
       {},
@@ -285,7 +285,7 @@ export class WebGpuBackend extends GpuRuntime implements Backend {
     this.launch(
       "average_pool_forward.wgsl",
       {},
-      [this.act(x), this.gpu(out)],
+      [this.gpu(x), this.gpu(out)],
       { u32: [B, H * W, C] },
       [Math.ceil(C / WG.POOL_CHANNELS), B, 1],
     );

@@ -119,7 +119,7 @@ export class KernelCache {
           { binding: 0, resource: uniform },
           ...tensors.map((t, i) => ({
             binding: i + 1,
-            resource: { buffer: t.storage.buffer!, offset: 0, size: t.bindingBytes },
+            resource: { buffer: t.storage.buffer, offset: 0, size: t.bindingBytes },
           })),
         ],
       });

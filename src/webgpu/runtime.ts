@@ -1,5 +1,5 @@
 // The WebGPU runtime, the allocator and launcher under the ops (src/webgpu/backend.ts): the device,
-// tensors' buffers (f16 storage chosen at first binding, see Storage), host writes and batched
+// tensors' buffers (f16 for activations under --precision f16, see Storage), host writes and batched
 // read-back through pooled staging buffers, shared scratch, the uniform ring, recording dispatches
 // into one command encoder (submitted only when the host needs a result or the ring is full, so a
 // training step is one submit), the per-step traffic count, and error scopes.
@@ -12,7 +12,7 @@
 // the uniform ring, the open pass and the error scopes share one command encoder and one submit
 // point, so splitting them would pass that state between files rather than separate concerns.
 
-import { numel, type Tensor } from "../backend.ts";
+import { numel, type Tensor, type TensorRole } from "../backend.ts";
 import { type Grid, type Kernel, KernelCache, type Launcher, type Uniforms } from "./kernels.ts";
 import { type Constants, type KernelTime, Profiler } from "./profiler.ts";
 import { sumSlices } from "./reductions.ts";
@@ -107,13 +107,14 @@ export class GpuRuntime implements Launcher {
     return traffic;
   }
 
-  tensor(shape: readonly number[]): GpuTensor {
+  tensor(shape: readonly number[], role: TensorRole = "state"): GpuTensor {
     this.checkAlive();
     if (shape.some((d) => !Number.isInteger(d) || d < 0)) {
       throw new Error(`WebGPU tensor: bad shape ${describeShape(shape)}`);
     }
     const size = numel(shape);
-    const bytes = size * 4;
+    const half = this.precision === "f16" && role === "activation";
+    const bytes = size * (half ? 2 : 4);
     const limit = Math.min(this.device.limits.maxStorageBufferBindingSize, this.device.limits.maxBufferSize);
     if (bytes > limit) {
       const perRow = bytes / shape[0];
@@ -123,9 +124,9 @@ export class GpuRuntime implements Launcher {
           `leading (batch) dimension fit`,
       );
     }
-    const storage = new Storage(size, this.nextStorageId++);
-    if (this.precision === "f32") this.allocate(storage, false);
-    return new GpuTensor([...shape], size, storage);
+    const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+    const buffer = this.createBuffer(Math.max(16, Math.ceil(bytes / 16) * 16), usage);
+    return new GpuTensor([...shape], size, new Storage(buffer, half, size, this.nextStorageId++));
   }
 
   view(t: Tensor, shape: readonly number[]): GpuTensor {
@@ -151,8 +152,7 @@ export class GpuRuntime implements Launcher {
     storage.labelBound = t.shape.length !== 1
       ? Infinity
       : Math.max(labelBound(data), data.length < storage.elements ? storage.labelBound : 0);
-    if (storage.buffer) this.upload(target, data);
-    else (storage.pending ??= new Float32Array(storage.elements)).set(data);
+    this.upload(target, data);
   }
 
   async read(t: Tensor): Promise<Float32Array> {
@@ -172,20 +172,13 @@ export class GpuRuntime implements Launcher {
       offsets.push(bytes);
       bytes += Math.ceil(source.bindingBytes / 16) * 16;
     }
-    const onDevice = sources.map((s) => s.storage.buffer !== null && s.size > 0);
-    if (!onDevice.includes(true)) {
-      await this.flush();
-      return sources.map((s) => this.hostValues(s));
-    }
     const staging = this.stagingPool.get(bytes)?.pop() ??
       this.createBuffer(bytes, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
     this.endPass();
     const encoder = this.encoder ??= this.device.createCommandEncoder();
-    sources.forEach((s, i) => {
-      if (onDevice[i]) {
-        encoder.copyBufferToBuffer(s.storage.buffer!, 0, staging, offsets[i], s.bindingBytes);
-      }
-    });
+    sources.forEach((s, i) =>
+      encoder.copyBufferToBuffer(s.storage.buffer, 0, staging, offsets[i], s.bindingBytes)
+    );
     this.submit();
     try {
       await staging.mapAsync(GPUMapMode.READ, 0, bytes);
@@ -195,9 +188,7 @@ export class GpuRuntime implements Launcher {
     }
     const mapped = staging.getMappedRange(0, bytes);
     const results = sources.map((s, i) =>
-      !onDevice[i]
-        ? this.hostValues(s)
-        : s.storage.half
+      s.storage.half
         ? Float32Array.from(new Float16Array(mapped, offsets[i], s.size))
         : new Float32Array(mapped.slice(offsets[i], offsets[i] + 4 * s.size))
     );
@@ -209,19 +200,10 @@ export class GpuRuntime implements Launcher {
     return results;
   }
 
-  /** The values of a tensor with no buffer yet (f16 storage before its first binding). */
-  private hostValues(source: GpuTensor): Float32Array {
-    return source.storage.pending?.slice(0, source.size) ?? new Float32Array(source.size);
-  }
-
   fill(t: Tensor, value: number): void {
     const out = this.gpu(t);
     const bound = Number.isInteger(value) && value >= 0 ? value + 1 : Infinity;
     out.storage.labelBound = Math.max(bound, out.size < out.storage.elements ? out.storage.labelBound : 0);
-    if (!out.storage.buffer) {
-      (out.storage.pending ??= new Float32Array(out.storage.elements)).fill(value, 0, out.size);
-      return;
-    }
     this.launch("fill.wgsl", {}, [out], { u32: [out.size], f32: [value] }, this.grid1D(out.size));
   }
 
@@ -247,26 +229,6 @@ export class GpuRuntime implements Launcher {
     return t;
   }
 
-  /** An activation argument: with f16, a spatial one [B, H, W, C] first bound here is stored f16. */
-  act(t: Tensor): GpuTensor {
-    const tensor = this.gpu(t);
-    if (!tensor.storage.buffer) {
-      this.allocate(tensor.storage, this.precision === "f16" && t.shape.length === 4);
-    }
-    return tensor;
-  }
-
-  /** Creates the storage's buffer and uploads the values that were waiting on the host. */
-  private allocate(storage: Storage, half: boolean): void {
-    const bytes = storage.elements * (half ? 2 : 4);
-    const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
-    storage.buffer = this.createBuffer(Math.max(16, Math.ceil(bytes / 16) * 16), usage);
-    storage.half = half;
-    const pending = storage.pending;
-    storage.pending = null;
-    if (pending) this.upload(new GpuTensor([storage.elements], storage.elements, storage), pending);
-  }
-
   /** Copies host values into the tensor in queue order (an f16 tensor via an f32 staging copy). */
   private upload(target: GpuTensor, data: Float32Array): void {
     // Queue writes take effect at once, so earlier recorded work must be submitted first.
@@ -276,9 +238,8 @@ export class GpuRuntime implements Launcher {
     const source = data.buffer instanceof ArrayBuffer
       ? data as Float32Array<ArrayBuffer>
       : new Float32Array(data);
-    if (!destination.storage.buffer) this.allocate(destination.storage, false);
     this.device.queue.writeBuffer(
-      destination.storage.buffer!,
+      destination.storage.buffer,
       0,
       source.buffer,
       source.byteOffset,
@@ -298,7 +259,7 @@ export class GpuRuntime implements Launcher {
   scratch(name: string, floats: number): GpuTensor {
     const current = this.scratchTensors.get(name);
     if (current && current.size >= floats) return this.view(current, [floats]);
-    if (current?.storage.buffer) {
+    if (current) {
       // Recorded commands may still use the old buffer: destroy it after the next submit.
       this.retired.push(current.storage.buffer);
       this.kernels.forget(current.storage.id);
@@ -318,7 +279,6 @@ export class GpuRuntime implements Launcher {
   launch(file: string, constants: Constants, tensors: GpuTensor[], uniforms: Uniforms, grid: Grid): void {
     this.checkAlive();
     if (grid[0] * grid[1] * grid[2] === 0 || tensors.some((t) => t.size === 0)) return;
-    for (const t of tensors) if (!t.storage.buffer) this.allocate(t.storage, false);
     const program = this.kernels.pipeline(file, constants, tensors);
     const { key, kernel, pipeline } = program;
     if (tensors.length !== kernel.storageKinds.length) {

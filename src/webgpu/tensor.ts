@@ -3,26 +3,26 @@
 
 import type { Tensor } from "../backend.ts";
 
-/** Element type of spatial activations: f16 halves their memory traffic (shader-f16). */
+/** Element type of tensors allocated as activations: f16 halves their traffic (shader-f16). */
 export type Precision = "f32" | "f16";
 
 /**
- * The GPU buffer behind a tensor and its views. With f32 it is allocated at once. With f16 it is
- * allocated by the first op that binds the tensor, which decides the element type: spatial
- * activations [B, H, W, C] are f16, everything else (parameters, gradients, statistics) f32;
- * values written or filled before then wait on the host.
+ * The GPU buffer behind a tensor and its views, allocated with the tensor: f16 where the tensor was
+ * allocated as an activation under --precision f16, f32 otherwise.
  */
 export class Storage {
-  buffer: GPUBuffer | null = null;
-  half = false;
-  pending: Float32Array | null = null;
   /**
    * One more than the largest value the host put here with write (rank 1) or fill; Infinity once one
    * was not a non-negative integer. Labels come from the host, so softmaxCrossEntropy checks them here
    * instead of reading them back (the shader indexes the logits with them).
    */
   labelBound = 1;
-  constructor(readonly elements: number, /** Names the buffer in bind-group keys. */ readonly id: number) {}
+  constructor(
+    readonly buffer: GPUBuffer,
+    readonly half: boolean,
+    readonly elements: number,
+    /** Names the buffer in bind-group keys. */ readonly id: number,
+  ) {}
 }
 
 export class GpuTensor implements Tensor {
