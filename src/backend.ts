@@ -62,6 +62,12 @@ export type BatchNormGrads<T = Tensor> = Pick<BatchNormParams<T>, "bias" | "gamm
  */
 export type TensorRole = "state" | "activation";
 
+/** Tensors packed in one storage (Backend.pack). */
+export interface Packed {
+  whole: Tensor;
+  parts: Tensor[];
+}
+
 export interface Backend {
   readonly name: string;
   /** One line for logs: the device and how it is used. */
@@ -76,6 +82,13 @@ export interface Backend {
   tensor(shape: readonly number[], role?: TensorRole): Tensor;
   /** A tensor that shares `t`'s storage: the first prod(shape) elements (partial batches). */
   view(t: Tensor, shape: readonly number[]): Tensor;
+  /**
+   * State tensors of these shapes in one storage, each part aligned as the backend's ops need, and
+   * `whole`, one vector over all of them: the elementwise ops and sums that treat every parameter
+   * alike (AdamW, the gradient norm, the weight average) then run once, not once per tensor. The
+   * padding between parts is zero-filled and stays zero under those ops (each maps zeros to zero).
+   */
+  pack(shapes: readonly (readonly number[])[]): Packed;
   /** Copies host data into t (data.length == t.size). */
   write(t: Tensor, data: Float32Array): void;
   /** Copies t to the host after all queued work. */

@@ -8,7 +8,10 @@
 // Every conv is followed by GELU then BatchNorm (the paper puts the activation before the norm);
 // the backend fuses bias + GELU + BN (+ residual) into one unit. As in llm.c, the state is typed
 // structures allocated once: parameters (and, of the same structure, gradients and AdamW's
-// moments), BatchNorm statistics and activations. timm's names for them live in src/checkpoint.ts.
+// moments), BatchNorm statistics and activations. As llm.c's one params_memory, the parameters,
+// gradients, moments and running statistics each lie in one packed storage (Backend.pack), so
+// AdamW, the gradient norm and the weight average are one op over the whole vector, not one per
+// tensor. timm's names for them live in src/checkpoint.ts.
 import type { Backend, BatchNormParams, OptimizerHyper, Tensor } from "./backend.ts";
 
 export interface ConvMixerConfig {
@@ -76,10 +79,21 @@ interface Activations {
   dPooled: Tensor;
 }
 
+/** ParameterTensors over one pack: `vector` holds every parameter (and zero padding). */
+export interface PackedParameters {
+  tensors: ParameterTensors;
+  vector: Tensor;
+}
+
 export class ConvMixer {
   readonly params: ParameterTensors;
   readonly grads: ParameterTensors;
+  /** All parameters as one vector (padding zero), for the ops that treat them alike. */
+  readonly parameterVector: Tensor;
+  private readonly gradVector: Tensor;
   readonly statistics: ByUnit<UnitStatistics>;
+  /** Every unit's running mean and variance as one vector (the weight average's other half). */
+  readonly runningStatisticsVector: Tensor;
   /** timm's `num_batches_tracked`: every BN has seen the same number of training batches. */
   numBatchesTracked = 0;
   readonly metrics: Tensor; // [3]: Σ loss, Σ correct, Σ count (see Backend.softmaxCrossEntropy)
@@ -96,7 +110,7 @@ export class ConvMixer {
   private readonly full: Activations;
   private readonly byBatch = new Map<number, Activations>();
   /** AdamW's first and second moments, allocated on first use (eval never needs them). */
-  #moments: { m: ParameterTensors; v: ParameterTensors } | null = null;
+  #moments: { m: PackedParameters; v: PackedParameters } | null = null;
   private readonly sumSquares: Tensor;
 
   constructor(
@@ -110,10 +124,16 @@ export class ConvMixer {
     if (imageSize % p !== 0) throw new Error(`image size ${imageSize} is not divisible by --patch ${p}`);
     if (k % 2 !== 1) throw new Error(`--kernel ${k} must be odd ('same' padding)`);
     this.tokens = imageSize / p;
-    this.params = this.allocateParameters();
-    this.grads = this.allocateParameters();
+    ({ tensors: this.params, vector: this.parameterVector } = this.allocateParameters());
+    ({ tensors: this.grads, vector: this.gradVector } = this.allocateParameters());
     const t = (shape: number[]) => backend.tensor(shape);
-    this.statistics = byUnit(depth, () => ({ runningMean: t([C]), runningVar: t([C]), saved: t([2, C]) }));
+    const running = backend.pack(Array(2 * (2 * depth + 1)).fill([C])); // runningStatistics()'s order
+    this.runningStatisticsVector = running.whole;
+    this.statistics = mapUnits(byUnit(depth, () => null), (_, u) => ({
+      runningMean: running.parts[2 * u],
+      runningVar: running.parts[2 * u + 1],
+      saved: t([2, C]),
+    }));
     const statistics = unitsOf(this.statistics);
     this.batchNorm = mapUnits(this.params, ({ bias, gamma, beta }, i) => {
       const { runningMean, runningVar } = statistics[i];
@@ -136,16 +156,18 @@ export class ConvMixer {
     return { shape: [C, C], fanIn: C };
   }
 
-  private allocateParameters(): ParameterTensors {
-    const t = (shape: number[]) => this.backend.tensor(shape);
+  /** One pack of every parameter's shape, in parameterList's order, and the structure over it. */
+  private allocateParameters(): PackedParameters {
     const { hdim: C, depth, classes } = this.config;
-    const unit = (kind: UnitKind) => ({
-      weight: t(this.convShape(kind).shape),
-      bias: t([C]),
-      gamma: t([C]),
-      beta: t([C]),
-    });
-    return { ...byUnit(depth, unit), head: { weight: t([classes, C]), bias: t([classes]) } };
+    const kinds = unitsOf(byUnit(depth, (kind) => kind));
+    const shapes = [...kinds.flatMap((kind) => [this.convShape(kind).shape, [C], [C], [C]]), [classes, C], [
+      classes,
+    ]];
+    const { whole, parts } = this.backend.pack(shapes);
+    const next = () => parts.shift()!;
+    const unit = () => ({ weight: next(), bias: next(), gamma: next(), beta: next() });
+    const units = byUnit(depth, unit); // unitsOf's order, as `kinds`
+    return { tensors: { ...units, head: { weight: next(), bias: next() } }, vector: whole };
   }
 
   /** The spatial maps the backward pass reads back are "activation"s (f16 under WebGPU's --precision f16). */
@@ -283,21 +305,27 @@ export class ConvMixer {
 
   // ---- optimizer ------------------------------------------------------------------------------
 
-  /** One optimizer step over every parameter, clipping by the global gradient norm on the device. */
+  /**
+   * One optimizer step over every parameter, clipping by the global gradient norm on the device:
+   * one pass over the packed vectors (AdamW is elementwise; the padding stays zero).
+   */
   step(hyper: OptimizerHyper) {
-    const be = this.backend, grads = parameterList(this.grads);
+    const be = this.backend;
     if (hyper.clipNorm > 0) {
       be.fill(this.sumSquares, 0);
-      for (const g of grads) be.accumulateSquares(g, this.sumSquares);
+      be.accumulateSquares(this.gradVector, this.sumSquares);
     }
-    const { m, v } = this.moments, [ms, vs] = [parameterList(m), parameterList(v)];
-    parameterList(this.params).forEach((p, i) =>
-      be.optimizerStep(p, grads[i], ms[i], vs[i], this.sumSquares, hyper)
-    );
+    const { m, v } = this.#packedMoments();
+    be.optimizerStep(this.parameterVector, this.gradVector, m.vector, v.vector, this.sumSquares, hyper);
   }
 
   /** AdamW's moments m and v, of the parameters' structure. */
   get moments(): { m: ParameterTensors; v: ParameterTensors } {
+    const { m, v } = this.#packedMoments();
+    return { m: m.tensors, v: v.tensors };
+  }
+
+  #packedMoments(): { m: PackedParameters; v: PackedParameters } {
     return this.#moments ??= { m: this.allocateParameters(), v: this.allocateParameters() };
   }
 

@@ -2,9 +2,10 @@
 // step, average = d·average + (1 − d)·weights over the parameters and the BatchNorm running
 // statistics, with the usual warm-up d_t = min(d, (1 + t)/(10 + t)) so the random initialisation
 // is forgotten quickly in a short run. Evaluation and the saved checkpoint use the average; the
-// optimizer keeps training the online weights. All of it stays on the backend.
+// optimizer keeps training the online weights. All of it stays on the backend, one op per packed
+// vector (the parameters', the running statistics').
 import type { Tensor } from "./backend.ts";
-import { type ConvMixer, parameterList } from "./model.ts";
+import type { ConvMixer } from "./model.ts";
 
 export class WeightAverage {
   /** The averaged tensors, and a scratch copy of the online ones while the average is swapped in. */
@@ -14,7 +15,7 @@ export class WeightAverage {
   #swapped = false;
 
   constructor(readonly model: ConvMixer, readonly decay: number) {
-    this.#tensors = [...parameterList(model.params), ...model.runningStatistics()];
+    this.#tensors = [model.parameterVector, model.runningStatisticsVector];
     const copy = () => this.#tensors.map((t) => model.backend.tensor(t.shape));
     this.#average = copy();
     this.#online = copy();

@@ -119,7 +119,7 @@ export function conformanceTests(
       const backend = await makeBackend();
       const h = new Harness(backend, arithmetic);
       try {
-        await t.step("write, read, fill, view", () => memory(h));
+        await t.step("write, read, fill, view, pack", () => memory(h));
         await t.step("patch embedding p 1/2/4", () => patchEmbed(h));
         await t.step("depthwise conv k 3/5/7/9: forward, dx (accumulate), dWeight", () => depthwise(h));
         await t.step("linear: bias / no bias, dBias / none, sizes off the tiles", () => linear(h));
@@ -156,6 +156,21 @@ async function memory(h: Harness): Promise<void> {
   assert.deepEqual(await b.read(head), expected.subarray(0, 10), "read of a view");
   b.fill(x.t, -1);
   assert.deepEqual(await b.read(x.t), new Float32Array(15).fill(-1));
+
+  // pack: separate tensors in one storage; `whole` holds them in order with zero padding between.
+  const { whole, parts } = b.pack([[3], [2, 5], [7], [1, 1]]);
+  assert.deepEqual(parts.map((p) => p.shape), [[3], [2, 5], [7], [1, 1]]);
+  const values = parts.map((p, k) => Float32Array.from({ length: p.size }, (_, j) => 100 * (k + 1) + j));
+  parts.forEach((p, k) => b.write(p, values[k]));
+  b.fill(parts[2], 7); // an op's output at a part's offset
+  values[2].fill(7);
+  (await b.readMany(parts)).forEach((got, k) => assert.deepEqual(got, values[k], `pack part ${k}`));
+  const nonzero = (await b.read(whole)).filter((v) => v !== 0);
+  assert.deepEqual(
+    nonzero,
+    Float32Array.from(values.flatMap((v) => [...v])),
+    "pack: whole is the parts in order",
+  );
 }
 
 async function patchEmbed(h: Harness): Promise<void> {

@@ -7,6 +7,7 @@ import type {
   BatchNormParams,
   BatchNormWeights,
   OptimizerHyper,
+  Packed,
   Tensor,
 } from "../src/backend.ts";
 import * as ref from "./reference.ts";
@@ -28,6 +29,20 @@ export class ReferenceBackend implements Backend {
     const t = ref.refTensor(shape);
     this.allocatedBytes += t.data.byteLength;
     return Object.assign(t, { size: t.data.length }) as Tensor;
+  }
+  /** Parts 4 elements apart at least (padding, as a backend's alignment leaves). */
+  pack(shapes: readonly (readonly number[])[]): Packed {
+    const sizes = shapes.map((shape) => shape.reduce((a, b) => a * b, 1));
+    const starts = sizes.map((_, i) => sizes.slice(0, i).reduce((a, n) => a + Math.ceil((n + 1) / 4) * 4, 0));
+    const whole = this.tensor([starts.at(-1)! + sizes.at(-1)! + 1]);
+    const parts = shapes.map((shape, i) =>
+      ({
+        shape: [...shape],
+        size: sizes[i],
+        data: r(whole).data.subarray(starts[i], starts[i] + sizes[i]),
+      }) as Tensor
+    );
+    return { whole, parts };
   }
   view(t: Tensor, shape: readonly number[]): Tensor {
     const size = shape.reduce((a, b) => a * b, 1);

@@ -2,9 +2,9 @@
 // tensor allocated once at start-up, never freed; the free space above serves as scratch), the
 // tensors in it, and a thread pool over it (threads.ts). The ops (kernel launches) are the
 // superclass's, ops.ts; every op runs synchronously on all threads before its method returns.
-import type { Backend, Tensor } from "../backend.ts";
+import type { Backend, Packed, Tensor } from "../backend.ts";
 import { numel } from "../backend.ts";
-import { Arena, createSharedMemory, loadWasmModule, WASM_MEMORY_LIMIT_BYTES } from "./module.ts";
+import { alignUp, Arena, createSharedMemory, loadWasmModule, WASM_MEMORY_LIMIT_BYTES } from "./module.ts";
 import { WasmOps } from "./ops.ts";
 import { ThreadPool } from "./threads.ts";
 
@@ -85,6 +85,21 @@ export class WasmBackend extends WasmOps implements Backend {
     const size = sizeOf("view", shape);
     check(size <= t.size, () => `view: [${shape.join(", ")}] is larger than ${shapeText(t)}`);
     return new WasmTensor([...shape], size, this.offset(t), this.#arena.memory);
+  }
+
+  /** Parts at the arena's alignment, as separately allocated tensors would be. */
+  pack(shapes: readonly (readonly number[])[]): Packed {
+    const offsets: number[] = [];
+    let bytes = 0;
+    for (const shape of shapes) {
+      offsets.push(bytes);
+      bytes = alignUp(bytes + 4 * sizeOf("pack", shape));
+    }
+    const whole = this.tensor([bytes / 4]);
+    const parts = shapes.map((shape, i) =>
+      new WasmTensor([...shape], numel(shape), this.offset(whole) + offsets[i], this.#arena.memory)
+    );
+    return { whole, parts };
   }
 
   write(t: Tensor, data: Float32Array): void {

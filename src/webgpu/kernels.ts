@@ -110,7 +110,7 @@ export class KernelCache {
 
   /** The bind group of `uniform` (binding 0, dynamic offset) and the tensors' bound prefixes. */
   bindGroup(program: GpuPipeline, uniform: GPUBufferBinding, tensors: GpuTensor[]): GPUBindGroup {
-    const groupKey = program.key + tensors.map((t) => `#${t.storage.id}:${t.size}`).join("");
+    const groupKey = program.key + tensors.map((t) => `#${t.storage.id}@${t.offset}:${t.size}`).join("");
     let bindGroup = this.bindGroups.get(groupKey);
     if (!bindGroup) {
       bindGroup = this.device.createBindGroup({
@@ -119,7 +119,7 @@ export class KernelCache {
           { binding: 0, resource: uniform },
           ...tensors.map((t, i) => ({
             binding: i + 1,
-            resource: { buffer: t.storage.buffer, offset: 0, size: t.bindingBytes },
+            resource: { buffer: t.storage.buffer, offset: t.byteOffset, size: t.bindingBytes },
           })),
         ],
       });
@@ -131,7 +131,7 @@ export class KernelCache {
   /** Drops the bind groups that bind storage `id` (its buffer is being replaced). */
   forget(id: number): void {
     for (const key of this.bindGroups.keys()) {
-      if (key.includes(`#${id}:`)) this.bindGroups.delete(key);
+      if (key.includes(`#${id}@`)) this.bindGroups.delete(key);
     }
   }
 

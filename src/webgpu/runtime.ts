@@ -12,7 +12,7 @@
 // the uniform ring, the open pass and the error scopes share one command encoder and one submit
 // point, so splitting them would pass that state between files rather than separate concerns.
 
-import { numel, type Tensor, type TensorRole } from "../backend.ts";
+import { numel, type Packed, type Tensor, type TensorRole } from "../backend.ts";
 import { type Grid, type Kernel, KernelCache, type Launcher, type Uniforms } from "./kernels.ts";
 import { type Constants, type KernelTime, Profiler } from "./profiler.ts";
 import { sumSlices } from "./reductions.ts";
@@ -21,7 +21,7 @@ import { describeShape, GpuTensor, labelBound, type Precision, Storage } from ".
 
 const UNIFORM_BYTES = 64;
 /**
- * Uniform slots, so at most this many dispatches per submit: a training step (~370 dispatches at
+ * Uniform slots, so at most this many dispatches per submit: a training step (~230 dispatches at
  * depth 8) is one submit. Recording one costs ~2 ms of CPU; the next step's write() submits it, and
  * the GPU runs it while the CPU records the next one.
  */
@@ -129,6 +129,23 @@ export class GpuRuntime implements Launcher {
     return new GpuTensor([...shape], size, new Storage(buffer, half, size, this.nextStorageId++));
   }
 
+  /** Parts at multiples of the device's storage-binding offset alignment. */
+  pack(shapes: readonly (readonly number[])[]): Packed {
+    const align = Math.max(16, this.device.limits.minStorageBufferOffsetAlignment) / 4;
+    const offsets: number[] = [];
+    let total = 0;
+    for (const shape of shapes) {
+      offsets.push(total);
+      total += Math.ceil(numel(shape) / align) * align;
+    }
+    const whole = this.tensor([total]);
+    const parts = shapes.map((shape, i) => {
+      const rest = total - offsets[i];
+      return this.view(new GpuTensor([rest], rest, whole.storage, offsets[i]), shape);
+    });
+    return { whole, parts };
+  }
+
   view(t: Tensor, shape: readonly number[]): GpuTensor {
     const base = this.gpu(t);
     const size = numel(shape);
@@ -137,7 +154,7 @@ export class GpuRuntime implements Launcher {
         `WebGPU view: shape ${describeShape(shape)} does not fit in ${describeShape(base.shape)}`,
       );
     }
-    return new GpuTensor([...shape], size, base.storage);
+    return new GpuTensor([...shape], size, base.storage, base.offset);
   }
 
   write(t: Tensor, data: Float32Array): void {
@@ -177,7 +194,7 @@ export class GpuRuntime implements Launcher {
     this.endPass();
     const encoder = this.encoder ??= this.device.createCommandEncoder();
     sources.forEach((s, i) =>
-      encoder.copyBufferToBuffer(s.storage.buffer, 0, staging, offsets[i], s.bindingBytes)
+      encoder.copyBufferToBuffer(s.storage.buffer, s.byteOffset, staging, offsets[i], s.bindingBytes)
     );
     this.submit();
     try {
@@ -240,7 +257,7 @@ export class GpuRuntime implements Launcher {
       : new Float32Array(data);
     this.device.queue.writeBuffer(
       destination.storage.buffer,
-      0,
+      destination.byteOffset,
       source.buffer,
       source.byteOffset,
       source.byteLength,

@@ -26,7 +26,17 @@ export class Storage {
 }
 
 export class GpuTensor implements Tensor {
-  constructor(readonly shape: readonly number[], readonly size: number, readonly storage: Storage) {}
+  constructor(
+    readonly shape: readonly number[],
+    readonly size: number,
+    readonly storage: Storage,
+    /** Where it starts in the storage, in elements (a part of Backend.pack; views keep their base's). */
+    readonly offset = 0,
+  ) {}
+
+  get byteOffset(): number {
+    return this.offset * (this.storage.half ? 2 : 4);
+  }
 
   /** The bytes a binding of this tensor covers (storage bindings come in multiples of 4 bytes). */
   get bindingBytes(): number {
