@@ -15,7 +15,7 @@ import { type GpuHandle, requestGpu } from "./device.ts";
 import * as shapes from "../shapes.ts";
 import { WG } from "./shader_constants.ts";
 import { OPTIMIZER_CODE } from "../kernel_constants.ts";
-import { chunking, columnSums, gemm, sumSlices } from "./reductions.ts";
+import { chunking, columnSums, gemm, sliceLanes, sumSlices } from "./reductions.ts";
 import { GpuRuntime, type Traffic } from "./runtime.ts";
 import type { KernelTime } from "./profiler.ts";
 import type { GpuTensor, Precision } from "./tensor.ts";
@@ -266,8 +266,6 @@ export class WebGpuBackend extends GpuRuntime implements Backend {
       [cBlocks, 1, chunks],
     );
     sumSlices(this, partial, chunks, 2 * C, sums, null, false);
-    sumSlices(this, sums, 1, C, this.gpu(dBeta), null, false, C, 0);
-    sumSlices(this, sums, 1, C, this.gpu(dGamma), null, false, C, C);
     this.launch(
       "bias_gelu_batchnorm_backward.wgsl",
       {},
@@ -275,7 +273,14 @@ export class WebGpuBackend extends GpuRuntime implements Backend {
       { u32: [R, C, rowsPerChunk] },
       [cBlocks, 1, chunks],
     );
-    sumSlices(this, partial, chunks, C, this.gpu(dBias), null, false);
+    const lanes = sliceLanes(chunks);
+    this.launch(
+      "batchnorm_backward_finish.wgsl",
+      { LANES: lanes },
+      [partial, sums, this.gpu(dBias), this.gpu(dGamma), this.gpu(dBeta)],
+      { u32: [C, chunks] },
+      this.grid1D(C, WG.THREADS / lanes),
+    );
   }
 
   // ---- head -----------------------------------------------------------------------------------

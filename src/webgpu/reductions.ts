@@ -74,7 +74,12 @@ export function columnSums(
   sumSlices(run, partial, chunks, C, out, null, false);
 }
 
-/** out[i] (+)= Σ_z partial[offset + z·stride + i] (+ bias[i % bias.size]) for i < len. */
+/** Lanes per output of a slice_lanes.wgsl kernel: enough that no thread adds more than ~16 slices. */
+export function sliceLanes(slices: number): number {
+  return slices <= 16 ? 1 : slices <= 64 ? 4 : 16;
+}
+
+/** out[i] (+)= Σ_z partial[z·len + i] (+ bias[i % bias.size]) for i < len. */
 export function sumSlices(
   run: Launcher,
   partial: GpuTensor,
@@ -83,16 +88,13 @@ export function sumSlices(
   out: GpuTensor,
   bias: GpuTensor | null,
   accumulate: boolean,
-  stride = len,
-  offset = 0,
 ): void {
-  // Lanes per output: enough that no thread adds more than ~16 slices.
-  const lanes = slices <= 16 ? 1 : slices <= 64 ? 4 : 16;
+  const lanes = sliceLanes(slices);
   run.launch(
     "sum_slices.wgsl",
     { HAS_BIAS: bias !== null, ACCUMULATE: accumulate, LANES: lanes },
     [partial, bias ?? run.placeholder, out],
-    { u32: [len, slices, stride, offset, bias?.size ?? 1] },
+    { u32: [len, slices, bias?.size ?? 1] },
     run.grid1D(len, WG.THREADS / lanes),
   );
 }

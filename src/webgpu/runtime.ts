@@ -21,7 +21,7 @@ import { describeShape, GpuTensor, labelBound, type Precision, Storage } from ".
 
 const UNIFORM_BYTES = 64;
 /**
- * Uniform slots, so at most this many dispatches per submit: a training step (~230 dispatches at
+ * Uniform slots, so at most this many dispatches per submit: a training step (~200 dispatches at
  * depth 8) is one submit. Recording one costs ~2 ms of CPU; the next step's write() submits it, and
  * the GPU runs it while the CPU records the next one.
  */
