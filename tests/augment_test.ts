@@ -15,6 +15,7 @@ import {
   type RandAugmentOp,
   randAugmentOp,
 } from "../src/data/augment_plan.ts";
+import { EVERY_AUGMENT_OP } from "./make_cifar.ts";
 
 const SIDE = 32;
 const PLANE = SIDE * SIDE;
@@ -415,22 +416,12 @@ Deno.test("augment: random erasing zeroes its rectangle of the normalised image 
   }
 });
 
-const OFFICIAL: AugmentConfig = {
-  enabled: true,
-  scale: 0.75,
-  raN: 2,
-  raM: 12,
-  jitter: 0.2,
-  reprob: 0.25,
-  flip: "random",
-};
-
 Deno.test("augment: whole drawn plans (crop, flip, 3 ops, jitter, erase) run as their steps in order", () => {
   // Each prefix of the plan, run by the kernel, must be the reference step applied to the
   // kernel's result for the prefix before it; the erase then only zeroes its rectangle.
   let boundaries = 0;
   for (let index = 0; index < 24; index++) {
-    const drawn = drawPlan({ ...OFFICIAL, raN: 3 }, 11, 2, index);
+    const drawn = drawPlan({ ...EVERY_AUGMENT_OP, raN: 3 }, 11, 2, index);
     const image = images.subarray((index % 3) * IMAGE, (index % 3 + 1) * IMAGE);
     let before = runKernel(image, [plan([], drawn.crop, drawn.flip)])[0];
     boundaries += check(before, refResizedCrop(image, drawn.crop, drawn.flip), `sample ${index} crop`);
@@ -457,32 +448,32 @@ Deno.test("augment: whole drawn plans (crop, flip, 3 ops, jitter, erase) run as 
 });
 
 Deno.test("augment: derandomised flips alternate per image from a random first choice; other draws unchanged", () => {
-  const alternate: AugmentConfig = { ...OFFICIAL, flip: "alternate" };
+  const alternate: AugmentConfig = { ...EVERY_AUGMENT_OP, flip: "alternate" };
   let firstFlipped = 0;
   const n = 2000;
   for (let i = 0; i < n; i++) {
     const plans = [0, 1, 2, 3].map((epoch) => drawPlan(alternate, 7, epoch, i));
     firstFlipped += plans[0].flip ? 1 : 0;
     for (let e = 1; e < 4; e++) assertEquals(plans[e].flip, !plans[e - 1].flip, `image ${i} epoch ${e}`);
-    const random = drawPlan(OFFICIAL, 7, 2, i);
+    const random = drawPlan(EVERY_AUGMENT_OP, 7, 2, i);
     assertEquals({ ...plans[2], flip: random.flip }, random);
   }
   ok(Math.abs(firstFlipped / n - 0.5) < 0.04, `${firstFlipped} of ${n} flipped in epoch 0`);
 });
 
 Deno.test("augment: plans depend on (seed, epoch, index) only and follow torchvision's distributions", () => {
-  assertEquals(drawPlan(OFFICIAL, 1, 2, 3), drawPlan(OFFICIAL, 1, 2, 3));
-  notDeepStrictEqual(drawPlan(OFFICIAL, 1, 2, 3), drawPlan(OFFICIAL, 1, 2, 4));
-  notDeepStrictEqual(drawPlan(OFFICIAL, 1, 2, 3), drawPlan(OFFICIAL, 1, 3, 3));
-  notDeepStrictEqual(drawPlan(OFFICIAL, 1, 2, 3), drawPlan(OFFICIAL, 2, 2, 3));
+  assertEquals(drawPlan(EVERY_AUGMENT_OP, 1, 2, 3), drawPlan(EVERY_AUGMENT_OP, 1, 2, 3));
+  notDeepStrictEqual(drawPlan(EVERY_AUGMENT_OP, 1, 2, 3), drawPlan(EVERY_AUGMENT_OP, 1, 2, 4));
+  notDeepStrictEqual(drawPlan(EVERY_AUGMENT_OP, 1, 2, 3), drawPlan(EVERY_AUGMENT_OP, 1, 3, 3));
+  notDeepStrictEqual(drawPlan(EVERY_AUGMENT_OP, 1, 2, 3), drawPlan(EVERY_AUGMENT_OP, 2, 2, 3));
   const n = 6000;
   let flips = 0, erases = 0, affine = 0, raOps = 0;
   const sides = new Set<number>();
   const jitterOrders = new Set<string>();
   const jitterCodes: number[] = [OpCode.blendZero, OpCode.blendMean, OpCode.blendGray];
-  const minSide = Math.round(Math.sqrt(1024 * OFFICIAL.scale));
+  const minSide = Math.round(Math.sqrt(1024 * EVERY_AUGMENT_OP.scale));
   for (let i = 0; i < n; i++) {
-    const p = drawPlan(OFFICIAL, 9, 0, i);
+    const p = drawPlan(EVERY_AUGMENT_OP, 9, 0, i);
     ok(p.crop.width === p.crop.height && p.crop.width >= minSide && p.crop.width <= SIDE);
     ok(p.crop.top + p.crop.height <= SIDE && p.crop.left + p.crop.width <= SIDE);
     sides.add(p.crop.width);

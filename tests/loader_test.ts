@@ -1,17 +1,7 @@
 import { deepStrictEqual as assertEquals, notDeepStrictEqual, ok, rejects } from "node:assert/strict";
-import { type AugmentConfig, type Batch, BatchLoader } from "../src/data/loader.ts";
+import { type Batch, BatchLoader } from "../src/data/loader.ts";
 import { CIFAR_MEAN, CIFAR_STD } from "../src/data/augment.ts";
-import { makeSplit } from "./make_cifar.ts";
-
-const AUGMENT: AugmentConfig = {
-  enabled: true,
-  scale: 0.75,
-  raN: 2,
-  raM: 12,
-  jitter: 0.2,
-  reprob: 0.25,
-  flip: "random",
-};
+import { EVERY_AUGMENT_OP, makeSplit } from "./make_cifar.ts";
 
 async function collect(loader: BatchLoader, epoch: number, start = 0): Promise<Batch[]> {
   const batches: Batch[] = [];
@@ -102,7 +92,7 @@ Deno.test("loader: startBatch resumes mid-epoch with the same batches", async ()
     batch: 6,
     shuffle: true,
     seed: 3,
-    augment: AUGMENT,
+    augment: EVERY_AUGMENT_OP,
     dropLast: false,
   });
   try {
@@ -124,7 +114,7 @@ Deno.test("loader: augmented images depend on (seed, epoch, index) only, not on 
       batch,
       shuffle: true,
       seed,
-      augment: AUGMENT,
+      augment: EVERY_AUGMENT_OP,
       dropLast: false,
       workers,
     });

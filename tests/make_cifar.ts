@@ -1,6 +1,19 @@
 // Writes small archives in the official CIFAR-10 binary layout for tests: records of one label
-// byte and 3072 pixel bytes, packed as a .tar.gz (ustar) or as an extracted folder.
+// byte and 3072 pixel bytes, packed as a .tar.gz (ustar) or as an extracted folder; and the
+// augmentation the data tests run.
 import { gzipSync } from "fflate";
+import type { AugmentConfig } from "../src/data/augment_plan.ts";
+
+/** Every augmentation op on (crop, flip, RandAugment, jitter, erasing), the data tests' config. */
+export const EVERY_AUGMENT_OP: AugmentConfig = {
+  enabled: true,
+  scale: 0.75,
+  raN: 2,
+  raM: 12,
+  jitter: 0.2,
+  reprob: 0.25,
+  flip: "random",
+};
 
 export const RECORD = 3073;
 
