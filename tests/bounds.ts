@@ -77,6 +77,44 @@ export function assertWithin(
   }
 }
 
+/** Float64's unit roundoff. */
+const F64_UNIT = 2 ** -53;
+
+/**
+ * Central differences D(h) = (L(x + h) − L(x − h))/2h of a float64 loss() with respect to
+ * values[i], i in `indices` (default: all), against analytic, each element within its own bound:
+ * D(h)'s truncation h²·L‴/6, estimated from the same difference at 2h (D(2h) − D(h) ≈ 3·h²·L‴/6,
+ * so |D(2h) − D(h)| covers it three times), plus the rounding of the two losses divided by the
+ * step, ε·|L|/h: ε = 32·u allows a loss (a float64 sum of tens to hundreds of terms, some
+ * cancelling) a rounding of 32 ulps of itself (measured: BN dz needs 8·u·1.7, the others under
+ * 8·u). Returns the largest |analytic| checked, so a caller can refuse a check of zeros.
+ */
+export function assertFiniteDifferences(
+  what: string,
+  loss: () => number,
+  values: Float64Array,
+  analytic: ArrayLike<number>,
+  indices: readonly number[] = Array.from(values, (_, i) => i),
+): number {
+  const bound: number[] = [], numeric: number[] = [], want: number[] = [];
+  const at = (i: number, x: number) => (values[i] = x, loss());
+  for (const i of indices) {
+    const saved = values[i], h = 1e-5 * Math.max(1, Math.abs(saved));
+    // [D(step), max |L(x ± step)|], divided by the distance actually taken (x ± step rounds).
+    const difference = (step: number) => {
+      const [plus, minus] = [at(i, saved + step), at(i, saved - step)];
+      return [(plus - minus) / ((saved + step) - (saved - step)), Math.max(Math.abs(plus), Math.abs(minus))];
+    };
+    const [[narrow, magnitude], [wide]] = [difference(h), difference(2 * h)];
+    values[i] = saved;
+    numeric.push(narrow);
+    bound.push(Math.abs(wide - narrow) + 32 * F64_UNIT * magnitude / h);
+    want.push(analytic[i]);
+  }
+  assertWithin(`${what}: analytic vs finite difference`, want, numeric, bound);
+  return Math.max(0, ...want.map(Math.abs));
+}
+
 /** The rounding of storing a tensor, on top of the arithmetic's: f16 activations. */
 function storageUnit(a: Arithmetic, x: { role?: TensorRole }): number {
   return x.role === "activation" ? a.storage : 0;

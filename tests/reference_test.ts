@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import * as ref from "./reference.ts";
 import type { RefTensor } from "./reference.ts";
-import { assertWithin } from "./bounds.ts";
+import { assertFiniteDifferences, assertWithin } from "./bounds.ts";
 
 const random = ref.seededRandom(1234);
 
@@ -20,37 +20,10 @@ function dot(a: RefTensor, b: RefTensor): number {
   return sum;
 }
 
-/** Float64's unit roundoff. */
-const F64_UNIT = 2 ** -53;
-
-/**
- * Central differences D(h) = (L(x + h) − L(x − h))/2h of loss() with respect to every element of
- * input.data, against analytic, each element within its own bound: D(h)'s truncation h²·L‴/6,
- * estimated from the same difference at 2h (D(2h) − D(h) ≈ 3·h²·L‴/6, so |D(2h) − D(h)| covers it
- * three times), plus the rounding of the two losses divided by the step, ε·|L|/h: ε = 32·u allows
- * a loss (a float64 sum of tens to hundreds of terms r·out, some cancelling) a rounding of 32 ulps
- * of itself (measured: BN dz needs 8·u·1.7, the others under 8·u).
- */
+/** bounds.ts's finite-difference check over every element, which must not all be ~0. */
 function assertGradient(what: string, loss: () => number, input: RefTensor, analytic: Float64Array): void {
-  let maxAnalytic = 0;
-  const bound = new Float64Array(input.data.length), numeric = new Float64Array(input.data.length);
-  const at = (i: number, x: number) => (input.data[i] = x, loss());
-  for (let i = 0; i < input.data.length; i++) {
-    const saved = input.data[i], h = 1e-5 * Math.max(1, Math.abs(saved));
-    // [D(step), max |L(x ± step)|], divided by the distance actually taken (x ± step rounds).
-    const difference = (step: number) => {
-      const [plus, minus] = [at(i, saved + step), at(i, saved - step)];
-      return [(plus - minus) / ((saved + step) - (saved - step)), Math.max(Math.abs(plus), Math.abs(minus))];
-    };
-    const [[narrow, magnitude], [wide]] = [difference(h), difference(2 * h)];
-    numeric[i] = narrow;
-    const truncation = Math.abs(wide - narrow);
-    input.data[i] = saved;
-    bound[i] = truncation + 32 * F64_UNIT * magnitude / h;
-    maxAnalytic = Math.max(maxAnalytic, Math.abs(analytic[i]));
-  }
-  assert.ok(maxAnalytic > 1e-3, `${what}: the gradient is ~0, the check would prove nothing`);
-  assertWithin(`${what}: analytic vs finite difference`, analytic, numeric, bound);
+  const largest = assertFiniteDifferences(what, loss, input.data, analytic);
+  assert.ok(largest > 1e-3, `${what}: the gradient is ~0, the check would prove nothing`);
 }
 
 Deno.test("erf and erfc match known float64 values to ~1e-15", () => {
