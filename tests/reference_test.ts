@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import * as ref from "./reference.ts";
 import type { RefTensor } from "./reference.ts";
-import { assertFiniteDifferences, assertWithin } from "./bounds.ts";
+import { assertFiniteDifferences } from "./bounds.ts";
 
 const random = ref.seededRandom(1234);
 
