@@ -126,21 +126,20 @@ export class ConvMixer {
     this.tokens = imageSize / p;
     ({ tensors: this.params, vector: this.parameterVector } = this.allocateParameters());
     ({ tensors: this.grads, vector: this.gradVector } = this.allocateParameters());
-    const t = (shape: number[]) => backend.tensor(shape);
-    const running = backend.pack(Array(2 * (2 * depth + 1)).fill([C])); // runningStatistics()'s order
+    // Running mean and variance of every unit in one pack, in runningStatistics()'s order.
+    const running = backend.pack(Array(2 * (2 * depth + 1)).fill([C]));
     this.runningStatisticsVector = running.whole;
     this.statistics = mapUnits(byUnit(depth, () => null), (_, u) => ({
       runningMean: running.parts[2 * u],
       runningVar: running.parts[2 * u + 1],
-      saved: t([2, C]),
+      saved: backend.tensor([2, C]),
     }));
-    const statistics = unitsOf(this.statistics);
     this.batchNorm = mapUnits(this.params, ({ bias, gamma, beta }, i) => {
-      const { runningMean, runningVar } = statistics[i];
+      const { runningMean, runningVar } = unitsOf(this.statistics)[i];
       return { bias, gamma, beta, runningMean, runningVar };
     });
-    this.metrics = t([3]);
-    this.sumSquares = t([1]);
+    this.metrics = backend.tensor([3]);
+    this.sumSquares = backend.tensor([1]);
     const activationBytes = 4 * maxBatch *
       (imageSize * imageSize * 3 + this.tokens ** 2 * C * (4 * depth + 4));
     this.recomputeDepthwise = recomputeDepthwise ??
@@ -159,14 +158,11 @@ export class ConvMixer {
   /** One pack of every parameter's shape, in parameterList's order, and the structure over it. */
   private allocateParameters(): PackedParameters {
     const { hdim: C, depth, classes } = this.config;
-    const kinds = unitsOf(byUnit(depth, (kind) => kind));
-    const shapes = [...kinds.flatMap((kind) => [this.convShape(kind).shape, [C], [C], [C]]), [classes, C], [
-      classes,
-    ]];
+    const unitShapes = (kind: UnitKind) => [this.convShape(kind).shape, [C], [C], [C]];
+    const shapes = [...unitsOf(byUnit(depth, unitShapes)).flat(), [classes, C], [classes]];
     const { whole, parts } = this.backend.pack(shapes);
     const next = () => parts.shift()!;
-    const unit = () => ({ weight: next(), bias: next(), gamma: next(), beta: next() });
-    const units = byUnit(depth, unit); // unitsOf's order, as `kinds`
+    const units = byUnit(depth, () => ({ weight: next(), bias: next(), gamma: next(), beta: next() }));
     return { tensors: { ...units, head: { weight: next(), bias: next() } }, vector: whole };
   }
 
