@@ -3,9 +3,10 @@
 // must agree on every test record: the same class and the same probabilities.
 import assert from "node:assert/strict";
 import * as convmixer from "../mod.ts";
+import { requestAdapter } from "../src/webgpu/device.ts";
 import { officialFiles, writeTarGz } from "./make_cifar.ts";
 
-const adapter = "gpu" in navigator ? await navigator.gpu.requestAdapter() : null;
+const adapter = await requestAdapter();
 if (!adapter && Deno.env.get("CI")) throw new Error("CI: no WebGPU adapter (install mesa-vulkan-drivers)");
 
 const dir = await Deno.makeTempDir({ prefix: "convmixer-mod-test-" });

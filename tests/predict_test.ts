@@ -9,9 +9,10 @@ import { CLASS_NAMES, IMAGE_BYTES, openCifar } from "../src/data/cifar.ts";
 import { recordToRgb, type RgbImage, rgbToPng } from "../src/image.ts";
 import { softmax } from "../src/report/analysis.ts";
 import { realDataPresent, run, TINY, writeRealSubset } from "./cli.ts";
+import { requestAdapter } from "../src/webgpu/device.ts";
 
 const haveRealData = realDataPresent("predict_test");
-const adapter = "gpu" in navigator ? await navigator.gpu.requestAdapter() : null;
+const adapter = await requestAdapter();
 if (!adapter && Deno.env.get("CI")) throw new Error("CI: no WebGPU adapter (install mesa-vulkan-drivers)");
 if (!adapter) console.warn("predict_test: no WebGPU adapter, skipping the WebGPU case");
 

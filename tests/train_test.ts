@@ -4,6 +4,7 @@
 import assert from "node:assert";
 import { loadCheckpoint, saveCheckpoint } from "../src/checkpoint.ts";
 import { realDataPresent, run, TINY, writeRealSubset } from "./cli.ts";
+import { requestAdapter } from "../src/webgpu/device.ts";
 
 const haveRealData = realDataPresent("train_test");
 
@@ -246,7 +247,7 @@ Deno.test("bad files: missing data, a corrupt checkpoint, a non-finite loss", as
 
 // `--backend webgpu` gives `--backend wasm`'s results, to float32 rounding, for train and eval (on
 // lavapipe in CI; a machine without any adapter skips, except under CI where webgpu_test.ts fails).
-const haveAdapter = "gpu" in navigator && (await navigator.gpu.requestAdapter()) !== null;
+const haveAdapter = (await requestAdapter()) !== null;
 
 Deno.test({
   name: "train and eval on --backend webgpu agree with --backend wasm",

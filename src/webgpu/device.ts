@@ -49,14 +49,38 @@ function provideRuntimeDir(): void {
 }
 
 /**
+ * On Linux, Deno's wgpu opens its GL backend beside Vulkan unless told otherwise, which loads
+ * libEGL; libEGL's destructor then races threads that end during the process's exit, and about
+ * one run in four aborts after everything passed ("free(): invalid pointer", "corrupted size vs.
+ * prev_size": the backtrace is in libEGL's fini and a thread's TSD destructors). Vulkan is what
+ * these kernels want anyway (GL adapters have neither shader-f16 nor timestamp queries), so ask for
+ * it alone, unless the user chose a backend with DENO_WEBGPU_BACKEND.
+ */
+function preferVulkan(): void {
+  try {
+    if (Deno.build.os === "linux" && Deno.env.get("DENO_WEBGPU_BACKEND") === undefined) {
+      Deno.env.set("DENO_WEBGPU_BACKEND", "vulkan");
+    }
+  } catch {
+    // Without env permission wgpu picks its backends itself.
+  }
+}
+
+/** navigator.gpu.requestAdapter after the environment above: every adapter request goes through it. */
+export async function requestAdapter(options?: GPURequestAdapterOptions): Promise<GPUAdapter | null> {
+  if (typeof navigator === "undefined" || !("gpu" in navigator)) return null;
+  provideRuntimeDir();
+  preferVulkan();
+  return await navigator.gpu.requestAdapter(options);
+}
+
+/**
  * The device, or null when there is no adapter (or only a software one and allowFallback is
  * false; allowFallback defaults to true).
  */
 export async function requestGpu(options: { allowFallback?: boolean } = {}): Promise<GpuHandle | null> {
   const allowFallback = options.allowFallback ?? true;
-  if (typeof navigator === "undefined" || !("gpu" in navigator)) return null;
-  provideRuntimeDir();
-  const adapter = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
+  const adapter = await requestAdapter({ powerPreference: "high-performance" });
   if (!adapter) return null;
   const info = adapter.info;
   const isFallback = Boolean((info as { isFallbackAdapter?: boolean }).isFallbackAdapter) ||
