@@ -10,7 +10,9 @@
 // to 132 so the transposing stores of a row-major operand hit different banks), so the inner loop
 // reads four vec4s for 64 FMAs. The next slice is fetched into registers while this one is
 // multiplied. Global reads walk the stored matrix along its contiguous dimension. Loads are
-// bounds-checked (zero padding), so any R, S, T work.
+// bounds-checked (zero padding), so any R, S, T work; FULL_TILES (the host's choice when R and S
+// are multiples of 128 and T of 16, as at every ConvMixer-256 shape) drops the checks of the loads
+// and stores, as no tile has an edge.
 // SPLIT_K: workgroup z contracts over T range [z·tPerSlice, (z+1)·tPerSlice) and writes its
 // partial product to out[z, R, S]; sum_slices.wgsl adds the slices (no float atomics).
 
@@ -36,6 +38,7 @@ override TRANS_A: bool = false;
 override TRANS_B: bool = false;
 override HAS_BIAS: bool = false;
 override SPLIT_K: bool = false;
+override FULL_TILES: bool = false;
 
 const TILE = WG_GEMM_TILE;
 const TILE_T = WG_GEMM_TILE_T;
@@ -48,7 +51,7 @@ var<workgroup> tileB: array<vec4<f32>, 528>;
 
 /** a[index] or b[index]; 0 outside the matrix (zero padding of the edge tiles). */
 fn load(isA: bool, index: u32, inside: bool) -> f32 {
-  if (!inside) {
+  if (!FULL_TILES && !inside) {
     return 0.0;
   }
   if (isA) {
@@ -119,7 +122,7 @@ fn stageB(along: bool, v: vec4<f32>, e: u32, tid: u32) {
 
 /** Writes one row of a thread's block: columns col0..col0+3 (lo) and col0+64.. (hi). */
 fn storeRow(row: u32, col0: u32, lo: vec4<f32>, hi: vec4<f32>, sliceOffset: u32) {
-  if (row >= params.R) {
+  if (!FULL_TILES && row >= params.R) {
     return;
   }
   let at = sliceOffset + row * params.S;
@@ -127,7 +130,7 @@ fn storeRow(row: u32, col0: u32, lo: vec4<f32>, hi: vec4<f32>, sliceOffset: u32)
     let values = select(lo, hi, h == 1u);
     for (var j = 0u; j < 4u; j++) {
       let col = col0 + 64u * h + j;
-      if (col < params.S) {
+      if (FULL_TILES || col < params.S) {
         var v = values[j];
         if (HAS_BIAS) {
           v += bias[col];

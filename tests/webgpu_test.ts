@@ -154,76 +154,86 @@ for (const precision of ["f32", "f16"] as const) {
   });
 }
 
-Deno.test({
-  name: "webgpu at ConvMixer-256 block shapes (full tiles, channel blocks, split-K) matches float64",
-  ignore: noAdapter,
-  sanitizeResources: false,
-  async fn() {
-    const backend = await WebGpuBackend.create();
-    const h = new Harness(backend, WEBGPU_ARITHMETIC, 13);
-    const [B, H, W, C, k] = [2, 16, 16, 256, 5];
-    const act = [B, H, W, C], M = B * H * W;
-    try {
-      const x = h.random(act), dOut = h.random(act);
-      const depthWeight = h.random([k, k, C], 0.2), pointWeight = h.random([C, C], 0.1);
-      const outs = {
-        depthwise: h.garbage(act),
-        depthwiseDx: h.random(act), // accumulates
-        depthwiseDWeight: h.garbage([k, k, C]),
-        pointwise: h.garbage([M, C]),
-        pointwiseDx: h.garbage([M, C]),
-        pointwiseDWeight: h.garbage([C, C]),
-      };
-      backend.depthwiseConvForward(x.t, depthWeight.t, outs.depthwise.t);
-      h.linear(
-        k * k,
-        [outs.depthwise],
-        (v) => ref.depthwiseConvForward(v(x), v(depthWeight), v(outs.depthwise)),
-      );
-      ref.depthwiseConvForward(x.r, depthWeight.r, outs.depthwise.r);
-      backend.depthwiseConvBackwardInput(dOut.t, depthWeight.t, outs.depthwiseDx.t);
-      h.linear(
-        k * k + 1,
-        [outs.depthwiseDx],
-        (v) => ref.depthwiseConvBackwardInput(v(dOut), v(depthWeight), v(outs.depthwiseDx)),
-      );
-      ref.depthwiseConvBackwardInput(dOut.r, depthWeight.r, outs.depthwiseDx.r);
-      backend.depthwiseConvBackwardWeight(x.t, dOut.t, outs.depthwiseDWeight.t);
-      h.linear(
-        M,
-        [outs.depthwiseDWeight],
-        (v) => ref.depthwiseConvBackwardWeight(v(x), v(dOut), v(outs.depthwiseDWeight)),
-      );
-      ref.depthwiseConvBackwardWeight(x.r, dOut.r, outs.depthwiseDWeight.r);
-      // The [M, C] views of x and dOut: the same values and bounds.
-      const [xm, dm] = [x, dOut].map((p) => ({
-        t: backend.view(p.t, [M, C]),
-        r: ref.refTensor([M, C], p.r.data),
-        e: p.e,
-      }));
-      backend.linearForward(xm.t, pointWeight.t, null, outs.pointwise.t);
-      h.linear(C, [outs.pointwise], (v) => ref.linearForward(v(xm), v(pointWeight), null, v(outs.pointwise)));
-      ref.linearForward(xm.r, pointWeight.r, null, outs.pointwise.r);
-      backend.linearBackwardInput(dm.t, pointWeight.t, outs.pointwiseDx.t);
-      h.linear(
-        C,
-        [outs.pointwiseDx],
-        (v) => ref.linearBackwardInput(v(dm), v(pointWeight), v(outs.pointwiseDx)),
-      );
-      ref.linearBackwardInput(dm.r, pointWeight.r, outs.pointwiseDx.r);
-      backend.linearBackwardWeight(xm.t, dm.t, outs.pointwiseDWeight.t, null);
-      h.linear(
-        M,
-        [outs.pointwiseDWeight],
-        (v) => ref.linearBackwardWeight(v(xm), v(dm), v(outs.pointwiseDWeight), null),
-      );
-      ref.linearBackwardWeight(xm.r, dm.r, outs.pointwiseDWeight.r, null);
-      for (const [what, out] of Object.entries(outs)) await h.expectClose(what, out);
-    } finally {
-      backend.dispose();
-    }
-  },
-});
+// The GEMM's full-tile variant (FULL_TILES: no bounds checks) runs only at shapes like these.
+for (const precision of ["f32", "f16"] as const) {
+  Deno.test({
+    name:
+      `webgpu (${precision}) at ConvMixer-256 block shapes (full tiles, channel blocks, split-K) matches float64`,
+    ignore: precision === "f16" ? noHalf : noAdapter,
+    sanitizeResources: false,
+    async fn() {
+      const backend = await WebGpuBackend.create({ precision });
+      const storage = precision === "f16" ? 2 ** -11 : 0;
+      const h = new Harness(backend, { ...WEBGPU_ARITHMETIC, storage }, 13);
+      const [B, H, W, C, k] = [2, 16, 16, 256, 5];
+      const act = [B, H, W, C], M = B * H * W;
+      try {
+        const x = h.activation(act), dOut = h.random(act);
+        const depthWeight = h.random([k, k, C], 0.2), pointWeight = h.random([C, C], 0.1);
+        const outs = {
+          depthwise: h.garbage(act, "activation"),
+          depthwiseDx: h.random(act), // accumulates
+          depthwiseDWeight: h.garbage([k, k, C]),
+          pointwise: h.garbage([M, C], "activation"),
+          pointwiseDx: h.garbage([M, C]),
+          pointwiseDWeight: h.garbage([C, C]),
+        };
+        backend.depthwiseConvForward(x.t, depthWeight.t, outs.depthwise.t);
+        h.linear(
+          k * k,
+          [outs.depthwise],
+          (v) => ref.depthwiseConvForward(v(x), v(depthWeight), v(outs.depthwise)),
+        );
+        ref.depthwiseConvForward(x.r, depthWeight.r, outs.depthwise.r);
+        backend.depthwiseConvBackwardInput(dOut.t, depthWeight.t, outs.depthwiseDx.t);
+        h.linear(
+          k * k + 1,
+          [outs.depthwiseDx],
+          (v) => ref.depthwiseConvBackwardInput(v(dOut), v(depthWeight), v(outs.depthwiseDx)),
+        );
+        ref.depthwiseConvBackwardInput(dOut.r, depthWeight.r, outs.depthwiseDx.r);
+        backend.depthwiseConvBackwardWeight(x.t, dOut.t, outs.depthwiseDWeight.t);
+        h.linear(
+          M,
+          [outs.depthwiseDWeight],
+          (v) => ref.depthwiseConvBackwardWeight(v(x), v(dOut), v(outs.depthwiseDWeight)),
+        );
+        ref.depthwiseConvBackwardWeight(x.r, dOut.r, outs.depthwiseDWeight.r);
+        // The [M, C] views of x and dOut: the same values and bounds.
+        const [xm, dm] = [x, dOut].map((p) => ({
+          t: backend.view(p.t, [M, C]),
+          r: ref.refTensor([M, C], p.r.data),
+          e: p.e,
+          role: p.role,
+        }));
+        backend.linearForward(xm.t, pointWeight.t, null, outs.pointwise.t);
+        h.linear(
+          C,
+          [outs.pointwise],
+          (v) => ref.linearForward(v(xm), v(pointWeight), null, v(outs.pointwise)),
+        );
+        ref.linearForward(xm.r, pointWeight.r, null, outs.pointwise.r);
+        backend.linearBackwardInput(dm.t, pointWeight.t, outs.pointwiseDx.t);
+        h.linear(
+          C,
+          [outs.pointwiseDx],
+          (v) => ref.linearBackwardInput(v(dm), v(pointWeight), v(outs.pointwiseDx)),
+        );
+        ref.linearBackwardInput(dm.r, pointWeight.r, outs.pointwiseDx.r);
+        backend.linearBackwardWeight(xm.t, dm.t, outs.pointwiseDWeight.t, null);
+        h.linear(
+          M,
+          [outs.pointwiseDWeight],
+          (v) => ref.linearBackwardWeight(v(xm), v(dm), v(outs.pointwiseDWeight), null),
+        );
+        ref.linearBackwardWeight(xm.r, dm.r, outs.pointwiseDWeight.r, null);
+        for (const [what, out] of Object.entries(outs)) await h.expectClose(what, out);
+      } finally {
+        backend.dispose();
+      }
+    },
+  });
+}
 
 Deno.test({
   name:

@@ -38,10 +38,11 @@ export function gemm(
   const tPerSlice = Math.max(step, Math.ceil(T / wantedSlices / step) * step);
   const slices = Math.max(1, Math.ceil(T / tPerSlice));
   const grid: [number, number, number] = [Math.ceil(S / WG.GEMM_TILE), Math.ceil(R / WG.GEMM_TILE), slices];
+  const FULL_TILES = R % WG.GEMM_TILE === 0 && S % WG.GEMM_TILE === 0 && T % step === 0; // no edge tiles
   if (slices === 1) {
     run.launch(
       "gemm.wgsl",
-      { ...transpose, HAS_BIAS: bias !== null, SPLIT_K: false },
+      { ...transpose, HAS_BIAS: bias !== null, SPLIT_K: false, FULL_TILES },
       [a, b, bias ?? run.placeholder, out],
       { u32: [R, S, T, Math.max(T, 1)] },
       grid,
@@ -51,7 +52,7 @@ export function gemm(
   const partial = run.scratch("partial", slices * R * S);
   run.launch(
     "gemm.wgsl",
-    { ...transpose, HAS_BIAS: false, SPLIT_K: true },
+    { ...transpose, HAS_BIAS: false, SPLIT_K: true, FULL_TILES },
     [a, b, run.placeholder, partial],
     { u32: [R, S, T, tPerSlice] },
     grid,
