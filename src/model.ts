@@ -134,8 +134,9 @@ export class ConvMixer {
       runningVar: running.parts[2 * u + 1],
       saved: backend.tensor([2, C]),
     }));
+    const statistics = unitsOf(this.statistics);
     this.batchNorm = mapUnits(this.params, ({ bias, gamma, beta }, i) => {
-      const { runningMean, runningVar } = unitsOf(this.statistics)[i];
+      const { runningMean, runningVar } = statistics[i];
       return { bias, gamma, beta, runningMean, runningVar };
     });
     this.metrics = backend.tensor([3]);

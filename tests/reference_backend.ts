@@ -30,11 +30,12 @@ export class ReferenceBackend implements Backend {
     this.allocatedBytes += t.data.byteLength;
     return Object.assign(t, { size: t.data.length }) as Tensor;
   }
-  /** Parts 4 elements apart at least (padding, as a backend's alignment leaves). */
+  /** Parts at multiples of 4 elements, each followed by at least one of zero padding (as alignment leaves). */
   pack(shapes: readonly (readonly number[])[]): Packed {
-    const sizes = shapes.map((shape) => shape.reduce((a, b) => a * b, 1));
-    const starts = sizes.map((_, i) => sizes.slice(0, i).reduce((a, n) => a + Math.ceil((n + 1) / 4) * 4, 0));
-    const whole = this.tensor([starts.at(-1)! + sizes.at(-1)! + 1]);
+    const sizes = shapes.map((shape) => shape.reduce((a, b) => a * b, 1)), starts: number[] = [];
+    let total = 0;
+    for (const size of sizes) starts.push(total), total += Math.ceil((size + 1) / 4) * 4;
+    const whole = this.tensor([total]);
     const parts = shapes.map((shape, i) =>
       ({
         shape: [...shape],
