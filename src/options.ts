@@ -15,6 +15,8 @@ export interface TrainOptions {
   steps?: number;
   /** The run's length in optimizer steps, scheduled as a --time run (replays one on another machine). */
   totalSteps?: number;
+  /** The one-cycle's peak step under --total-steps (a --time run's config.json has it). */
+  peakStep?: number;
   /** Training images held out (the last ones, in the official order) for validation. */
   val: number;
   shuffle: boolean;
@@ -40,6 +42,7 @@ const TRAIN_FLAGS = {
   epochs: { type: "string" },
   steps: { type: "string" },
   "total-steps": { type: "string" },
+  "peak-step": { type: "string" },
   batch: { type: "string" },
   hdim: { type: "string" },
   depth: { type: "string" },
@@ -82,8 +85,10 @@ export const TRAIN_USAGE = `Usage: deno task train [flags]
   --time D               time budget of the whole command (90s, 15m, 1h; the CPU default is 15m): the run
                          measures its step time in its first steps and fixes its length to end in time
   --epochs N --steps N   epochs of the schedule (instead of --time); stop after N optimizer steps
-  --total-steps N        the run's length in optimizer steps, scheduled as --time schedules it (a --time
-                         run writes the length it chose into config.json: this replays it anywhere)
+  --total-steps N [--peak-step P]
+                         the run's length in optimizer steps, scheduled as --time schedules it, the lr
+                         peaking at step P (default 2/5 of N); a --time run writes both into config.json
+                         (totalSteps, peakStep): these replay it anywhere, byte for byte
   --val N                hold out the last N training images for validation (evaluated every epoch)
   --batch N --hdim N --depth N --kernel K --patch P
   --lr X (lr_max) --wd X --optimizer adamw|sgd --schedule onecycle|constant --clip-norm X (0 = off)
@@ -172,6 +177,13 @@ export function parseTrainArgs(args: string[]): TrainOptions {
   const totalSteps = int("total-steps", 1);
   const lengths = [epochs && "--epochs", time && "--time", totalSteps && "--total-steps"].filter(Boolean);
   if (lengths.length > 1) throw new UsageError(`${lengths.join(" and ")}: give one of them`);
+  const peakStep = int("peak-step", 1);
+  if (peakStep !== undefined && totalSteps === undefined) {
+    throw new UsageError("--peak-step: only with --total-steps (a --time run chooses its own)");
+  }
+  if (peakStep !== undefined && peakStep >= totalSteps!) {
+    throw new UsageError(`--peak-step ${peakStep}: must be below --total-steps ${totalSteps}`);
+  }
   const recipe: Partial<Recipe> = {
     hdim: int("hdim", 1, 4096),
     depth: int("depth", 0, 256),
@@ -208,6 +220,7 @@ export function parseTrainArgs(args: string[]): TrainOptions {
     recipe,
     steps: int("steps", 1),
     totalSteps,
+    peakStep,
     val: int("val", 0, 49999) ?? 0,
     shuffle: !v["no-shuffle"],
     seed: int("seed", 0, 2 ** 32 - 1) ?? 0,

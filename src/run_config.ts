@@ -21,6 +21,8 @@ export interface RunConfig {
   val?: number;
   /** The run's length in optimizer steps: epochs × steps per epoch, or fixed by --time or --total-steps. */
   totalSteps?: number;
+  /** The one-cycle's peak in optimizer steps, where a --time run's first estimate put it (else 2/5 of totalSteps). */
+  peakStep?: number;
   /** Whether the schedule's breakpoints fall on whole epochs (the official script's way). */
   byEpochs?: boolean;
   changes?: RunChange[];
@@ -43,7 +45,7 @@ export function parseRunConfig(path: string, text: string): RunConfig {
     fail(`not valid JSON (${(e as Error).message})`);
   }
   if (!isObject(config)) return fail("not a JSON object");
-  const { recipe, seed, shuffle, init, changes, val, totalSteps, byEpochs } = config;
+  const { recipe, seed, shuffle, init, changes, val, totalSteps, peakStep, byEpochs } = config;
   if (!isObject(recipe)) return fail("'recipe' is missing or not an object");
   // Runs from before a method existed trained without it.
   for (const [key, off] of Object.entries(PAPER_METHODS)) if (!(key in recipe)) recipe[key] = off;
@@ -68,10 +70,10 @@ export function parseRunConfig(path: string, text: string): RunConfig {
   checkNumber("seed", seed as number, true, false, fail);
   if (typeof shuffle !== "boolean") fail(`shuffle is ${JSON.stringify(shuffle)}, not true or false`);
   if (init !== undefined && typeof init !== "string") fail(`init is ${JSON.stringify(init)}, not a path`);
-  for (const [name, value] of Object.entries({ val, totalSteps })) {
+  for (const [name, value] of Object.entries({ val, totalSteps, peakStep })) {
     if (value === undefined) continue;
     if (typeof value !== "number") fail(`${name} is ${JSON.stringify(value)}, not a number`);
-    checkNumber(name, value as number, true, name === "totalSteps", fail);
+    checkNumber(name, value as number, true, name !== "val", fail);
   }
   if (byEpochs !== undefined && typeof byEpochs !== "boolean") {
     fail(`byEpochs is ${JSON.stringify(byEpochs)}, not true or false`);
@@ -201,6 +203,9 @@ function ignoredFlags(config: RunConfig, recipe: Recipe, options: TrainOptions):
   if (given.has("val") && options.val !== (config.val ?? 0)) ignored("val", options.val, config.val ?? 0);
   if (given.has("total-steps")) {
     ignored("total-steps", options.totalSteps, config.totalSteps ?? "the --time budget");
+  }
+  if (given.has("peak-step")) {
+    ignored("peak-step", options.peakStep, config.peakStep ?? "the peak at 2/5 of the steps");
   }
   return lines;
 }

@@ -2,7 +2,8 @@
 // CIFAR-10 schedule: piecewise linear, 0 → lr_max at 2/5 of the run → lr_max/20 at 4/5 → 0 at the
 // end, where the official script puts the breakpoints at whole epochs (epochs*2//5, epochs*4//5)
 // and step i of an epoch uses the time epoch + (i + 1)/stepsPerEpoch. A run sized by a time
-// budget has no whole number of epochs, so its breakpoints fall at 2/5 and 4/5 of its steps.
+// budget has no whole number of epochs, so its breakpoints fall at 2/5 and 4/5 of its steps (the
+// peak where the budget's first estimate put it: src/time_budget.ts).
 export type ScheduleKind = "onecycle" | "constant";
 
 /** The one-cycle's breakpoints in optimizer steps: [0, peak, decay end, total]. */
@@ -14,9 +15,14 @@ export function epochKnots(epochs: number, stepsPerEpoch: number): Knots {
   return [0, at(Math.floor((epochs * 2) / 5)), at(Math.floor((epochs * 4) / 5)), at(epochs)];
 }
 
-/** Breakpoints of a run of `totalSteps` steps (a time budget). */
-export function stepKnots(totalSteps: number): Knots {
-  return [0, (totalSteps * 2) / 5, (totalSteps * 4) / 5, totalSteps];
+/**
+ * Breakpoints of a run of `totalSteps` steps (a time budget), peaking at 2/5 of them or at
+ * `peakStep`; then the decay keeps its shape over the steps after the peak (lr_max/20 at 2/3 of
+ * them, as 4/5 is of the way from 2/5 to the end).
+ */
+export function stepKnots(totalSteps: number, peakStep?: number): Knots {
+  if (peakStep === undefined) return [0, (totalSteps * 2) / 5, (totalSteps * 4) / 5, totalSteps];
+  return [0, peakStep, peakStep + ((totalSteps - peakStep) * 2) / 3, totalSteps];
 }
 
 /** The learning rate of optimizer step `step` (0-based). */

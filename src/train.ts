@@ -177,6 +177,7 @@ function resolveRunConfig(
     init: options.init,
     val: options.val,
     totalSteps: options.totalSteps,
+    peakStep: options.peakStep,
   };
 }
 

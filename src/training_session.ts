@@ -5,6 +5,7 @@
 import type { Recipe } from "./recipe.ts";
 import type { ConvMixer } from "./model.ts";
 import { epochKnots, learningRate, stepKnots } from "./schedule.ts";
+import { CALIBRATION_STEPS, TimeBudget } from "./time_budget.ts";
 import {
   loadOptimizerStateDict,
   loadStateDict,
@@ -25,18 +26,6 @@ import type { StepLog } from "./step_log.ts";
 
 const SAVE_INTERVAL_MS = 5 * 60 * 1000;
 const METRIC_READS_PER_EPOCH = 20;
-/**
- * A run sized by --time trains its first CALIBRATION_STEPS steps at lr 0 (they still fill AdamW's
- * moments and the BatchNorm statistics) and times steps WARM_STEPS.. of them; then its length is fixed.
- * The window is long because these machines' speed wanders: 4-step windows of one run measured
- * 188–301 images/s, and 8 steps (the first choice) came out 5% faster than the run's average.
- */
-const CALIBRATION_STEPS = 40;
-const WARM_STEPS = 8;
-/** Time a --time run keeps in reserve: for the epoch ends' saves, and a margin for the rest. */
-const SAVE_RESERVE_MS = 1000;
-const MARGIN_FRACTION = 0.03;
-
 export interface Loaders {
   train: BatchLoader;
   val: BatchLoader | null;
@@ -52,8 +41,7 @@ export class TrainingSession {
   readonly #signals = new StopSignals();
   #epochSums: Float32Array = new Float32Array(3); // the last epoch's (loss, correct, count) sums
   #lastSave = Date.now();
-  #projectedEnd = NaN; // performance.now() at which the run should end
-  #clock: { step: number; at: number } | null = null; // when a --time run's timing began
+  readonly #budget: TimeBudget | null;
 
   constructor(
     readonly model: ConvMixer,
@@ -67,6 +55,11 @@ export class TrainingSession {
   ) {
     this.#perEpoch = loaders.train.batchesPerEpoch;
     this.position = folder.saved?.position ?? { step: 0, epoch: 0, batchInEpoch: 0 };
+    const views = recipe.tta === "flip" ? 2 : 1;
+    const evaluation = { perEpoch: (loaders.val?.records ?? 0) * views, atEnd: loaders.test.records * views };
+    this.#budget = recipe.time && config.totalSteps === undefined
+      ? new TimeBudget(recipe.time, this.#perEpoch, evaluation, config)
+      : null;
   }
 
   position: Position;
@@ -77,7 +70,9 @@ export class TrainingSession {
       while (!this.#finished()) {
         const line = await this.#trainEpoch();
         if (this.#signals.received) break; // saved already; an evaluation would delay the exit
+        const endStarted = performance.now();
         testAccuracy = await this.#endEpoch(line, this.#finished());
+        this.#budget?.exclude(performance.now() - endStarted);
       }
     } finally {
       this.#signals.dispose();
@@ -102,12 +97,12 @@ export class TrainingSession {
 
   /** A run sized in steps trains its first CALIBRATION_STEPS at lr 0 whether or not it measures them. */
   #lr(step: number): number {
-    const { totalSteps, byEpochs } = this.config, recipe = this.recipe;
+    const { totalSteps, peakStep, byEpochs } = this.config, recipe = this.recipe;
     if (byEpochs) {
       return learningRate(recipe.schedule, recipe.lr, epochKnots(recipe.epochs, this.#perEpoch), step);
     }
     if (totalSteps === undefined || step < CALIBRATION_STEPS) return 0;
-    return learningRate(recipe.schedule, recipe.lr, stepKnots(totalSteps), step);
+    return learningRate(recipe.schedule, recipe.lr, stepKnots(totalSteps, peakStep), step);
   }
 
   /** Trains the rest of the current epoch (or up to the run's end); returns its metrics line. */
@@ -122,7 +117,7 @@ export class TrainingSession {
       new Progress(`epoch ${epoch + 1}/${epochs}`, this.#perEpoch * batchImages, "img"),
       this.model,
       first * batchImages,
-      () => this.#projectedEnd,
+      () => this.#budget?.projectedEnd ?? NaN,
     );
     const readEvery = Math.max(1, Math.floor(this.#perEpoch / METRIC_READS_PER_EPOCH));
     let lr = 0, images = 0;
@@ -130,7 +125,7 @@ export class TrainingSession {
       const a = this.model.setBatch(batch.images, batch.labels);
       lr = this.#trainStep(a, batch.index);
       images += batch.count;
-      if (this.recipe.time && this.config.totalSteps === undefined) await this.#calibrate(a);
+      if (this.#budget?.measuring) await this.#measure(this.#budget, a);
       if ((batch.index + 1) % readEvery === 0) await progress.request(images, lr, this.position);
       const atEnd = this.#finished(), stop = this.#signals.received !== null;
       if (atEnd || stop || Date.now() - this.#lastSave > SAVE_INTERVAL_MS) {
@@ -185,46 +180,20 @@ export class TrainingSession {
     return lr;
   }
 
-  /**
-   * During a --time run's first steps: step WARM_STEPS starts the clock; CALIBRATION_STEPS − WARM_STEPS
-   * steps later it times one evaluation batch too and fixes the run's length so that training,
-   * every evaluation and the saves end within the budget (counted from the process's start).
-   */
-  async #calibrate(a: ReturnType<ConvMixer["activations"]>) {
-    const { step } = this.position;
+  /** A --time run's sizing (src/time_budget.ts), after each step until its length is fixed. */
+  async #measure(budget: TimeBudget, a: ReturnType<ConvMixer["activations"]>) {
     const { backend } = this.model;
-    if (this.#clock === null) { // from WARM_STEPS on (or from the first step after a resume)
-      if (step < WARM_STEPS) return;
-      await backend.flush();
-      this.#clock = { step, at: performance.now() };
-      return;
-    }
-    if (step < this.#clock.step + CALIBRATION_STEPS - WARM_STEPS) return;
-    await backend.flush();
-    const stepMs = (performance.now() - this.#clock.at) / (step - this.#clock.step);
-    const forwardStarted = performance.now();
-    const metrics = await backend.read(this.model.metrics);
-    await backend.read(this.model.forward(a, false));
-    backend.write(this.model.metrics, metrics); // the timing forward leaves the epoch's metrics alone
-    const forwardMsPerImage = (performance.now() - forwardStarted) / a.labels.size;
-    const recipe = this.recipe;
-    const views = recipe.tta === "flip" ? 2 : 1;
-    const testMs = this.loaders.test.records * views * forwardMsPerImage;
-    const budgetMs = recipe.time * 1000 * (1 - MARGIN_FRACTION);
-    // Each epoch costs its steps, one validation pass and one save.
-    const perStepMs = stepMs +
-      ((this.loaders.val?.records ?? 0) * views * forwardMsPerImage + SAVE_RESERVE_MS) /
-        this.#perEpoch;
-    const left = budgetMs - performance.now() - testMs - SAVE_RESERVE_MS;
-    const totalSteps = step + Math.max(0, Math.floor(left / perStepMs));
-    this.config.totalSteps = totalSteps;
-    this.#projectedEnd = performance.now() + (totalSteps - step) * perStepMs + testMs;
+    const timeForward = async () => {
+      const started = performance.now();
+      const metrics = await backend.read(this.model.metrics);
+      await backend.read(this.model.forward(a, false));
+      backend.write(this.model.metrics, metrics); // the timing forward leaves the epoch's metrics alone
+      return (performance.now() - started) / a.labels.size;
+    };
+    const line = await budget.afterStep(this.position.step, () => backend.flush(), timeForward);
+    if (line === null) return;
     await this.folder.writeConfig(this.config);
-    console.error(
-      `\n--time ${recipe.time} s: ${stepMs.toFixed(1)} ms per step, ${
-        (forwardMsPerImage * 1000).toFixed(0)
-      } µs per evaluated image → ${totalSteps} steps (${(totalSteps / this.#perEpoch).toFixed(2)} epochs)`,
-    );
+    console.error(`\n${line}`);
   }
 
   /** Evaluation (validation every epoch; the test set at the end), the metrics line, the save. */

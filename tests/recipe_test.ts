@@ -43,6 +43,15 @@ Deno.test("schedule: a run sized in steps peaks at 2/5 of its steps and ends at 
   assert.equal(learningRate("onecycle", 1, knots, 399), 1);
   assert.ok(Math.abs(learningRate("onecycle", 1, knots, 799) - 1 / 20) < 1e-15);
   assert.equal(learningRate("onecycle", 1, knots, 999), 0);
+  // A --time run's peak stays where its first estimate put it; the decay follows the final length.
+  const resized = stepKnots(1300, 400);
+  assert.deepEqual(resized, [0, 400, 1000, 1300]);
+  for (const step of [0, 57, 398, 399]) {
+    assert.equal(learningRate("onecycle", 1, resized, step), learningRate("onecycle", 1, knots, step));
+  }
+  assert.ok(learningRate("onecycle", 1, resized, 400) < 1, "past the peak, the decay");
+  assert.deepEqual(stepKnots(1000, 400), [0, 400, 800, 1000], "the 2/5 peak gives the same knots");
+  assert.deepEqual(stepKnots(400, 400), [0, 400, 400, 400], "a run that ends at its peak");
 });
 
 Deno.test("options: --time takes durations; one run length at a time; bad values get one line", () => {
@@ -55,12 +64,15 @@ Deno.test("options: --time takes durations; one run length at a time; bad values
     "--epochs overrides the CPU default's --time",
   );
   assert.equal(parseTrainArgs(["--total-steps", "30"]).totalSteps, 30);
+  assert.equal(parseTrainArgs(["--total-steps", "30", "--peak-step", "9"]).peakStep, 9);
   for (
     const [args, message] of [
       [["--time", "15"], /--time 15: not a duration/],
       [["--time", "0s"], /not a duration/],
       [["--time", "1m", "--epochs", "2"], /--epochs and --time: give one of them/],
       [["--total-steps", "5", "--epochs", "2"], /--epochs and --total-steps/],
+      [["--peak-step", "9"], /--peak-step: only with --total-steps/],
+      [["--total-steps", "30", "--peak-step", "30"], /--peak-step 30: must be below --total-steps 30/],
       [["--ema", "1"], /never move/],
       [["--tta", "crop"], /--tta crop: must be one of none, flip/],
       [["--val", "50000"], /--val 50000: must be ≤ 49999/],

@@ -102,6 +102,12 @@ Deno.test({
     assert(seconds < 20 + 3, `--time 20s took ${seconds.toFixed(1)} s`);
     const config = JSON.parse(await Deno.readTextFile(`${dir}/timed/config.json`));
     assert(config.totalSteps > 12, `${config.totalSteps} steps`);
+    // Two estimates: the first fixes the peak, the second (at the peak) the length.
+    const estimates = [...timed.stderr.matchAll(/--time 20 s: .* → (\d+) steps .*lr peak at step (\d+)/g)];
+    assert.equal(estimates.length, 2, timed.stderr);
+    assert.equal(Number(estimates[1][1]), config.totalSteps);
+    assert.equal(Number(estimates[1][2]), config.peakStep);
+    assert.equal(config.peakStep, Math.round((2 * Number(estimates[0][1])) / 5));
     const lines = await metrics(`${dir}/timed`);
     assert.equal(lines.at(-1).step, config.totalSteps);
     assert(lines.every((l) => l.val_acc >= 0 && l.val_acc <= 1), "every epoch has a validation accuracy");
@@ -111,13 +117,15 @@ Deno.test({
       ...common,
       "--total-steps",
       String(config.totalSteps),
+      "--peak-step",
+      String(config.peakStep),
       "--out",
       `${dir}/replay`,
     ]);
     assert.equal(replay.code, 0, replay.stderr);
     const a = await Deno.readFile(`${dir}/timed/last.safetensors`);
     const b = await Deno.readFile(`${dir}/replay/last.safetensors`);
-    assert.deepEqual(a, b, "--total-steps N gives the --time run's checkpoint byte for byte");
+    assert.deepEqual(a, b, "--total-steps N --peak-step P gives the --time run's checkpoint byte for byte");
     // Its length is in steps: a finished run is complete, whatever --epochs says.
     const again = await run("train", ["--resume", `${dir}/timed`, "--data", subset, "--epochs", "9"]);
     assert.equal(again.code, 2, again.stderr);
