@@ -3,7 +3,7 @@
 // First pass of biasGeluBatchNormForward (training): u = GELU(z + bias) and its per-channel
 // statistics over a chunk of rows of [N, C], in one read of z, on the row-lanes skeleton: each lane
 // runs Welford's update over its rows (stable even when |mean| ≫ std), the lanes merge with Chan's
-// formula: partial[chunk] = (mean[C], M2[C]). batchnorm_finalize.wgsl merges the chunks.
+// formula: partial[chunk] = (mean[C], M2[C]). bias_gelu_batchnorm_normalize.wgsl merges the chunks.
 
 struct Params {
   R: u32,

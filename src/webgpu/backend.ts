@@ -15,10 +15,10 @@ import { type GpuHandle, requestGpu } from "./device.ts";
 import * as shapes from "../shapes.ts";
 import { WG } from "./shader_constants.ts";
 import { OPTIMIZER_CODE } from "../kernel_constants.ts";
-import { chunking, columnSums, gemm, sliceLanes, sumSlices } from "./reductions.ts";
+import { chunking, columnSums, gemm, sumSlices } from "./reductions.ts";
 import { GpuRuntime, type Traffic } from "./runtime.ts";
 import type { KernelTime } from "./profiler.ts";
-import type { GpuTensor, Precision } from "./tensor.ts";
+import type { Precision } from "./tensor.ts";
 
 export type { KernelTime, Precision, Traffic };
 
@@ -195,12 +195,11 @@ export class WebGpuBackend extends GpuRuntime implements Backend {
     if (residual && this.gpu(residual).storage === this.gpu(out).storage) {
       throw new Error(`webgpu ${op}: residual may not alias out`);
     }
+    // Training: statistics per chunk of rows, then one pass that merges them and normalises.
     const cBlocks = Math.ceil(C / WG.CHANNELS);
-    let stats: GpuTensor;
+    const { rowsPerChunk, chunks } = chunking(R, cBlocks);
+    const partial = training ? this.scratch("partial", chunks * 2 * C) : this.placeholder;
     if (training) {
-      const { rowsPerChunk, chunks } = chunking(R, cBlocks);
-      const partial = this.scratch("partial", chunks * 2 * C);
-      stats = this.gpu(saved);
       this.launch(
         "bias_gelu_statistics.wgsl",
         {},
@@ -208,38 +207,24 @@ export class WebGpuBackend extends GpuRuntime implements Backend {
         { u32: [R, C, rowsPerChunk] },
         [cBlocks, 1, chunks],
       );
-      this.launch(
-        "batchnorm_finalize.wgsl",
-        { TRAINING: true },
-        [partial, this.gpu(runningMean), this.gpu(runningVar), stats],
-        { u32: [R, C, rowsPerChunk, chunks] },
-        [Math.ceil(C / WG.FINALIZE_CHANNELS), 1, 1],
-      );
-    } else {
-      stats = this.scratch("stats", 2 * C);
-      this.launch(
-        "batchnorm_finalize.wgsl",
-        { TRAINING: false },
-        [this.placeholder, this.gpu(runningMean), this.gpu(runningVar), stats],
-        { u32: [R, C, 1, 0] },
-        [Math.ceil(C / WG.FINALIZE_CHANNELS), 1, 1],
-      );
     }
-    const o = this.gpu(out);
     this.launch(
       "bias_gelu_batchnorm_normalize.wgsl",
-      { HAS_RESIDUAL: residual !== null },
+      { TRAINING: training, HAS_RESIDUAL: residual !== null },
       [
         this.gpu(z),
         this.gpu(bias),
         this.gpu(gamma),
         this.gpu(beta),
-        stats,
+        partial,
+        this.gpu(runningMean),
+        this.gpu(runningVar),
+        this.gpu(saved), // written in training only
         residual ? this.gpu(residual) : this.placeholder,
-        o,
+        this.gpu(out),
       ],
-      { u32: [o.size, C] },
-      this.grid1D(o.size),
+      { u32: [R, C, rowsPerChunk, training ? chunks : 0] },
+      [cBlocks, 1, chunks],
     );
   }
 
@@ -256,7 +241,6 @@ export class WebGpuBackend extends GpuRuntime implements Backend {
     const cBlocks = Math.ceil(C / WG.CHANNELS);
     const { rowsPerChunk, chunks } = chunking(R, cBlocks);
     const partial = this.scratch("partial", chunks * 2 * C);
-    const sums = this.scratch("sums", 2 * C);
     const [zT, biasT, savedT] = [this.gpu(z), this.gpu(bias), this.gpu(saved)];
     this.launch(
       "batchnorm_backward_sums.wgsl",
@@ -265,22 +249,26 @@ export class WebGpuBackend extends GpuRuntime implements Backend {
       { u32: [R, C, rowsPerChunk] },
       [cBlocks, 1, chunks],
     );
-    sumSlices(this, partial, chunks, 2 * C, sums, null, false);
+    const dzPartial = this.scratch("dzPartial", chunks * C);
     this.launch(
       "bias_gelu_batchnorm_backward.wgsl",
       {},
-      [zT, biasT, this.gpu(gamma), savedT, sums, this.gpu(dOut), this.gpu(dz), partial],
-      { u32: [R, C, rowsPerChunk] },
+      [
+        zT,
+        biasT,
+        this.gpu(gamma),
+        savedT,
+        partial,
+        this.gpu(dOut),
+        this.gpu(dz),
+        dzPartial,
+        this.gpu(dGamma),
+        this.gpu(dBeta),
+      ],
+      { u32: [R, C, rowsPerChunk, chunks] },
       [cBlocks, 1, chunks],
     );
-    const lanes = sliceLanes(chunks);
-    this.launch(
-      "batchnorm_backward_finish.wgsl",
-      { LANES: lanes },
-      [partial, sums, this.gpu(dBias), this.gpu(dGamma), this.gpu(dBeta)],
-      { u32: [C, chunks] },
-      this.grid1D(C, WG.THREADS / lanes),
-    );
+    sumSlices(this, dzPartial, chunks, C, this.gpu(dBias), null, false);
   }
 
   // ---- head -----------------------------------------------------------------------------------

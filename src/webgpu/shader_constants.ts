@@ -12,9 +12,6 @@ export const WG = {
   /** The row reductions (shaders/row_lanes.wgsl): channels per workgroup × lanes over rows. */
   CHANNELS: 64,
   ROW_LANES: 4,
-  /** batchnorm_finalize.wgsl: channels per workgroup × lanes over chunks. */
-  FINALIZE_CHANNELS: 16,
-  FINALIZE_LANES: 16,
   /** average_pool_forward.wgsl: channels per workgroup × lanes over pixels. */
   POOL_CHANNELS: 32,
   POOL_LANES: 8,
