@@ -19,7 +19,7 @@
 // accumulators, flushes them into a float64 partial after every image, and sumPartials adds the
 // partials up.
 
-import { addToFloat64, highToFloat64, lowToFloat64, shareStart } from "./lanes";
+import { shareStart } from "./lanes";
 
 // ---- f32x4 or f32: the same code for the channel vectors and the C % 4 tail -----------------
 
@@ -227,21 +227,6 @@ export function depthwiseConvBackwardInput(
   }
 }
 
-/** After every image: its f32 sums of ≤ H·W terms added into the float64 partial, then zeroed. */
-@inline function flushImage(acc: usize, partial: usize, size: i32): void {
-  let i = 0;
-  for (; i + 4 <= size; i += 4) {
-    const a = acc + <usize>i * 4, v = v128.load(a);
-    addToFloat64(partial + <usize>i * 8, lowToFloat64(v), highToFloat64(v));
-    v128.store(a, f32x4.splat(0));
-  }
-  for (; i < size; i++) {
-    const p = partial + <usize>i * 8, a = acc + <usize>i * 4;
-    store<f64>(p, load<f64>(p) + <f64>load<f32>(a));
-    store<f32>(a, 0);
-  }
-}
-
 /**
  * Thread t sums its rows into the k·k·C float64s at partials + t·k·k·C·8 (overwritten);
  * sumPartials then adds the `threads` partials into dWeight [k, k, C].
@@ -271,7 +256,13 @@ export function depthwiseConvBackwardWeight(
       const at = <usize>c * 4;
       weightGradientRow<f32>(ring + at, g + at, acc + at, W, C, k, y, dy0, dy1);
     }
-    if (y == H - 1 || row == r1 - 1) flushImage(acc, partial, size);
+    if (y == H - 1 || row == r1 - 1) { // after every image: f32 sums of ≤ H·W terms into float64
+      for (let i = 0; i < size; i++) {
+        const p = partial + <usize>i * 8, a = acc + <usize>i * 4;
+        store<f64>(p, load<f64>(p) + <f64>load<f32>(a));
+        store<f32>(a, 0);
+      }
+    }
   }
 }
 
