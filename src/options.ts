@@ -58,6 +58,7 @@ const TRAIN_FLAGS = {
   "ra-m": { type: "string" },
   jitter: { type: "string" },
   reprob: { type: "string" },
+  translate: { type: "string" },
   augment: { type: "string" },
   time: { type: "string" },
   val: { type: "string" },
@@ -92,7 +93,8 @@ export const TRAIN_USAGE = `Usage: deno task train [flags]
   --val N                hold out the last N training images for validation (evaluated every epoch)
   --batch N --hdim N --depth N --kernel K --patch P
   --lr X (lr_max) --wd X --optimizer adamw|sgd --schedule onecycle|constant --clip-norm X (0 = off)
-  --scale S --ra-n N --ra-m M --jitter X --reprob P --augment none --flip random|alternate
+  --scale S --ra-n N --ra-m M --jitter X --reprob P --augment none
+  --translate PX --flip random|alternate
   --label-smoothing E --ema DECAY (0 = off) --tta none|flip --stem-init default|whiten
   --no-shuffle --seed N --precision f32|f16 (f16: WebGPU with shader-f16)
   --workers N            compute threads of the WASM backend (default: every core)
@@ -202,6 +204,7 @@ export function parseTrainArgs(args: string[]): TrainOptions {
     raM: int("ra-m", 0, 30),
     jitter: real("jitter", { min: 0, max: 1 }),
     reprob: real("reprob", { min: 0, max: 1 }),
+    translate: int("translate", 0, 16),
     augment: v.augment === "none" ? false : undefined,
     labelSmoothing: real("label-smoothing", { min: 0, max: 1 }),
     ema: real("ema", { min: 0, max: 1 }),

@@ -24,6 +24,8 @@ export interface Recipe {
   raM: number;
   jitter: number;
   reprob: number;
+  /** RandomCrop(32, padding=translate) after the flip (0: off). */
+  translate: number;
   augment: boolean;
   /** Seconds for the whole command: the run fixes its step count from its measured step time (0: by epochs). */
   time: number;
@@ -42,13 +44,14 @@ export interface Recipe {
 /** The data workers' augmentation for a recipe (null: none). */
 export function augmentConfig(recipe: Recipe): AugmentConfig | null {
   if (!recipe.augment) return null;
-  const { scale, raN, raM, jitter, reprob, flip } = recipe;
-  return { enabled: true, scale, raN, raM, jitter, reprob, flip };
+  const { scale, raN, raM, jitter, reprob, flip, translate } = recipe;
+  return { enabled: true, scale, raN, raM, jitter, reprob, flip, translate };
 }
 
 /** The methods beyond the paper's recipe, all off (the official preset; old runs' configs). */
 export const PAPER_METHODS = {
   time: 0,
+  translate: 0,
   labelSmoothing: 0,
   ema: 0,
   tta: "none",

@@ -461,6 +461,43 @@ Deno.test("augment: derandomised flips alternate per image from a random first c
   ok(Math.abs(firstFlipped / n - 0.5) < 0.04, `${firstFlipped} of ${n} flipped in epoch 0`);
 });
 
+Deno.test("augment: --translate is RandomCrop(32, padding) with zero fill, drawn after every other draw", () => {
+  const pixels = 2, side = 2 * pixels + 1, n = 5000;
+  const counts = new Map<string, number>();
+  for (let i = 0; i < n; i++) {
+    const shifted = drawPlan({ ...EVERY_AUGMENT_OP, translate: pixels }, 5, 1, i);
+    assertEquals({ ...shifted, ops: shifted.ops.slice(1) }, drawPlan(EVERY_AUGMENT_OP, 5, 1, i));
+    const [a, b, c, d, e, f] = shifted.ops[0].args; // the inverse map: input = output − (tx, ty)
+    ok(
+      shifted.ops[0].code === OpCode.affine && a === 1 && b === 0 && d === 0 && e === 1,
+      `${shifted.ops[0].args}`,
+    );
+    ok(Number.isInteger(c) && Number.isInteger(f) && Math.max(Math.abs(c), Math.abs(f)) <= pixels);
+    counts.set(`${-c},${-f}`, (counts.get(`${-c},${-f}`) ?? 0) + 1);
+  }
+  assertEquals(counts.size, side * side);
+  for (const count of counts.values()) {
+    ok(Math.abs(count - n / side ** 2) < 4 * Math.sqrt(n / side ** 2), `${count}`);
+  }
+  // The kernel against zero padding then a crop, written out directly, for every shift.
+  for (const [tx, ty] of [...counts.keys()].map((k) => k.split(",").map(Number))) {
+    const shift = plan([{ code: OpCode.affine, args: [1, 0, -tx, 0, 1, -ty] }]);
+    runKernel(images, [shift, shift, shift]).forEach((actual, i) => {
+      const source = asFloat(i);
+      for (let c = 0; c < 3; c++) {
+        for (let y = 0; y < SIDE; y++) {
+          for (let x = 0; x < SIDE; x++) {
+            const [sy, sx] = [y - ty, x - tx];
+            const inside = sy >= 0 && sy < SIDE && sx >= 0 && sx < SIDE;
+            const want = inside ? source[c * PLANE + sy * SIDE + sx] : 0;
+            assertEquals(actual[c * PLANE + y * SIDE + x], want, `shift ${tx},${ty} at ${c},${y},${x}`);
+          }
+        }
+      }
+    });
+  }
+});
+
 Deno.test("augment: plans depend on (seed, epoch, index) only and follow torchvision's distributions", () => {
   assertEquals(drawPlan(EVERY_AUGMENT_OP, 1, 2, 3), drawPlan(EVERY_AUGMENT_OP, 1, 2, 3));
   notDeepStrictEqual(drawPlan(EVERY_AUGMENT_OP, 1, 2, 3), drawPlan(EVERY_AUGMENT_OP, 1, 2, 4));

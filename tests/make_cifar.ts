@@ -13,6 +13,7 @@ export const EVERY_AUGMENT_OP: AugmentConfig = {
   jitter: 0.2,
   reprob: 0.25,
   flip: "random",
+  translate: 0,
 };
 
 export const RECORD = 3073;

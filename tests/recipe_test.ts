@@ -64,6 +64,7 @@ Deno.test("options: --time takes durations; one run length at a time; bad values
     "--epochs overrides the CPU default's --time",
   );
   assert.equal(parseTrainArgs(["--total-steps", "30"]).totalSteps, 30);
+  assert.equal(parseTrainArgs(["--translate", "2"]).recipe.translate, 2);
   assert.equal(parseTrainArgs(["--total-steps", "30", "--peak-step", "9"]).peakStep, 9);
   for (
     const [args, message] of [
@@ -76,6 +77,7 @@ Deno.test("options: --time takes durations; one run length at a time; bad values
       [["--ema", "1"], /never move/],
       [["--tta", "crop"], /--tta crop: must be one of none, flip/],
       [["--val", "50000"], /--val 50000: must be ≤ 49999/],
+      [["--translate", "1.5"], /--translate 1.5: must be an integer/],
     ] as const
   ) {
     assert.throws(

@@ -21,6 +21,8 @@ export interface AugmentConfig {
    * consecutive epochs show both of its sides.
    */
   flip: "random" | "alternate";
+  /** RandomCrop(32, padding=translate) with zero fill: a shift of up to this many pixels (0: off). */
+  translate: number;
 }
 
 const SIDE = 32;
@@ -190,9 +192,20 @@ function firstFlip(seed: number, index: number): boolean {
 }
 
 /**
+ * RandomCrop(32, padding=p)'s get_params (top, left uniform in 0..2p) as the integer translation by
+ * (p − left, p − top) it amounts to, pixels shifted in from outside being 0.
+ */
+function translateOp(random: Random, pixels: number): PlanOp {
+  const top = random.below(2 * pixels + 1), left = random.below(2 * pixels + 1);
+  return { code: OpCode.affine, args: inverseAffine([0, 0], 0, [pixels - left, pixels - top], [0, 0]) };
+}
+
+/**
  * Draws sample `index`'s plan for `epoch`, as the ConvMixer CIFAR script's transforms would:
  * RandomResizedCrop(32, scale=(s, 1), ratio=(1, 1)), RandomHorizontalFlip(), RandAugment(n, m),
- * ColorJitter(j, j, j), [ToTensor, Normalize], RandomErasing(p).
+ * ColorJitter(j, j, j), [ToTensor, Normalize], RandomErasing(p); with `translate`, a
+ * RandomCrop(32, padding) between the flip and RandAugment (its draws come last, so every other
+ * draw is the same as without it).
  */
 export function drawPlan(config: AugmentConfig, seed: number, epoch: number, index: number): Plan {
   const random = new Random(seed, epoch, index);
@@ -249,6 +262,7 @@ export function drawPlan(config: AugmentConfig, seed: number, epoch: number, ind
       }
     }
   }
+  if (config.translate > 0) ops.unshift(translateOp(random, config.translate));
   return { crop, flip, ops, erase };
 }
 
