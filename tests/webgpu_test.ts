@@ -12,6 +12,7 @@ import { conformanceTests, Harness } from "./conformance.ts";
 import { checkTrainingAgreement } from "./model_agreement.ts";
 import { checkFixture, FIXTURES } from "./model_fixtures.ts";
 import * as ref from "./reference.ts";
+import type { Tensor } from "../src/backend.ts";
 
 const adapter = await requestAdapter();
 const noAdapter = adapter === null;
@@ -334,6 +335,70 @@ Deno.test({
       backend.linearForward(x, w, null, out);
       assert.deepEqual(backend.takeTraffic(), { dispatches: 1, readBytes: 4 * 45, writeBytes: 4 * 18 });
       await backend.flush();
+    } finally {
+      backend.dispose();
+    }
+  },
+});
+
+// A unit's dBias sum is held back to share a dispatch with the next sum (src/webgpu/runtime.ts,
+// deferSum): whatever reads or writes its tensors first must find it done, bit for bit as alone.
+Deno.test({
+  name: "webgpu: a held-back dBias sum joins the next sum, and runs first where anything touches it",
+  ignore: noAdapter,
+  sanitizeResources: false,
+  async fn() {
+    const backend = await WebGpuBackend.create();
+    const h = new Harness(backend, WEBGPU_ARITHMETIC, 11);
+    try {
+      const C = 24, rows = [3, 10, 100]; // B·H·W = 3000 rows: several chunks
+      const t = (shape: number[]) => h.random(shape).t, zeros = (shape: number[]) => backend.tensor(shape);
+      const unit = { bias: t([C]), gamma: t([C]), beta: t([C]), runningMean: t([C]), runningVar: t([C]) };
+      const saved = zeros([2, C]);
+      const unitBackward = (z: Tensor, dOut: Tensor, dBias: Tensor) => {
+        backend.biasGeluBatchNormForward(z, unit, saved, null, zeros([...rows, C]), true);
+        backend.biasGeluBatchNormBackward(z, unit, saved, dOut, zeros([...rows, C]), {
+          bias: dBias,
+          gamma: zeros([C]),
+          beta: zeros([C]),
+        });
+      };
+      const [zA, dOutA, zB, dOutB] = [0, 1, 2, 3].map(() => t([...rows, C]));
+      const alone = zeros([C]);
+      unitBackward(zA, dOutA, alone);
+      const want = await backend.read(alone); // a read runs it
+      const [beforeNext, filled, asBias, joined] = [0, 1, 2, 3].map(() => zeros([C]));
+      unitBackward(zA, dOutA, beforeNext);
+      unitBackward(zB, dOutB, zeros([C])); // B's passes write A's partials' scratch
+      unitBackward(zA, dOutA, filled);
+      backend.fill(filled, 0); // written after its sum
+      unitBackward(zA, dOutA, asBias);
+      const out = zeros([1, C]), one = zeros([1, 1]);
+      backend.fill(one, 1);
+      backend.linearForward(one, zeros([C, 1]), asBias, out); // read as a bias: out = asBias
+      // A weight gradient's split-K sum takes the held sum along: forward 2, backward 2 (its sums,
+      // then dz and the dBias partials), the GEMM's partial products, one sum for dWeight and dBias.
+      const [M, K, N] = [1100, 20, 131];
+      const x = t([M, K]), dOut = t([M, N]), dWeight = zeros([N, K]), dWeightAlone = zeros([N, K]);
+      await backend.flush();
+      backend.takeTraffic();
+      unitBackward(zA, dOutA, joined);
+      backend.linearBackwardWeight(x, dOut, dWeight, null);
+      assert.equal(backend.takeTraffic().dispatches, 6);
+      backend.linearBackwardWeight(x, dOut, dWeightAlone, null);
+      const [a, b, c, d, e, f] = await backend.readMany([
+        beforeNext,
+        filled,
+        out,
+        joined,
+        dWeight,
+        dWeightAlone,
+      ]);
+      assert.deepEqual(a, want, "the next unit's passes came first");
+      assert.deepEqual(b, new Float32Array(C), "the fill came first");
+      assert.deepEqual(c, want, "the GEMM read its bias before the sum");
+      assert.deepEqual(d, want, "the joined sum's dBias");
+      assert.deepEqual(e, f, "the joined sum's dWeight");
     } finally {
       backend.dispose();
     }

@@ -268,7 +268,7 @@ export class WebGpuBackend extends GpuRuntime implements Backend {
       { u32: [R, C, rowsPerChunk, chunks] },
       [cBlocks, 1, chunks],
     );
-    sumSlices(this, dzPartial, chunks, C, this.gpu(dBias), null, false);
+    this.deferSum({ partial: dzPartial, slices: chunks, len: C, out: this.gpu(dBias) });
   }
 
   // ---- head -----------------------------------------------------------------------------------

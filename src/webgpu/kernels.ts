@@ -3,6 +3,7 @@
 // (per specialisation constants) and bind groups (per bound buffers and sizes).
 
 import type { GpuTensor } from "./tensor.ts";
+import type { SliceSum } from "./reductions.ts";
 import type { Constants } from "./profiler.ts";
 import { wgslPrelude } from "./shader_constants.ts";
 
@@ -40,6 +41,16 @@ export interface Launcher {
   grid1D(n: number, perGroup?: number): Grid;
   /** Bound where a kernel's optional input is absent. */
   readonly placeholder: GpuTensor;
+  /** Bound where a kernel's optional output is absent (a buffer may not be both read and written). */
+  readonly placeholderOutput: GpuTensor;
+  /**
+   * Holds a second-level sum back, to run in one dispatch with the next sum_slices launch (a unit's
+   * dBias with the next weight gradient's sum); it runs alone first where a launch, read or upload
+   * touches its tensors.
+   */
+  deferSum(sum: SliceSum): void;
+  /** The sum held back, which the caller now launches, or null. */
+  takeDeferredSum(): SliceSum | null;
 }
 
 export interface GpuPipeline {

@@ -4,7 +4,7 @@
 
 import type { Launcher } from "./kernels.ts";
 import { WG } from "./shader_constants.ts";
-import type { GpuTensor } from "./tensor.ts";
+import { type GpuTensor, overlaps } from "./tensor.ts";
 
 /**
  * Splits `rows` into chunks so that the first level's grid has about `target` workgroups (enough
@@ -75,12 +75,23 @@ export function columnSums(
   sumSlices(run, partial, chunks, C, out, null, false);
 }
 
-/** Lanes per output of a slice_lanes.wgsl kernel: enough that no thread adds more than ~16 slices. */
+/** Lanes per output of a sum_slices.wgsl sum: enough that no thread adds more than ~16 slices. */
 export function sliceLanes(slices: number): number {
   return slices <= 16 ? 1 : slices <= 64 ? 4 : 16;
 }
 
-/** out[i] (+)= Σ_z partial[z·len + i] (+ bias[i % bias.size]) for i < len. */
+/** A plain second-level sum, out[i] = Σ_z partial[z·len + i] for i < len. */
+export interface SliceSum {
+  partial: GpuTensor;
+  slices: number;
+  len: number;
+  out: GpuTensor;
+}
+
+/**
+ * out[i] (+)= Σ_z partial[z·len + i] (+ bias[i % bias.size]) for i < len, in one dispatch with
+ * the sum the runtime is holding back (Launcher.deferSum), unless that one touches these tensors.
+ */
 export function sumSlices(
   run: Launcher,
   partial: GpuTensor,
@@ -90,12 +101,50 @@ export function sumSlices(
   bias: GpuTensor | null,
   accumulate: boolean,
 ): void {
-  const lanes = sliceLanes(slices);
+  let joined = run.takeDeferredSum();
+  if (
+    joined &&
+    [partial, bias, out].some((t) => t && (overlaps(t, joined!.out) || overlaps(t, joined!.partial)))
+  ) {
+    launchSliceSums(run, joined, null, false, null);
+    joined = null;
+  }
+  launchSliceSums(run, { partial, slices, len, out }, bias, accumulate, joined);
+}
+
+/** One sum_slices.wgsl dispatch: `first` (with its bias and accumulation), then `second` if any. */
+export function launchSliceSums(
+  run: Launcher,
+  first: SliceSum,
+  bias: GpuTensor | null,
+  accumulate: boolean,
+  second: SliceSum | null,
+): void {
+  const lanes = sliceLanes(first.slices), lanesB = sliceLanes(second?.slices ?? 1);
+  const groups = Math.ceil(first.len / (WG.THREADS / lanes));
+  const groupsB = second ? Math.ceil(second.len / (WG.THREADS / lanesB)) : 0;
   run.launch(
     "sum_slices.wgsl",
-    { HAS_BIAS: bias !== null, ACCUMULATE: accumulate, LANES: lanes },
-    [partial, bias ?? run.placeholder, out],
-    { u32: [len, slices, bias?.size ?? 1] },
-    run.grid1D(len, WG.THREADS / lanes),
+    { HAS_BIAS: bias !== null, ACCUMULATE: accumulate },
+    [
+      first.partial,
+      bias ?? run.placeholder,
+      first.out,
+      second?.partial ?? run.placeholder,
+      second?.out ?? run.placeholderOutput,
+    ],
+    {
+      u32: [
+        first.len,
+        first.slices,
+        bias?.size ?? 1,
+        lanes,
+        groups,
+        second?.len ?? 0,
+        second?.slices ?? 0,
+        lanesB,
+      ],
+    },
+    run.grid1D(groups + groupsB, 1),
   );
 }

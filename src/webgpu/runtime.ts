@@ -15,9 +15,9 @@
 import { numel, type Packed, type Tensor, type TensorRole } from "../backend.ts";
 import { type Grid, type Kernel, KernelCache, type Launcher, type Uniforms } from "./kernels.ts";
 import { type Constants, type KernelTime, Profiler } from "./profiler.ts";
-import { sumSlices } from "./reductions.ts";
+import { launchSliceSums, type SliceSum, sumSlices } from "./reductions.ts";
 import { WG } from "./shader_constants.ts";
-import { describeShape, GpuTensor, labelBound, type Precision, Storage } from "./tensor.ts";
+import { describeShape, GpuTensor, labelBound, overlaps, type Precision, Storage } from "./tensor.ts";
 
 const UNIFORM_BYTES = 64;
 /**
@@ -41,6 +41,7 @@ export interface Traffic {
 
 export class GpuRuntime implements Launcher {
   readonly placeholder: GpuTensor;
+  readonly placeholderOutput: GpuTensor;
   private readonly kernels: KernelCache;
   private readonly buffers = new Set<GPUBuffer>();
   private nextStorageId = 0;
@@ -58,6 +59,7 @@ export class GpuRuntime implements Launcher {
 
   private readonly profiler: Profiler | null = null;
   private traffic: Traffic = { dispatches: 0, readBytes: 0, writeBytes: 0 };
+  private deferredSum: SliceSum | null = null;
   private pendingErrors: Promise<GPUError | null>[] = [];
   private lostMessage: string | null = null;
   private uncapturedMessage: string | null = null;
@@ -76,6 +78,7 @@ export class GpuRuntime implements Launcher {
     this.ringHost = new ArrayBuffer(this.ringSlot * RING_SLOTS);
     this.ring = this.createBuffer(this.ringHost.byteLength, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
     this.placeholder = this.tensor([4]);
+    this.placeholderOutput = this.tensor([4]);
     if (profile && device.features.has("timestamp-query")) this.profiler = new Profiler(device);
   }
 
@@ -191,6 +194,7 @@ export class GpuRuntime implements Launcher {
     }
     const staging = this.stagingPool.get(bytes)?.pop() ??
       this.createBuffer(bytes, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
+    this.launchDeferredSum();
     this.endPass();
     const encoder = this.encoder ??= this.device.createCommandEncoder();
     sources.forEach((s, i) =>
@@ -226,6 +230,7 @@ export class GpuRuntime implements Launcher {
 
   async flush(): Promise<void> {
     this.checkAlive();
+    this.launchDeferredSum();
     this.submit();
     await this.device.queue.onSubmittedWorkDone();
     await this.checkErrors();
@@ -233,6 +238,7 @@ export class GpuRuntime implements Launcher {
 
   dispose(): void {
     this.lostMessage = "WebGPU backend used after dispose()";
+    this.deferredSum = null;
     this.encoder = null;
     this.pass = null;
     for (const buffer of this.buffers) buffer.destroy();
@@ -249,6 +255,7 @@ export class GpuRuntime implements Launcher {
   /** Copies host values into the tensor in queue order (an f16 tensor via an f32 staging copy). */
   private upload(target: GpuTensor, data: Float32Array): void {
     // Queue writes take effect at once, so earlier recorded work must be submitted first.
+    this.launchDeferredSum();
     if (this.encoder) this.submit();
     const destination = target.storage.half ? this.scratch("upload", target.size) : target;
     // writeBuffer takes no shared memory (the WASM backend's heap is a SharedArrayBuffer).
@@ -277,7 +284,9 @@ export class GpuRuntime implements Launcher {
     const current = this.scratchTensors.get(name);
     if (current && current.size >= floats) return this.view(current, [floats]);
     if (current) {
-      // Recorded commands may still use the old buffer: destroy it after the next submit.
+      // Recorded commands may still use the old buffer: destroy it after the next submit (the sum
+      // held back may use it too, so it is recorded now).
+      this.launchDeferredSum();
       this.retired.push(current.storage.buffer);
       this.kernels.forget(current.storage.id);
     }
@@ -293,9 +302,29 @@ export class GpuRuntime implements Launcher {
     return [x, Math.ceil(groups / x), 1];
   }
 
+  deferSum(sum: SliceSum): void {
+    this.launchDeferredSum();
+    this.deferredSum = sum;
+  }
+
+  takeDeferredSum(): SliceSum | null {
+    const sum = this.deferredSum;
+    this.deferredSum = null;
+    return sum;
+  }
+
+  private launchDeferredSum(): void {
+    const sum = this.takeDeferredSum();
+    if (sum) launchSliceSums(this, sum, null, false, null);
+  }
+
   launch(file: string, constants: Constants, tensors: GpuTensor[], uniforms: Uniforms, grid: Grid): void {
     this.checkAlive();
     if (grid[0] * grid[1] * grid[2] === 0 || tensors.some((t) => t.size === 0)) return;
+    const held = this.deferredSum;
+    if (held && tensors.some((t) => overlaps(t, held.partial) || overlaps(t, held.out))) {
+      this.launchDeferredSum();
+    }
     const program = this.kernels.pipeline(file, constants, tensors);
     const { key, kernel, pipeline } = program;
     if (tensors.length !== kernel.storageKinds.length) {
@@ -324,7 +353,7 @@ export class GpuRuntime implements Launcher {
   private countTraffic(kernel: Kernel, tensors: GpuTensor[]): void {
     this.traffic.dispatches++;
     tensors.forEach((t, i) => {
-      if (t.storage === this.placeholder.storage) return;
+      if (t.storage === this.placeholder.storage || t.storage === this.placeholderOutput.storage) return;
       if (kernel.storageKinds[i] === "storage") this.traffic.writeBytes += t.bindingBytes;
       else this.traffic.readBytes += t.bindingBytes;
     });

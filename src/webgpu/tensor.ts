@@ -44,6 +44,12 @@ export class GpuTensor implements Tensor {
   }
 }
 
+/** Whether two tensors' bindings share any byte of one storage. */
+export function overlaps(a: GpuTensor, b: GpuTensor): boolean {
+  return a.storage === b.storage && a.byteOffset < b.byteOffset + b.bindingBytes &&
+    b.byteOffset < a.byteOffset + a.bindingBytes;
+}
+
 export function describeShape(shape: readonly number[]): string {
   return `[${shape.join(", ")}]`;
 }
