@@ -1,14 +1,40 @@
 // Evaluation of a split (validation or test), shared by `task train` and `task eval`.
 //
 // Without test-time augmentation the loss and accuracy accumulate on the device (the model's
-// metrics tensor) and nothing but that tensor is read back. With `tta: "flip"` each batch also
-// runs mirrored and the two logits are averaged (a flip is a label-preserving view the model was
-// trained on), so the logits come back per batch and the metrics are computed here, in float64.
+// metrics tensor) and nothing but that tensor is read back. With test-time augmentation each batch
+// also runs as other label-preserving views (ttaViews) and their logits are averaged, so the logits
+// come back per batch and the metrics are computed here, in float64.
 import type { ConvMixer } from "./model.ts";
 import type { BatchLoader } from "./data/loader.ts";
 import { Progress } from "./progress.ts";
 
-export type TestTimeAugmentation = "none" | "flip";
+export type TestTimeAugmentation = "none" | "flip" | "flip-translate";
+
+/** One view of a batch of images [B, 32, 32, 3] and the weight of its logits in the mean. */
+export interface TtaView {
+  view: (images: Float32Array) => Float32Array;
+  weight: number;
+}
+
+/**
+ * The views of a test-time augmentation. "flip": the image and its mirror, half each. "flip-translate"
+ * (airbench's): those two at a quarter each, and both shifted by (+1, +1) and by (−1, −1) pixels
+ * (reflect padding, as F.pad(mode="reflect") then a crop) at an eighth each: with 4×4 patches a
+ * one-pixel shift is a different cut of the image into patches.
+ */
+export function ttaViews(tta: TestTimeAugmentation): TtaView[] {
+  const identity = (images: Float32Array) => images;
+  if (tta === "none") return [{ view: identity, weight: 1 }];
+  const flips = [{ view: identity, weight: 0.5 }, { view: mirror, weight: 0.5 }];
+  if (tta === "flip") return flips;
+  const shifts = [1, -1].flatMap((d) =>
+    flips.map(({ view }) => ({
+      view: (images: Float32Array) => shiftReflect(view(images), d, d),
+      weight: 1 / 8,
+    }))
+  );
+  return [...flips.map(({ view }) => ({ view, weight: 1 / 4 })), ...shifts];
+}
 
 export interface EvalResult {
   loss: number;
@@ -40,16 +66,16 @@ export async function evaluate(
   const progress = options.progress ? new Progress("eval", records, "img") : null;
   let seen = 0;
   for await (const batch of loader.epoch(0)) {
-    const out = model.forward(model.setBatch(batch.images, batch.labels), false);
-    if (logits) {
-      const plain = await backend.read(out);
-      if (tta === "flip") {
-        const mirrored = await backend.read(
-          model.forward(model.setBatch(mirror(batch.images), batch.labels), false),
+    if (!logits) model.forward(model.setBatch(batch.images, batch.labels), false);
+    else {
+      const mean = new Float64Array(batch.count * config.classes);
+      for (const { view, weight } of ttaViews(tta)) {
+        const out = await backend.read(
+          model.forward(model.setBatch(view(batch.images), batch.labels), false),
         );
-        for (let i = 0; i < plain.length; i++) plain[i] = 0.5 * (plain[i] + mirrored[i]);
+        for (let i = 0; i < mean.length; i++) mean[i] += weight * out[i];
       }
-      logits.set(plain, seen * config.classes);
+      logits.set(mean, seen * config.classes);
       labels.set(batch.labels, seen);
     }
     seen += batch.count;
@@ -73,6 +99,24 @@ export function mirror(images: Float32Array, side = 32): Float32Array {
       out[to] = images[from];
       out[to + 1] = images[from + 1];
       out[to + 2] = images[from + 2];
+    }
+  }
+  return out;
+}
+
+/**
+ * Images [B, H, W, 3] (NHWC, square) shifted by (dx, dy) pixels, |dx|, |dy| < side, the pixels
+ * shifted in mirrored about the edge (reflect padding, the edge pixel not repeated).
+ */
+export function shiftReflect(images: Float32Array, dx: number, dy: number, side = 32): Float32Array {
+  const reflect = (i: number) => (i < 0 ? -i : i >= side ? 2 * (side - 1) - i : i);
+  const out = new Float32Array(images.length);
+  for (let b = 0; b < images.length / (side * side * 3); b++) {
+    for (let y = 0; y < side; y++) {
+      for (let x = 0; x < side; x++) {
+        const from = ((b * side + reflect(y - dy)) * side + reflect(x - dx)) * 3;
+        out.set(images.subarray(from, from + 3), ((b * side + y) * side + x) * 3);
+      }
     }
   }
   return out;

@@ -95,7 +95,8 @@ export const TRAIN_USAGE = `Usage: deno task train [flags]
   --lr X (lr_max) --wd X --optimizer adamw|sgd --schedule onecycle|constant --clip-norm X (0 = off)
   --scale S --ra-n N --ra-m M --jitter X --reprob P --augment none
   --translate PX --flip random|alternate
-  --label-smoothing E --ema DECAY (0 = off) --tta none|flip --stem-init default|whiten
+  --label-smoothing E --ema DECAY (0 = off) --tta none|flip|flip-translate
+  --stem-init default|whiten
   --no-shuffle --seed N --precision f32|f16 (f16: WebGPU with shader-f16)
   --workers N            compute threads of the WASM backend (default: every core)
   --init CKPT            start from these weights (timm-named safetensors)
@@ -208,7 +209,7 @@ export function parseTrainArgs(args: string[]): TrainOptions {
     augment: v.augment === "none" ? false : undefined,
     labelSmoothing: real("label-smoothing", { min: 0, max: 1 }),
     ema: real("ema", { min: 0, max: 1 }),
-    tta: choice("tta", v.tta, ["none", "flip"] as const),
+    tta: choice("tta", v.tta, ["none", "flip", "flip-translate"] as const),
     flip: choice("flip", v.flip, ["random", "alternate"] as const),
     stemInit: choice("stem-init", v["stem-init"], ["default", "whiten"] as const),
   };
@@ -252,11 +253,12 @@ export interface EvalOptions {
 }
 
 export const EVAL_USAGE = `Usage: deno task eval --checkpoint CKPT [--data PATH] [--backend auto|wasm|webgpu]
-                      [--batch N] [--predictions FILE.csv] [--report FILE.html] [--tta none|flip]
-                      [--val N]
+                      [--batch N] [--predictions FILE.csv] [--report FILE.html]
+                      [--tta none|flip|flip-translate] [--val N]
   Prints test loss and accuracy, per-class accuracy and the confusion matrix; --predictions writes
   index,label,pred,logit_0..logit_9 per test record; --report writes an HTML report of the evaluation.
   --tta flip scores the mean of each image's and its mirror's logits (and --predictions writes those);
+  flip-translate adds both views shifted by one pixel each way diagonally (reflect padding; 6 views);
   --val N scores the last N training images instead (the validation split of a run trained with --val N).`;
 
 export function parseEvalArgs(args: string[]): EvalOptions {
@@ -283,7 +285,7 @@ export function parseEvalArgs(args: string[]): EvalOptions {
     backend: choice("backend", v.backend, ["auto", "wasm", "webgpu"] as const) ?? "auto",
     batch: number("batch", v.batch, { min: 1, max: 65536, integer: true }) ?? 200, // ConvMixer-256/8 fits wasm32
     predictions: v.predictions,
-    tta: choice("tta", v.tta, ["none", "flip"] as const) ?? "none",
+    tta: choice("tta", v.tta, ["none", "flip", "flip-translate"] as const) ?? "none",
     val: number("val", v.val, { min: 1, max: 49999, integer: true }),
     report: v.report,
     help: v.help ?? false,

@@ -18,7 +18,7 @@ import type { RunConfig } from "./run_config.ts";
 import { StoppedBySignal, StopSignals } from "./stop_signals.ts";
 import type { CifarSplit } from "./data/cifar.ts";
 import type { BatchLoader } from "./data/loader.ts";
-import { evaluate } from "./evaluate.ts";
+import { evaluate, ttaViews } from "./evaluate.ts";
 import { formatDuration, Progress } from "./progress.ts";
 import type { WeightAverage } from "./weight_average.ts";
 import { writeRunReport } from "./report/report.ts";
@@ -55,7 +55,7 @@ export class TrainingSession {
   ) {
     this.#perEpoch = loaders.train.batchesPerEpoch;
     this.position = folder.saved?.position ?? { step: 0, epoch: 0, batchInEpoch: 0 };
-    const views = recipe.tta === "flip" ? 2 : 1;
+    const views = ttaViews(recipe.tta).length;
     const evaluation = { perEpoch: (loaders.val?.records ?? 0) * views, atEnd: loaders.test.records * views };
     this.#budget = recipe.time && config.totalSteps === undefined
       ? new TimeBudget(recipe.time, this.#perEpoch, evaluation, config)

@@ -8,7 +8,7 @@ import { ConvMixer } from "../src/model.ts";
 import { namedParameters, namedStatistics } from "../src/checkpoint.ts";
 import { WeightAverage } from "../src/weight_average.ts";
 import { patchSecondMoment, patchWhiteningFilters, symmetricEigen } from "../src/stem_whitening.ts";
-import { crossEntropyMetrics, mirror } from "../src/evaluate.ts";
+import { crossEntropyMetrics, mirror, shiftReflect, ttaViews } from "../src/evaluate.ts";
 import { ReferenceBackend } from "./reference_backend.ts";
 import { randomValues, seededRandom } from "./reference.ts";
 
@@ -75,7 +75,7 @@ Deno.test("options: --time takes durations; one run length at a time; bad values
       [["--peak-step", "9"], /--peak-step: only with --total-steps/],
       [["--total-steps", "30", "--peak-step", "30"], /--peak-step 30: must be below --total-steps 30/],
       [["--ema", "1"], /never move/],
-      [["--tta", "crop"], /--tta crop: must be one of none, flip/],
+      [["--tta", "crop"], /--tta crop: must be one of none, flip, flip-translate/],
       [["--val", "50000"], /--val 50000: must be ≤ 49999/],
       [["--translate", "1.5"], /--translate 1.5: must be an integer/],
     ] as const
@@ -159,6 +159,39 @@ Deno.test("stem whitening: Jacobi eigenvectors reconstruct the matrix; the filte
       assert.equal(filters[(d + a) * d + x], -filters[a * d + x], "second half: negatives");
     }
   }
+});
+
+Deno.test("translate TTA: shifts with reflect padding as F.pad(reflect) then a crop; airbench's weights", () => {
+  // One 3×3 image, pixel (y, x) of channel c = 100c + 10y + x.
+  const side = 3,
+    image = Float32Array.from(
+      { length: 27 },
+      (_, i) => 100 * (i % 3) + 10 * Math.floor(i / 9) + Math.floor(i / 3) % 3,
+    );
+  const channel0 = (a: Float32Array) => Array.from({ length: 9 }, (_, p) => a[3 * p]);
+  // F.pad(x, (1, 1, 1, 1), "reflect")[..., 0:3, 0:3] and [..., 2:5, 2:5], written out.
+  assert.deepEqual(channel0(shiftReflect(image, 1, 1, side)), [11, 10, 11, 1, 0, 1, 11, 10, 11]);
+  assert.deepEqual(channel0(shiftReflect(image, -1, -1, side)), [11, 12, 11, 21, 22, 21, 11, 12, 11]);
+  assert.deepEqual(shiftReflect(image, 1, 1, side)[3 * 4 + 2], 200, "channels move together");
+  assert.deepEqual(shiftReflect(image, 0, 0, side), image);
+  // The views on a batch of two 32×32 images: the flip pair, then both shifted by ±1.
+  const images = Float32Array.from({ length: 2 * 32 * 32 * 3 }, (_, i) => Math.sin(i));
+  const views = ttaViews("flip-translate");
+  assert.deepEqual(views.map((v) => v.weight), [1 / 4, 1 / 4, 1 / 8, 1 / 8, 1 / 8, 1 / 8]);
+  const expected = [
+    images,
+    mirror(images),
+    shiftReflect(images, 1, 1),
+    shiftReflect(mirror(images), 1, 1),
+    shiftReflect(images, -1, -1),
+    shiftReflect(mirror(images), -1, -1),
+  ];
+  views.forEach((v, i) => assert.deepEqual(v.view(images), expected[i], `view ${i}`));
+  assert.deepEqual(ttaViews("flip").map((v) => [v.view(images), v.weight]), [[images, 0.5], [
+    mirror(images),
+    0.5,
+  ]]);
+  assert.deepEqual(ttaViews("none").map((v) => [v.view(images), v.weight]), [[images, 1]]);
 });
 
 Deno.test("flip TTA: mirror reverses each row's pixels (channels kept); host metrics match the definition", () => {
