@@ -3,7 +3,6 @@
 // (per specialisation constants) and bind groups (per bound buffers and sizes).
 
 import type { GpuTensor } from "./tensor.ts";
-import type { SliceSum } from "./reductions.ts";
 import type { Constants } from "./profiler.ts";
 import { wgslPrelude } from "./shader_constants.ts";
 
@@ -30,6 +29,14 @@ export interface Uniforms {
 }
 
 export type Grid = [number, number, number];
+
+/** A plain second-level sum, out[i] = Σ_z partial[z·len + i] for i < len. */
+export interface SliceSum {
+  partial: GpuTensor;
+  slices: number;
+  len: number;
+  out: GpuTensor;
+}
 
 /** What ops and reductions record work through (the runtime). */
 export interface Launcher {

@@ -2,7 +2,7 @@
 // grid keeps the GPU busy, then sum_slices.wgsl adding the partials; and the GEMM, whose weight
 // gradient is such a reduction over B·H·W (split-K).
 
-import type { Launcher } from "./kernels.ts";
+import type { Launcher, SliceSum } from "./kernels.ts";
 import { WG } from "./shader_constants.ts";
 import { type GpuTensor, overlaps } from "./tensor.ts";
 
@@ -78,14 +78,6 @@ export function columnSums(
 /** Lanes per output of a sum_slices.wgsl sum: enough that no thread adds more than ~16 slices. */
 export function sliceLanes(slices: number): number {
   return slices <= 16 ? 1 : slices <= 64 ? 4 : 16;
-}
-
-/** A plain second-level sum, out[i] = Σ_z partial[z·len + i] for i < len. */
-export interface SliceSum {
-  partial: GpuTensor;
-  slices: number;
-  len: number;
-  out: GpuTensor;
 }
 
 /**

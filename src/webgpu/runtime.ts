@@ -13,9 +13,16 @@
 // point, so splitting them would pass that state between files rather than separate concerns.
 
 import { numel, type Packed, type Tensor, type TensorRole } from "../backend.ts";
-import { type Grid, type Kernel, KernelCache, type Launcher, type Uniforms } from "./kernels.ts";
+import {
+  type Grid,
+  type Kernel,
+  KernelCache,
+  type Launcher,
+  type SliceSum,
+  type Uniforms,
+} from "./kernels.ts";
 import { type Constants, type KernelTime, Profiler } from "./profiler.ts";
-import { launchSliceSums, type SliceSum, sumSlices } from "./reductions.ts";
+import { launchSliceSums, sumSlices } from "./reductions.ts";
 import { WG } from "./shader_constants.ts";
 import { describeShape, GpuTensor, labelBound, overlaps, type Precision, Storage } from "./tensor.ts";
 
