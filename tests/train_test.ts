@@ -36,14 +36,14 @@ Deno.test({
     assert.equal(config.recipe.hdim, 32);
 
     const csv = `${dir}/predictions.csv`;
-    assert.equal(config.recipe.tta, "flip", "the CPU default evaluates with flip TTA");
+    assert.equal(config.recipe.tta, "flip-translate", "the CPU default evaluates with six-view TTA");
     const e = await run("eval", [
       "--checkpoint",
       `${out}/last.safetensors`,
       "--data",
       subset,
       "--tta",
-      "flip",
+      "flip-translate",
       "--predictions",
       csv,
     ]);
