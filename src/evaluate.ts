@@ -64,12 +64,13 @@ export async function evaluate(
     : undefined;
   const labels = new Uint8Array(records);
   const progress = options.progress ? new Progress("eval", records, "img") : null;
+  const views = ttaViews(tta);
   let seen = 0;
   for await (const batch of loader.epoch(0)) {
     if (!logits) model.forward(model.setBatch(batch.images, batch.labels), false);
     else {
       const mean = new Float64Array(batch.count * config.classes);
-      for (const { view, weight } of ttaViews(tta)) {
+      for (const { view, weight } of views) {
         const out = await backend.read(
           model.forward(model.setBatch(view(batch.images), batch.labels), false),
         );
@@ -115,7 +116,10 @@ export function shiftReflect(images: Float32Array, dx: number, dy: number, side 
     for (let y = 0; y < side; y++) {
       for (let x = 0; x < side; x++) {
         const from = ((b * side + reflect(y - dy)) * side + reflect(x - dx)) * 3;
-        out.set(images.subarray(from, from + 3), ((b * side + y) * side + x) * 3);
+        const to = ((b * side + y) * side + x) * 3;
+        out[to] = images[from];
+        out[to + 1] = images[from + 1];
+        out[to + 2] = images[from + 2];
       }
     }
   }

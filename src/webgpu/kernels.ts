@@ -56,8 +56,11 @@ export interface Launcher {
    * touches its tensors.
    */
   deferSum(sum: SliceSum): void;
-  /** The sum held back, which the caller now launches, or null. */
-  takeDeferredSum(): SliceSum | null;
+  /**
+   * The sum held back, which the caller now launches with its own binding `joining`, or null (also
+   * when the held sum touches those tensors: then it is launched alone first).
+   */
+  takeDeferredSum(joining: GpuTensor[]): SliceSum | null;
 }
 
 export interface GpuPipeline {

@@ -4,7 +4,7 @@
 
 import type { Launcher, SliceSum } from "./kernels.ts";
 import { WG } from "./shader_constants.ts";
-import { type GpuTensor, overlaps } from "./tensor.ts";
+import type { GpuTensor } from "./tensor.ts";
 
 /**
  * Splits `rows` into chunks so that the first level's grid has about `target` workgroups (enough
@@ -93,14 +93,7 @@ export function sumSlices(
   bias: GpuTensor | null,
   accumulate: boolean,
 ): void {
-  let joined = run.takeDeferredSum();
-  if (
-    joined &&
-    [partial, bias, out].some((t) => t && (overlaps(t, joined!.out) || overlaps(t, joined!.partial)))
-  ) {
-    launchSliceSums(run, joined, null, false, null);
-    joined = null;
-  }
+  const joined = run.takeDeferredSum(bias ? [partial, bias, out] : [partial, out]);
   launchSliceSums(run, { partial, slices, len, out }, bias, accumulate, joined);
 }
 

@@ -314,24 +314,31 @@ export class GpuRuntime implements Launcher {
     this.deferredSum = sum;
   }
 
-  takeDeferredSum(): SliceSum | null {
+  takeDeferredSum(joining: GpuTensor[]): SliceSum | null {
+    this.launchDeferredSumIfTouched(joining);
     const sum = this.deferredSum;
     this.deferredSum = null;
     return sum;
   }
 
   private launchDeferredSum(): void {
-    const sum = this.takeDeferredSum();
+    const sum = this.deferredSum;
+    this.deferredSum = null;
     if (sum) launchSliceSums(this, sum, null, false, null);
+  }
+
+  /** Launches the sum held back first if any of `tensors` shares bytes with its partials or output. */
+  private launchDeferredSumIfTouched(tensors: GpuTensor[]): void {
+    const held = this.deferredSum;
+    if (held && tensors.some((t) => overlaps(t, held.partial) || overlaps(t, held.out))) {
+      this.launchDeferredSum();
+    }
   }
 
   launch(file: string, constants: Constants, tensors: GpuTensor[], uniforms: Uniforms, grid: Grid): void {
     this.checkAlive();
     if (grid[0] * grid[1] * grid[2] === 0 || tensors.some((t) => t.size === 0)) return;
-    const held = this.deferredSum;
-    if (held && tensors.some((t) => overlaps(t, held.partial) || overlaps(t, held.out))) {
-      this.launchDeferredSum();
-    }
+    this.launchDeferredSumIfTouched(tensors);
     const program = this.kernels.pipeline(file, constants, tensors);
     const { key, kernel, pipeline } = program;
     if (tensors.length !== kernel.storageKinds.length) {
