@@ -95,7 +95,8 @@ export const TRAIN_USAGE = `Usage: deno task train [flags]
   --lr X (lr_max) --wd X --optimizer adamw|sgd --schedule onecycle|constant --clip-norm X (0 = off)
   --scale S --ra-n N --ra-m M --jitter X --reprob P --augment none
   --translate PX --flip random|alternate
-  --label-smoothing E --ema DECAY (0 = off) --tta none|flip|flip-translate
+  --label-smoothing E --ema DECAY (0 = off) --tta none|flip|flip-translate (the CPU default: six views,
+                         flip's two for a --time under 10m)
   --stem-init default|whiten
   --no-shuffle --seed N --precision f32|f16 (f16: WebGPU with shader-f16)
   --workers N            compute threads of the WASM backend (default: every core)

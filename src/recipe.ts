@@ -48,6 +48,21 @@ export function augmentConfig(recipe: Recipe): AugmentConfig | null {
   return { enabled: true, scale, raN, raM, jitter, reprob, flip, translate };
 }
 
+/**
+ * Budgets below this use flip TTA where the preset has the six views. Those four views beyond flip's
+ * two are four more forward passes over the test set at the end (~33 s on the AMD machine): 4% of
+ * 15 minutes, where they gain a point on validation, but 18% of 3 minutes, where the steps they
+ * take cost more than they gain (the README's budget table).
+ */
+export const SIX_VIEW_MIN_SECONDS = 10 * 60;
+
+/** The recipe's TTA for its --time budget: `given` (--tta) when there is one. */
+export function ttaForBudget(recipe: Recipe, given?: TestTimeAugmentation): TestTimeAugmentation {
+  if (given !== undefined) return given;
+  const short = recipe.time > 0 && recipe.time < SIX_VIEW_MIN_SECONDS;
+  return short && recipe.tta === "flip-translate" ? "flip" : recipe.tta;
+}
+
 /** The methods beyond the paper's recipe, all off (the official preset; old runs' configs). */
 export const PAPER_METHODS = {
   time: 0,

@@ -8,7 +8,7 @@
 // every few minutes, and on Ctrl-C/SIGTERM/SIGHUP, so --resume continues from the last save after
 // any crash.
 import { parseTrainArgs, TRAIN_USAGE, type TrainOptions, UsageError } from "./options.ts";
-import { augmentConfig, PRESETS, type Recipe } from "./recipe.ts";
+import { augmentConfig, PRESETS, type Recipe, ttaForBudget } from "./recipe.ts";
 import type { Backend } from "./backend.ts";
 import { selectBackend } from "./select_backend.ts";
 import { ConvMixer } from "./model.ts";
@@ -160,6 +160,7 @@ function resolveRunConfig(
 ): RunConfig {
   const preset = PRESETS[options.preset ?? (onGpu ? "official" : "cpu")];
   const recipe: Recipe = { ...preset, ...options.recipe };
+  recipe.tta = ttaForBudget(recipe, options.recipe.tta);
   if (initial) {
     for (const key of ["hdim", "depth", "kernel", "patch"] as const) {
       if (options.recipe[key] !== undefined && options.recipe[key] !== initial[key]) {

@@ -4,6 +4,7 @@
 import assert from "node:assert";
 import { epochKnots, learningRate, stepKnots } from "../src/schedule.ts";
 import { parseTrainArgs, UsageError } from "../src/options.ts";
+import { PRESETS, SIX_VIEW_MIN_SECONDS, ttaForBudget } from "../src/recipe.ts";
 import { ConvMixer } from "../src/model.ts";
 import { namedParameters, namedStatistics } from "../src/checkpoint.ts";
 import { WeightAverage } from "../src/weight_average.ts";
@@ -35,6 +36,17 @@ Deno.test("schedule: whole-epoch runs put the breakpoints at epochs*2//5 and epo
     }
   }
   assert.equal(learningRate("constant", 0.3, epochKnots(8, 10), 5), 0.3);
+});
+
+Deno.test("recipe: budgets under 10 minutes trade the six TTA views for flip's two, unless --tta says", () => {
+  const cpu = PRESETS.cpu;
+  assert.equal(ttaForBudget(cpu), "flip-translate", "the 15-minute default keeps six views");
+  assert.equal(ttaForBudget({ ...cpu, time: 180 }), "flip");
+  assert.equal(ttaForBudget({ ...cpu, time: SIX_VIEW_MIN_SECONDS }), "flip-translate");
+  assert.equal(ttaForBudget({ ...cpu, time: 0 }), "flip-translate", "a run sized by epochs or steps");
+  assert.equal(ttaForBudget({ ...cpu, time: 180 }, "flip-translate"), "flip-translate");
+  assert.equal(ttaForBudget({ ...cpu, time: 180 }, "none"), "none");
+  assert.equal(ttaForBudget({ ...PRESETS.official, time: 180 }), "none");
 });
 
 Deno.test("schedule: a run sized in steps peaks at 2/5 of its steps and ends at 0", () => {

@@ -102,6 +102,7 @@ Deno.test({
     assert(seconds < 20 + 3, `--time 20s took ${seconds.toFixed(1)} s`);
     const config = JSON.parse(await Deno.readTextFile(`${dir}/timed/config.json`));
     assert(config.totalSteps > 12, `${config.totalSteps} steps`);
+    assert.equal(config.recipe.tta, "flip", "a budget under 10 minutes evaluates with flip's two views");
     // Two estimates: the first fixes the peak, the second (at the peak) the length.
     const estimates = [...timed.stderr.matchAll(/--time 20 s: .* → (\d+) steps .*lr peak at step (\d+)/g)];
     assert.equal(estimates.length, 2, timed.stderr);
