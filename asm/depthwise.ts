@@ -46,11 +46,11 @@ import { shareStart } from "./lanes";
 }
 
 /**
- * Bytes of one ring row: W rounded up to a whole block of 8, the k − 1 padding pixels, and 3 more
- * so that the weight gradient's groups of 4 taps never read past the row.
+ * Bytes of one ring row: W rounded up to a whole block of 8 (the forward's last block reads
+ * pixels up to there) and the k − 1 padding pixels.
  */
 @inline function ringRowBytes(W: i32, C: i32, k: i32): usize {
-  return <usize>(((W + 7) & ~7) + k + 2) * ringPixelBytes(C);
+  return <usize>(((W + 7) & ~7) + k - 1) * ringPixelBytes(C);
 }
 
 /** Scratch bytes each thread needs: its ring, then (weight gradient) f32 accumulators [k, k, C]. */
@@ -174,43 +174,74 @@ export function depthwiseConvBackwardInput(
 // ---- weight gradient: per-thread accumulators and float64 partials, then sumPartials ---------
 
 /**
- * Taps dx..dx+3 of one ring row against dOut row g: acc[tap] += Σ_x in[x + tap − pad] · g[x].
- * A window of 4 input pixels slides along the row: per pixel 2 loads feed 4 multiply-adds.
+ * Taps dx..dx+n−1 (n = 1..5, a constant at each call) of one ring row against dOut row g:
+ * acc[tap] += Σ_x in[x + tap − pad] · g[x]. A window of n input pixels slides along the row, so
+ * per pixel 2 loads feed n multiply-adds; the accumulators reach acc once per row. At n = 5 that is
+ * 11 vector registers of x64's 16.
  * rp and px: bytes per ring pixel and per dOut pixel (also the tap stride of acc).
  */
-@inline function fourTaps<T>(src: usize, g: usize, acc: usize, W: i32, rp: usize, px: usize): void {
-  let x0 = load<T>(src), x1 = load<T>(src + rp), x2 = load<T>(src + 2 * rp);
-  let a0 = zeroOf<T>(), a1 = zeroOf<T>(), a2 = zeroOf<T>(), a3 = zeroOf<T>();
-  let next = src + 3 * rp, p = g; // the pixel entering the window, and its dOut pixel
+@inline function windowTaps<T>(src: usize, g: usize, acc: usize, W: i32, rp: usize, px: usize, n: i32): void {
+  // w0..w3: the window's first n − 1 pixels; the n-th enters at `next` in each iteration.
+  let w0 = zeroOf<T>(), w1 = w0, w2 = w0, w3 = w0;
+  if (n > 1) w0 = load<T>(src);
+  if (n > 2) w1 = load<T>(src + rp);
+  if (n > 3) w2 = load<T>(src + 2 * rp);
+  if (n > 4) w3 = load<T>(src + 3 * rp);
+  let a0 = zeroOf<T>(), a1 = a0, a2 = a0, a3 = a0, a4 = a0;
+  let next = src + <usize>(n - 1) * rp, p = g;
   const end = next + <usize>W * rp;
   for (; next < end; next += rp, p += px) {
-    const x3 = load<T>(next), gp = load<T>(p);
-    a0 = multiplyAdd<T>(x0, gp, a0);
-    a1 = multiplyAdd<T>(x1, gp, a1);
-    a2 = multiplyAdd<T>(x2, gp, a2);
-    a3 = multiplyAdd<T>(x3, gp, a3);
-    x0 = x1;
-    x1 = x2;
-    x2 = x3;
+    const entering = load<T>(next), gp = load<T>(p);
+    if (n == 1) a0 = multiplyAdd<T>(entering, gp, a0);
+    if (n == 2) {
+      a0 = multiplyAdd<T>(w0, gp, a0);
+      a1 = multiplyAdd<T>(entering, gp, a1);
+      w0 = entering;
+    }
+    if (n == 3) {
+      a0 = multiplyAdd<T>(w0, gp, a0);
+      a1 = multiplyAdd<T>(w1, gp, a1);
+      a2 = multiplyAdd<T>(entering, gp, a2);
+      w0 = w1;
+      w1 = entering;
+    }
+    if (n == 4) {
+      a0 = multiplyAdd<T>(w0, gp, a0);
+      a1 = multiplyAdd<T>(w1, gp, a1);
+      a2 = multiplyAdd<T>(w2, gp, a2);
+      a3 = multiplyAdd<T>(entering, gp, a3);
+      w0 = w1;
+      w1 = w2;
+      w2 = entering;
+    }
+    if (n == 5) {
+      a0 = multiplyAdd<T>(w0, gp, a0);
+      a1 = multiplyAdd<T>(w1, gp, a1);
+      a2 = multiplyAdd<T>(w2, gp, a2);
+      a3 = multiplyAdd<T>(w3, gp, a3);
+      a4 = multiplyAdd<T>(entering, gp, a4);
+      w0 = w1;
+      w1 = w2;
+      w2 = w3;
+      w3 = entering;
+    }
   }
   store<T>(acc, sum<T>(load<T>(acc), a0));
-  store<T>(acc + px, sum<T>(load<T>(acc + px), a1));
-  store<T>(acc + 2 * px, sum<T>(load<T>(acc + 2 * px), a2));
-  store<T>(acc + 3 * px, sum<T>(load<T>(acc + 3 * px), a3));
+  if (n > 1) store<T>(acc + px, sum<T>(load<T>(acc + px), a1));
+  if (n > 2) store<T>(acc + 2 * px, sum<T>(load<T>(acc + 2 * px), a2));
+  if (n > 3) store<T>(acc + 3 * px, sum<T>(load<T>(acc + 3 * px), a3));
+  if (n > 4) store<T>(acc + 4 * px, sum<T>(load<T>(acc + 4 * px), a4));
 }
 
-/** One tap (the k % 4 leftovers): acc += Σ_x in[x + tap − pad] · g[x], four chains over x. */
-@inline function oneTap<T>(src: usize, g: usize, acc: usize, W: i32, rp: usize, px: usize): void {
-  let a0 = zeroOf<T>(), a1 = zeroOf<T>(), a2 = zeroOf<T>(), a3 = zeroOf<T>();
-  let x = 0, s = src, p = g;
-  for (; x + 4 <= W; x += 4, s += 4 * rp, p += 4 * px) {
-    a0 = multiplyAdd<T>(load<T>(s), load<T>(p), a0);
-    a1 = multiplyAdd<T>(load<T>(s + rp), load<T>(p + px), a1);
-    a2 = multiplyAdd<T>(load<T>(s + 2 * rp), load<T>(p + 2 * px), a2);
-    a3 = multiplyAdd<T>(load<T>(s + 3 * rp), load<T>(p + 3 * px), a3);
-  }
-  for (; x < W; x++, s += rp, p += px) a0 = multiplyAdd<T>(load<T>(s), load<T>(p), a0);
-  store<T>(acc, sum<T>(load<T>(acc), sum<T>(sum<T>(a0, a1), sum<T>(a2, a3))));
+/** Taps dx.. of a row, five at a time, then the 1–4 left over, each group one windowTaps. */
+@inline function rowTaps<T>(row: usize, g: usize, tapRow: usize, W: i32, k: i32, rp: usize, px: usize): void {
+  let dx = 0;
+  for (; dx + 5 <= k; dx += 5) windowTaps<T>(row + <usize>dx * rp, g, tapRow + <usize>dx * px, W, rp, px, 5);
+  const src = row + <usize>dx * rp, acc = tapRow + <usize>dx * px, left = k - dx;
+  if (left == 1) windowTaps<T>(src, g, acc, W, rp, px, 1);
+  else if (left == 2) windowTaps<T>(src, g, acc, W, rp, px, 2);
+  else if (left == 3) windowTaps<T>(src, g, acc, W, rp, px, 3);
+  else if (left == 4) windowTaps<T>(src, g, acc, W, rp, px, 4);
 }
 
 /** For every tap of row y: acc[tap] += Σ_x in[y + dy − pad, x + dx − pad] · dOut[y, x], channels [c, c + lanes). */
@@ -220,10 +251,7 @@ export function depthwiseConvBackwardInput(
   const px = <usize>C * 4, rp = ringPixelBytes(C), pad = (k - 1) >> 1, rowBytes = ringRowBytes(W, C, k);
   let slot = (y + dy0 - pad) % k; // the ring slot of image row y + dy − pad
   for (let dy = dy0; dy < dy1; dy++, slot = slot + 1 == k ? 0 : slot + 1) {
-    const row = ring + <usize>slot * rowBytes, tapRow = acc + <usize>(dy * k) * px;
-    let dx = 0;
-    for (; dx + 4 <= k; dx += 4) fourTaps<T>(row + <usize>dx * rp, g, tapRow + <usize>dx * px, W, rp, px);
-    for (; dx < k; dx++) oneTap<T>(row + <usize>dx * rp, g, tapRow + <usize>dx * px, W, rp, px);
+    rowTaps<T>(ring + <usize>slot * rowBytes, g, acc + <usize>(dy * k) * px, W, k, rp, px);
   }
 }
 

@@ -1,5 +1,5 @@
 // Checks any Backend against the float64 reference (tests/reference.ts), op by op, on random
-// shapes chosen to hit the edges: k 3/5/7/9, p 1/2/4, batch 1, channel counts that are not
+// shapes chosen to hit the edges: k 3/5/7/9/11, p 1/2/4, batch 1, channel counts that are not
 // multiples of 4 (the SIMD width) nor of 16/64 (GEMM tiles), odd N = B·H·W. Overwrite outputs start
 // full of garbage (so a partial write fails); accumulate outputs start random. Results come back
 // only through backend.read, so the same harness serves the WASM and the WebGPU backend:
@@ -121,7 +121,7 @@ export function conformanceTests(
       try {
         await t.step("write, read, fill, view, pack", () => memory(h));
         await t.step("patch embedding p 1/2/4", () => patchEmbed(h));
-        await t.step("depthwise conv k 3/5/7/9: forward, dx (accumulate), dWeight", () => depthwise(h));
+        await t.step("depthwise conv k 3/5/7/9/11: forward, dx (accumulate), dWeight", () => depthwise(h));
         await t.step("linear: bias / no bias, dBias / none, sizes off the tiles", () => linear(h));
         await t.step(
           "bias-GELU-BatchNorm: training, eval, residual, running stats, backward",
@@ -200,6 +200,7 @@ async function depthwise(h: Harness): Promise<void> {
     [9, 1, 5, 7, 7],
     [9, 1, 11, 11, 70],
     [5, 1, 16, 16, 36],
+    [11, 1, 6, 9, 6], // the weight gradient's taps in groups of 5, 5 and 1
   ];
   for (const [k, B, H, W, C] of shapes) {
     const what = `k=${k} [${B},${H},${W},${C}]`;
