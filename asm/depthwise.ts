@@ -176,61 +176,46 @@ export function depthwiseConvBackwardInput(
 /**
  * Taps dx..dx+n−1 (n = 1..5, a constant at each call) of one ring row against dOut row g:
  * acc[tap] += Σ_x in[x + tap − pad] · g[x]. A window of n input pixels slides along the row, so
- * per pixel 2 loads feed n multiply-adds; the accumulators reach acc once per row. At n = 5 that is
- * 11 vector registers of x64's 16.
+ * per pixel 2 loads feed n multiply-adds; the accumulators reach acc once per row. The window is
+ * right-aligned in the five slots (w0, w1, w2, w3, entering): tap t uses slot 5 − n + t, so one
+ * loop body serves every n (at n = 5, 11 vector registers of x64's 16).
  * rp and px: bytes per ring pixel and per dOut pixel (also the tap stride of acc).
  */
 @inline function windowTaps<T>(src: usize, g: usize, acc: usize, W: i32, rp: usize, px: usize, n: i32): void {
-  // w0..w3: the window's first n − 1 pixels; the n-th enters at `next` in each iteration.
-  let w0 = zeroOf<T>(), w1 = w0, w2 = w0, w3 = w0;
-  if (n > 1) w0 = load<T>(src);
-  if (n > 2) w1 = load<T>(src + rp);
-  if (n > 3) w2 = load<T>(src + 2 * rp);
-  if (n > 4) w3 = load<T>(src + 3 * rp);
+  const first = 5 - n; // the slot of tap 0
+  let w0 = windowPixel<T>(src, rp, 0, first), w1 = windowPixel<T>(src, rp, 1, first);
+  let w2 = windowPixel<T>(src, rp, 2, first), w3 = windowPixel<T>(src, rp, 3, first);
   let a0 = zeroOf<T>(), a1 = a0, a2 = a0, a3 = a0, a4 = a0;
   let next = src + <usize>(n - 1) * rp, p = g;
   const end = next + <usize>W * rp;
   for (; next < end; next += rp, p += px) {
     const entering = load<T>(next), gp = load<T>(p);
-    if (n == 1) a0 = multiplyAdd<T>(entering, gp, a0);
-    if (n == 2) {
-      a0 = multiplyAdd<T>(w0, gp, a0);
-      a1 = multiplyAdd<T>(entering, gp, a1);
-      w0 = entering;
-    }
-    if (n == 3) {
-      a0 = multiplyAdd<T>(w0, gp, a0);
-      a1 = multiplyAdd<T>(w1, gp, a1);
-      a2 = multiplyAdd<T>(entering, gp, a2);
-      w0 = w1;
-      w1 = entering;
-    }
-    if (n == 4) {
-      a0 = multiplyAdd<T>(w0, gp, a0);
-      a1 = multiplyAdd<T>(w1, gp, a1);
-      a2 = multiplyAdd<T>(w2, gp, a2);
-      a3 = multiplyAdd<T>(entering, gp, a3);
-      w0 = w1;
-      w1 = w2;
-      w2 = entering;
-    }
-    if (n == 5) {
-      a0 = multiplyAdd<T>(w0, gp, a0);
-      a1 = multiplyAdd<T>(w1, gp, a1);
-      a2 = multiplyAdd<T>(w2, gp, a2);
-      a3 = multiplyAdd<T>(w3, gp, a3);
-      a4 = multiplyAdd<T>(entering, gp, a4);
-      w0 = w1;
-      w1 = w2;
-      w2 = w3;
-      w3 = entering;
-    }
+    if (first <= 0) a0 = multiplyAdd<T>(w0, gp, a0);
+    if (first <= 1) a1 = multiplyAdd<T>(w1, gp, a1);
+    if (first <= 2) a2 = multiplyAdd<T>(w2, gp, a2);
+    if (first <= 3) a3 = multiplyAdd<T>(w3, gp, a3);
+    a4 = multiplyAdd<T>(entering, gp, a4);
+    w0 = w1;
+    w1 = w2;
+    w2 = w3;
+    w3 = entering;
   }
-  store<T>(acc, sum<T>(load<T>(acc), a0));
-  if (n > 1) store<T>(acc + px, sum<T>(load<T>(acc + px), a1));
-  if (n > 2) store<T>(acc + 2 * px, sum<T>(load<T>(acc + 2 * px), a2));
-  if (n > 3) store<T>(acc + 3 * px, sum<T>(load<T>(acc + 3 * px), a3));
-  if (n > 4) store<T>(acc + 4 * px, sum<T>(load<T>(acc + 4 * px), a4));
+  if (first <= 0) addTap<T>(acc, px, 0 - first, a0);
+  if (first <= 1) addTap<T>(acc, px, 1 - first, a1);
+  if (first <= 2) addTap<T>(acc, px, 2 - first, a2);
+  if (first <= 3) addTap<T>(acc, px, 3 - first, a3);
+  addTap<T>(acc, px, 4 - first, a4);
+}
+
+/** Slot `slot`'s first pixel: the row's pixel slot − first, or zero for a slot the window leaves unused. */
+@inline function windowPixel<T>(src: usize, rp: usize, slot: i32, first: i32): T {
+  return slot >= first ? load<T>(src + <usize>(slot - first) * rp) : zeroOf<T>();
+}
+
+/** acc[tap] += value. */
+@inline function addTap<T>(acc: usize, px: usize, tap: i32, value: T): void {
+  const at = acc + <usize>tap * px;
+  store<T>(at, sum<T>(load<T>(at), value));
 }
 
 /** Taps dx.. of a row, five at a time, then the 1–4 left over, each group one windowTaps. */
