@@ -33,7 +33,7 @@ export interface Recipe {
   labelSmoothing: number;
   /** Decay of the weight average used for evaluation and the checkpoint (0: off). */
   ema: number;
-  /** Evaluation view: the plain image, or the mean of its and its mirror's logits. */
+  /** Evaluation views: the plain image, the mean of its and its mirror's logits, or airbench's six. */
   tta: TestTimeAugmentation;
   /** Training flips: random each epoch, or alternating per image (derandomised). */
   flip: AugmentConfig["flip"];
@@ -52,7 +52,7 @@ export function augmentConfig(recipe: Recipe): AugmentConfig | null {
  * Budgets below this use flip TTA where the preset has the six views. Those four views beyond flip's
  * two are four more forward passes over the test set at the end (~33 s on the AMD machine): 4% of
  * 15 minutes, where they gain a point on validation, but 18% of 3 minutes, where the steps they
- * take cost more than they gain (the README's budget table).
+ * take cost more than they gain (validation runs in the README's Evaluation paragraph).
  */
 export const SIX_VIEW_MIN_SECONDS = 10 * 60;
 
