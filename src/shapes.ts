@@ -124,8 +124,9 @@ export function batchNormForwardDims(
   saved: Tensor,
   residual: Tensor | null,
   out: Tensor,
+  cdf: Tensor | null,
 ) {
-  return batchNormDims("biasGeluBatchNormForward", z, unit, saved, { residual, out });
+  return batchNormDims("biasGeluBatchNormForward", z, unit, saved, { residual, out, cdf });
 }
 
 export function batchNormBackwardDims(
@@ -135,10 +136,11 @@ export function batchNormBackwardDims(
   dOut: Tensor,
   dz: Tensor,
   grads: BatchNormGrads,
+  cdf: Tensor | null,
 ) {
   const { bias: dBias, gamma: dGamma, beta: dBeta } = grads;
   const channels = { ...unit, dBias, dGamma, dBeta };
-  return batchNormDims("biasGeluBatchNormBackward", z, channels, saved, { dOut, dz });
+  return batchNormDims("biasGeluBatchNormBackward", z, channels, saved, { dOut, dz, cdf });
 }
 
 export function averagePoolDims(op: string, x: Tensor, pooled: Tensor) {

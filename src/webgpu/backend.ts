@@ -22,8 +22,14 @@ import type { Precision } from "./tensor.ts";
 
 export type { KernelTime, Precision, Traffic };
 
+/** WebGPU recomputes Φ in the backward (keepsNormalCdf false): a caller's cdf is a mistake. */
+function noKeptCdf(op: string, cdf: Tensor | null): void {
+  if (cdf !== null) throw new Error(`webgpu ${op}: this backend does not keep Φ (keepsNormalCdf is false)`);
+}
+
 export class WebGpuBackend extends GpuRuntime implements Backend {
   readonly name = "webgpu" as const;
+  readonly keepsNormalCdf = false;
   readonly description: string;
   readonly isFallback: boolean;
 
@@ -188,9 +194,11 @@ export class WebGpuBackend extends GpuRuntime implements Backend {
     residual: Tensor | null,
     out: Tensor,
     training: boolean,
+    cdf: Tensor | null = null,
   ): void {
     const op = "biasGeluBatchNormForward";
-    const { C, R } = shapes.batchNormForwardDims(z, unit, saved, residual, out);
+    const { C, R } = shapes.batchNormForwardDims(z, unit, saved, residual, out, null);
+    noKeptCdf(op, cdf);
     const { bias, gamma, beta, runningMean, runningVar } = unit;
     if (residual && this.gpu(residual).storage === this.gpu(out).storage) {
       throw new Error(`webgpu ${op}: residual may not alias out`);
@@ -235,8 +243,10 @@ export class WebGpuBackend extends GpuRuntime implements Backend {
     dOut: Tensor,
     dz: Tensor,
     grads: BatchNormGrads,
+    cdf: Tensor | null = null,
   ): void {
-    const { C, R } = shapes.batchNormBackwardDims(z, unit, saved, dOut, dz, grads);
+    const { C, R } = shapes.batchNormBackwardDims(z, unit, saved, dOut, dz, grads, null);
+    noKeptCdf("biasGeluBatchNormBackward", cdf);
     const { bias, gamma } = unit, { bias: dBias, gamma: dGamma, beta: dBeta } = grads;
     const cBlocks = Math.ceil(C / WG.CHANNELS);
     const { rowsPerChunk, chunks } = chunking(R, cBlocks);
