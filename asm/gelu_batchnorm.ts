@@ -3,18 +3,16 @@
 //
 //   u = GELU(z + bias) = x·Φ(x),   out = gamma·(u − mean)·rstd + beta (+ residual)
 //
-// Forward, training: (1) biasGeluBatchNormStatistics writes u into out (GELU's only evaluation),
-// Φ(x) into cdf when the caller keeps it for the backward, and per-thread float64 sums of (u − shift) and (u − shift)², shift = u of row 0 (shifted sums:
+// Forward, training: (1) biasGeluBatchNormStatistics writes u into out (GELU's only evaluation)
+// and per-thread float64 sums of (u − shift) and (u − shift)², shift = u of row 0 (shifted sums:
 // no cancellation when the mean is large against the spread); (2) biasGeluBatchNormFinalize
 // (thread 0) turns them into mean, rstd, the saved and running statistics and a per-channel table;
 // (3) biasGeluBatchNormApply normalises out in place. Eval: Finalize from the running statistics,
 // then Apply computing u on the fly.
-// Backward (training statistics): BackwardStatistics sums dOut and dOut·(u − mean) per thread,
-// reading Φ(x) where the forward kept it, else evaluating it (and leaving it in dz unless dz
-// aliases dOut); BackwardApply forms dz = gamma·rstd·(dOut − ΣdOut/N − x̂·ΣdOut·x̂/N)·GELU'(x),
-// u and GELU' from that one Φ, and per-thread sums of dz, which sumPartials (depthwise.ts) adds
-// into dBias. Φ kept from the forward saves the backward its costliest evaluation (the tail and
-// its exp2), for one more store in the forward.
+// Backward (training statistics): BackwardStatistics sums dOut and dOut·(u − mean) per thread and
+// leaves Φ(x) in dz (unless dz aliases dOut); BackwardApply forms
+// dz = gamma·rstd·(dOut − ΣdOut/N − x̂·ΣdOut·x̂/N)·GELU'(x), u and GELU' from that one Φ, and
+// per-thread sums of dz, which sumPartials (depthwise.ts) adds into dBias.
 //
 // Tiling of the reductions: each thread walks its rows in blocks of ROWS_PER_BLOCK; within a block
 // the channel vectors are outermost, so a vector's float64 sums over the block's rows stay in
@@ -88,23 +86,16 @@ const QUARTER = 23, MINUS_ONE = 24, ONE = 25, DENSITY_SCALE = 26, MINUS_HALF_LOG
   return exp2NonPositive(f32x4.relaxed_madd(p, t, constant(MINUS_ONE)));
 }
 
-/** Φ(x) from tail = Φ(−|x|): the tail for x < 0, 1 − the tail otherwise. */
-@inline function cdfFromTail(x: v128, tail: v128): v128 {
+/** Φ(x), the standard normal CDF: the lower tail for x < 0, 1 − the tail otherwise. */
+@inline function normalCdf(x: v128): v128 {
+  const tail = lowerTail(f32x4.abs(x));
   return v128.bitselect(tail, f32x4.sub(constant(ONE), tail), f32x4.lt(x, f32x4.splat(0)));
 }
 
-/** Φ(x), the standard normal CDF. */
-@inline function normalCdf(x: v128): v128 {
-  return cdfFromTail(x, lowerTail(f32x4.abs(x)));
-}
-
-/** GELU(x) = x·Φ(x) = max(x, 0) − |x|·Φ(−|x|): one fused step from tail = Φ(−|x|), no select. */
-@inline function geluFromTail(x: v128, tail: v128): v128 {
-  return f32x4.relaxed_nmadd(f32x4.abs(x), tail, f32x4.pmax(x, f32x4.splat(0)));
-}
-
+/** GELU(x) = x·Φ(x) = max(x, 0) − |x|·Φ(−|x|): one fused step from the tail, no select. */
 @inline function gelu(x: v128): v128 {
-  return geluFromTail(x, lowerTail(f32x4.abs(x)));
+  const absX = f32x4.abs(x);
+  return f32x4.relaxed_nmadd(absX, lowerTail(absX), f32x4.pmax(x, f32x4.splat(0)));
 }
 
 /** φ(x) = 2^{−x²·log2(e)/2}/√(2π), the standard normal density. */
@@ -121,12 +112,12 @@ const QUARTER = 23, MINUS_ONE = 24, ONE = 25, DENSITY_SCALE = 26, MINUS_HALF_LOG
 // ---- forward -----------------------------------------------------------------------------------
 
 /**
- * Training pass 1. For its rows, thread t writes u = GELU(z + bias) into out (and Φ(z + bias)
- * into cdf when cdf != 0) and fills its partial at partials + t·5·Cp·4 bytes (Cp = C rounded up
- * to 4): shift f32 [Cp], then Σ(u − shift) f64 [Cp], Σ(u − shift)² f64 [Cp].
+ * Training pass 1. For its rows, thread t writes u = GELU(z + bias) into out and fills its
+ * partial at partials + t·5·Cp·4 bytes (Cp = C rounded up to 4): shift f32 [Cp], then
+ * Σ(u − shift) f64 [Cp], Σ(u − shift)² f64 [Cp].
  */
 export function biasGeluBatchNormStatistics(
-  z: usize, bias: usize, out: usize, cdf: usize, partials: usize, N: i32, C: i32, thread: i32, threads: i32,
+  z: usize, bias: usize, out: usize, partials: usize, N: i32, C: i32, thread: i32, threads: i32,
 ): void {
   const Cp = paddedChannels(C), rowBytes = <usize>C * 4;
   const shift = partials + <usize>thread * Cp * 20, sums = shift + <usize>Cp * 4, squares = sums + <usize>Cp * 8;
@@ -144,10 +135,8 @@ export function biasGeluBatchNormStatistics(
       let sumLow = f64x2.splat(0), sumHigh = sumLow, squareLow = sumLow, squareHigh = sumLow;
       for (let i = 0; i < rows; i++) {
         const element = <usize>(n0 + i) * rowBytes + at;
-        const x = f32x4.add(loadLanes(z + element, lanes), b), tail = lowerTail(f32x4.abs(x));
-        const u = geluFromTail(x, tail);
+        const u = gelu(f32x4.add(loadLanes(z + element, lanes), b));
         storeLanes(out + element, u, lanes);
-        if (cdf != 0) storeLanes(cdf + element, cdfFromTail(x, tail), lanes);
         const d = f32x4.sub(u, s), square = f32x4.mul(d, d);
         sumLow = f64x2.add(sumLow, lowToFloat64(d));
         sumHigh = f64x2.add(sumHigh, highToFloat64(d));
@@ -233,12 +222,11 @@ export function biasGeluBatchNormApply(
 /**
  * Backward pass 1: thread t fills partials + t·2·Cp·8 bytes with ΣdOut f64 [Cp], then
  * ΣdOut·(u − mean) f64 [Cp] over its rows (BackwardApply scales it by rstd into ΣdOut·x̂).
- * Φ(x): read from cdf when cdfKept (the forward stored it), else evaluated and, when cdf != 0
- * (dz, when it does not alias dOut), stored there for BackwardApply.
+ * When cdf != 0 (dz, when it does not alias dOut) it also stores Φ(x) there for BackwardApply.
  */
 export function biasGeluBatchNormBackwardStatistics(
-  z: usize, bias: usize, saved: usize, dOut: usize, partials: usize, cdf: usize, cdfKept: i32, N: i32,
-  C: i32, thread: i32, threads: i32,
+  z: usize, bias: usize, saved: usize, dOut: usize, partials: usize, cdf: usize, N: i32, C: i32,
+  thread: i32, threads: i32,
 ): void {
   const Cp = paddedChannels(C), rowBytes = <usize>C * 4;
   const sums = partials + <usize>thread * Cp * 16, products = sums + <usize>Cp * 8;
@@ -253,13 +241,8 @@ export function biasGeluBatchNormBackwardStatistics(
       for (let i = 0; i < rows; i++) {
         const element = <usize>(n0 + i) * rowBytes + at;
         const g = loadLanes(dOut + element, lanes), x = f32x4.add(loadLanes(z + element, lanes), b);
-        let p: v128;
-        if (cdfKept) {
-          p = loadLanes(cdf + element, lanes);
-        } else {
-          p = normalCdf(x);
-          if (cdf != 0) storeLanes(cdf + element, p, lanes);
-        }
+        const p = normalCdf(x);
+        if (cdf != 0) storeLanes(cdf + element, p, lanes);
         const product = f32x4.mul(g, f32x4.sub(f32x4.mul(x, p), mean));
         sumLow = f64x2.add(sumLow, lowToFloat64(g));
         sumHigh = f64x2.add(sumHigh, highToFloat64(g));
@@ -278,11 +261,12 @@ export function biasGeluBatchNormBackwardStatistics(
  * and dGamma = ΣdOut·x̂. Then, for its rows, with x̂ = (u − mean)·rstd,
  *   dz = gamma·rstd·(dOut − ΣdOut/N − x̂·ΣdOut·x̂/N)·GELU'(x),  GELU'(x) = Φ(x) + x·φ(x)
  * (dz may alias dOut), and Σdz into the f64 [Cp] at dzPartials + t·Cp·8 bytes. Φ(x) is read from
- * cdf when cdf != 0 (kept by the forward, or stored by pass 1; it may be dz), else evaluated again.
+ * dz when cdfInDz (pass 1 stored it), else evaluated again.
  */
 export function biasGeluBatchNormBackwardApply(
-  z: usize, bias: usize, gamma: usize, saved: usize, dOut: usize, dz: usize, cdf: usize, partials: usize,
-  tables: usize, dzPartials: usize, dGamma: usize, dBeta: usize, N: i32, C: i32, thread: i32, threads: i32,
+  z: usize, bias: usize, gamma: usize, saved: usize, dOut: usize, dz: usize, partials: usize,
+  tables: usize, dzPartials: usize, dGamma: usize, dBeta: usize, N: i32, C: i32, cdfInDz: i32,
+  thread: i32, threads: i32,
 ): void {
   const Cp = paddedChannels(C), rowBytes = <usize>C * 4;
   const means = tables + <usize>thread * Cp * 16, scales = means + <usize>Cp * 4;
@@ -318,11 +302,11 @@ export function biasGeluBatchNormBackwardApply(
       for (let i = 0; i < rows; i++) {
         const element = <usize>(n0 + i) * rowBytes + at;
         const x = f32x4.add(loadLanes(z + element, lanes), b);
-        const p = cdf != 0 ? loadLanes(cdf + element, lanes) : normalCdf(x);
+        const cdf = cdfInDz ? loadLanes(dz + element, lanes) : normalCdf(x);
         // x̂·ΣdOut·x̂/N = (u − mean)·slopeOfCentred, slopeOfCentred = rstd²·Σ dOut·(u − mean) / N
         const centred = f32x4.sub(loadLanes(dOut + element, lanes), meanG);
-        const du = f32x4.relaxed_nmadd(f32x4.sub(f32x4.mul(x, p), mean), slopeOfCentred, centred);
-        const g = f32x4.mul(f32x4.mul(du, scale), f32x4.relaxed_madd(x, normalDensity(x), p));
+        const du = f32x4.relaxed_nmadd(f32x4.sub(f32x4.mul(x, cdf), mean), slopeOfCentred, centred);
+        const g = f32x4.mul(f32x4.mul(du, scale), f32x4.relaxed_madd(x, normalDensity(x), cdf));
         storeLanes(dz + element, g, lanes);
         sumLow = f64x2.add(sumLow, lowToFloat64(g));
         sumHigh = f64x2.add(sumHigh, highToFloat64(g));

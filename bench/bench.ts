@@ -118,9 +118,6 @@ function gpuPeakGflops(description: string): number | undefined {
   return undefined;
 }
 
-/** The memory plan the official recipe gets on the CPU at batch 512 (src/model.ts's MemoryPlan). */
-const RECOMPUTED = ", depthwise and Φ recomputed";
-
 async function benchModel(
   backend: Backend,
   device: string,
@@ -129,11 +126,11 @@ async function benchModel(
   steps: number,
   train: Awaited<ReturnType<typeof openCifar>>["train"] | null,
   peakGflops?: number,
-  recompute = false,
+  recomputeDepthwise?: boolean,
 ): Promise<Row> {
   const { config, recipe } = modelOf(name);
-  const label = modelOf(name).label + (recompute ? RECOMPUTED : "");
-  const model = new ConvMixer(backend, config, batch, 32, recompute ? { recomputeDepthwise: true } : {});
+  const label = modelOf(name).label + (recomputeDepthwise ? " (depthwise recomputed)" : "");
+  const model = new ConvMixer(backend, config, batch, 32, recomputeDepthwise);
   model.initialize(0);
   const images = Float32Array.from({ length: batch * 32 * 32 * 3 }, () => Math.random() * 2 - 1);
   const labels = Float32Array.from({ length: batch }, (_, i) => i % 10);
@@ -321,7 +318,7 @@ if (import.meta.main && flags["chart-from"]) {
       name === "256/8" ? [[name, false], [name, true]] : [[name, false]]
     );
     for (const [name, recompute] of runs) {
-      console.error(`wasm: ${name}${recompute ? RECOMPUTED : ""}…`);
+      console.error(`wasm: ${name}${recompute ? " (depthwise recomputed)" : ""}…`);
       const backend = await WasmBackend.create();
       rows.push(await benchModel(backend, backend.description, name, batch, steps, train, peak, recompute));
       backend.dispose();

@@ -42,16 +42,9 @@ const WORK: Record<string, Work> = {
   linearForward: ([x, w]) => flops(gemmLabel("forward", w!), 2 * rows(x!) * w!.size),
   linearBackwardInput: ([dOut, w]) => flops(gemmLabel("dx", w!), 2 * rows(dOut!) * w!.size),
   linearBackwardWeight: ([x, _, dW]) => flops(gemmLabel("dWeight", dW!), 2 * rows(x!) * dW!.size),
-  // z, residual, out and the kept Φ (training only)
   biasGeluBatchNormForward: (t, training) =>
-    bytes(
-      `bias-GELU-BN forward${training ? "" : " (eval)"}`,
-      t[0],
-      t[3],
-      t[4],
-      training ? t[6] ?? null : null,
-    ),
-  biasGeluBatchNormBackward: (t) => bytes("bias-GELU-BN backward", t[0], t[3], t[4], t[6] ?? null), // z, dOut, dz, Φ
+    bytes(`bias-GELU-BN forward${training ? "" : " (eval)"}`, t[0], t[3], t[4]), // z, residual, out
+  biasGeluBatchNormBackward: (t) => bytes("bias-GELU-BN backward", t[0], t[3], t[4]), // z, dOut, dz
   averagePoolForward: ([x, out]) => bytes("average pool forward", x, out),
   averagePoolBackward: ([dOut, dx]) => bytes("average pool backward", dOut, dx),
   softmaxCrossEntropy: ([logits, _, dLogits]) => bytes("softmax cross-entropy", logits, dLogits),

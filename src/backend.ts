@@ -76,12 +76,6 @@ export interface Backend {
   readonly allocatedBytes: number;
   /** The most bytes of tensors the backend can hold at all, where that is a hard limit. */
   readonly memoryLimitBytes?: number;
-  /**
-   * Whether biasGeluBatchNormForward can keep Φ(z + bias) for the backward (its cdf argument):
-   * on the CPU that evaluation is the backward's costliest step, on a GPU one more activation's
-   * traffic would cost more than it saves.
-   */
-  readonly keepsNormalCdf: boolean;
 
   // ---- memory -------------------------------------------------------------------------------
   /** A zero-filled tensor; its role decides how it is stored (see TensorRole). */
@@ -138,8 +132,6 @@ export interface Backend {
    *   runningMean = (1 − m)·runningMean + m·mean, runningVar = (1 − m)·runningVar + m·var·N/(N−1).
    * eval: mean/var are the running statistics; saved and running* are not written.
    * residual may be null; it may not alias out.
-   * cdf [N, C] (backends with keepsNormalCdf; else null): training also writes Φ(z + bias) there,
-   * the standard normal CDF that GELU evaluates, for the backward to read instead of evaluate.
    */
   biasGeluBatchNormForward(
     z: Tensor,
@@ -148,12 +140,10 @@ export interface Backend {
     residual: Tensor | null,
     out: Tensor,
     training: boolean,
-    cdf?: Tensor | null,
   ): void;
   /**
    * Backward of the training-mode forward (the residual's gradient is dOut itself, handled by the
    * caller). dz [N, C] (overwrite; may alias dOut); every tensor of `grads`: [C] (overwrite).
-   * cdf: what that forward wrote there, or null.
    */
   biasGeluBatchNormBackward(
     z: Tensor,
@@ -162,7 +152,6 @@ export interface Backend {
     dOut: Tensor,
     dz: Tensor,
     grads: BatchNormGrads,
-    cdf?: Tensor | null,
   ): void;
 
   // ---- head -----------------------------------------------------------------------------------

@@ -4,7 +4,7 @@
 // test sections (src/report/).
 import { EVAL_USAGE, type EvalOptions, parseEvalArgs, UsageError } from "./options.ts";
 import { selectBackend } from "./select_backend.ts";
-import { CIFAR_SIDE, ConvMixer, INFERENCE_PLAN } from "./model.ts";
+import { ConvMixer } from "./model.ts";
 import { loadCheckpoint, loadStateDict } from "./checkpoint.ts";
 import { CLASS_NAMES, holdOut, openCifar } from "./data/cifar.ts";
 import { BatchLoader } from "./data/loader.ts";
@@ -31,13 +31,7 @@ export async function evalCheckpoint(options: EvalOptions): Promise<EvalResult &
     dropLast: false,
   });
   try {
-    const model = new ConvMixer(
-      backend,
-      checkpoint.config,
-      Math.min(options.batch, split.count),
-      CIFAR_SIDE,
-      INFERENCE_PLAN,
-    );
+    const model = new ConvMixer(backend, checkpoint.config, Math.min(options.batch, split.count));
     loadStateDict(model, checkpoint.state);
     const result = await evaluate(model, loader, split.count, {
       keepLogits: true,

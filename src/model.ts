@@ -14,9 +14,6 @@
 // tensor. timm's names for them live in src/checkpoint.ts.
 import type { Backend, BatchNormParams, OptimizerHyper, Tensor } from "./backend.ts";
 
-/** CIFAR-10's images are 32×32. */
-export const CIFAR_SIDE = 32;
-
 export interface ConvMixerConfig {
   hdim: number;
   depth: number;
@@ -54,25 +51,6 @@ export interface UnitStatistics<T = Tensor> {
 
 type UnitKind = "stem" | "depthwise" | "pointwise";
 
-/**
- * What the backward pass recomputes instead of reading back, where the activations would not all
- * fit the backend's memory (ConvMixer-256/8 at batch 512 in a 4 GiB WebAssembly memory). Both
- * recomputations are deterministic, so the gradients are bit-for-bit the same either way.
- */
-export interface MemoryPlan {
-  /**
-   * Each unit's forward keeps Φ(z + b), GELU's normal CDF, for the backward to read instead of
-   * evaluate (backends with keepsNormalCdf, where one more activation per unit fits; the first
-   * thing given up).
-   */
-  keepNormalCdf: boolean;
-  /** The backward recomputes each depthwise conv's output (k²·C per pixel, cheap against C²). */
-  recomputeDepthwise: boolean;
-}
-
-/** The plan of a model that only evaluates: nothing kept for a backward pass beyond what fits. */
-export const INFERENCE_PLAN: Partial<MemoryPlan> = { keepNormalCdf: false };
-
 /** The units of `m` in order: the stem, then each block's depthwise and pointwise unit. */
 export function unitsOf<U>(m: ByUnit<U>): U[] {
   return [m.stem, ...m.blocks.flatMap((b) => [b.depthwise, b.pointwise])];
@@ -93,7 +71,6 @@ interface Activations {
   depthwisePre: Tensor[]; // z of each depthwise unit (one shared buffer when recomputed)
   residualOut: Tensor[]; // s_i
   pointwisePre: Tensor[]; // z of each pointwise unit
-  cdf: Tensor[]; // Φ(z + b) of every unit in unitsOf's order, kept for the backward (or none)
   pooled: Tensor; // [B, C]
   logits: Tensor; // [B, classes]
   dLogits: Tensor;
@@ -121,7 +98,13 @@ export class ConvMixer {
   numBatchesTracked = 0;
   readonly metrics: Tensor; // [3]: Σ loss, Σ correct, Σ count (see Backend.softmaxCrossEntropy)
   readonly tokens: number; // h = w = imageSize / patch
-  readonly memoryPlan: MemoryPlan;
+  /**
+   * Whether the backward pass recomputes each depthwise conv's output instead of keeping one per
+   * block: where every activation would not fit the backend's memory (ConvMixer-256/8 at batch 512
+   * in a 4 GiB WebAssembly memory). The conv is cheap (k²·C per pixel against the pointwise C²)
+   * and deterministic, so the gradients are bit-for-bit the same.
+   */
+  readonly recomputeDepthwise: boolean;
   /** Each unit's tensors as the fused BatchNorm op takes them (records built once). */
   private readonly batchNorm: ByUnit<BatchNormParams>;
   private readonly full: Activations;
@@ -134,8 +117,8 @@ export class ConvMixer {
     readonly backend: Backend,
     readonly config: ConvMixerConfig,
     readonly maxBatch: number,
-    readonly imageSize = CIFAR_SIDE,
-    plan: Partial<MemoryPlan> = {}, // default: keep what fits
+    readonly imageSize = 32,
+    recomputeDepthwise?: boolean, // default: only where the activations would not fit
   ) {
     const { hdim: C, depth, kernel: k, patch: p } = config;
     if (imageSize % p !== 0) throw new Error(`image size ${imageSize} is not divisible by --patch ${p}`);
@@ -158,15 +141,10 @@ export class ConvMixer {
     });
     this.metrics = backend.tensor([3]);
     this.sumSquares = backend.tensor([1]);
-    const mapBytes = 4 * maxBatch * this.tokens ** 2 * C;
-    const activationBytes = 4 * maxBatch * imageSize * imageSize * 3 + mapBytes * (4 * depth + 4);
-    const fits = (bytes: number) =>
-      bytes + backend.allocatedBytes <= 0.95 * (backend.memoryLimitBytes ?? Infinity);
-    const recomputeDepthwise = plan.recomputeDepthwise ?? !fits(activationBytes);
-    const keepNormalCdf = plan.keepNormalCdf ??
-      (backend.keepsNormalCdf && !recomputeDepthwise && fits(activationBytes + mapBytes * (2 * depth + 1)));
-    if (keepNormalCdf && !backend.keepsNormalCdf) throw new Error(`${backend.name} does not keep Φ`);
-    this.memoryPlan = { keepNormalCdf, recomputeDepthwise };
+    const activationBytes = 4 * maxBatch *
+      (imageSize * imageSize * 3 + this.tokens ** 2 * C * (4 * depth + 4));
+    this.recomputeDepthwise = recomputeDepthwise ??
+      activationBytes + backend.allocatedBytes > 0.95 * (backend.memoryLimitBytes ?? Infinity);
     this.full = this.allocateActivations(maxBatch);
   }
 
@@ -201,10 +179,9 @@ export class ConvMixer {
       labels: t([B]),
       stemPre: act(map),
       blockInput: many(depth + 1),
-      depthwisePre: this.memoryPlan.recomputeDepthwise ? Array(depth).fill(act(map)) : many(depth),
+      depthwisePre: this.recomputeDepthwise ? Array(depth).fill(act(map)) : many(depth),
       residualOut: many(depth),
       pointwisePre: many(depth),
-      cdf: this.memoryPlan.keepNormalCdf ? many(2 * depth + 1) : [],
       pooled: t([B, C]),
       logits: t([B, classes]),
       dLogits: t([B, classes]),
@@ -247,17 +224,9 @@ export class ConvMixer {
    */
   forward(a: Activations, training: boolean, labelSmoothing = 0): Tensor {
     const be = this.backend, { stem, blocks, head } = this.params, bn = this.batchNorm;
-    const saved = this.statistics, cdf = (unit: number) => a.cdf[unit] ?? null;
+    const saved = this.statistics;
     be.patchEmbedForward(a.images, stem.weight, a.stemPre);
-    be.biasGeluBatchNormForward(
-      a.stemPre,
-      bn.stem,
-      saved.stem.saved,
-      null,
-      a.blockInput[0],
-      training,
-      cdf(0),
-    );
+    be.biasGeluBatchNormForward(a.stemPre, bn.stem, saved.stem.saved, null, a.blockInput[0], training);
     blocks.forEach(({ depthwise, pointwise }, i) => {
       const [x, z, s, unit, stats] = [
         a.blockInput[i],
@@ -267,7 +236,7 @@ export class ConvMixer {
         saved.blocks[i],
       ];
       be.depthwiseConvForward(x, depthwise.weight, z);
-      be.biasGeluBatchNormForward(z, unit.depthwise, stats.depthwise.saved, x, s, training, cdf(2 * i + 1));
+      be.biasGeluBatchNormForward(z, unit.depthwise, stats.depthwise.saved, x, s, training);
       be.linearForward(s, pointwise.weight, null, a.pointwisePre[i]);
       be.biasGeluBatchNormForward(
         a.pointwisePre[i],
@@ -276,7 +245,6 @@ export class ConvMixer {
         null,
         a.blockInput[i + 1],
         training,
-        cdf(2 * i + 2),
       );
     });
     be.averagePoolForward(a.blockInput[blocks.length], a.pooled);
@@ -291,7 +259,7 @@ export class ConvMixer {
   /** Backward of the last training forward: every gradient in this.grads is overwritten. */
   backward(a: Activations) {
     const be = this.backend, { blocks, head } = this.params, g = this.grads, bn = this.batchNorm;
-    const saved = this.statistics, cdf = (unit: number) => a.cdf[unit] ?? null;
+    const saved = this.statistics;
     be.linearBackwardWeight(a.pooled, a.dLogits, g.head.weight, g.head.bias);
     be.linearBackwardInput(a.dLogits, head.weight, a.dPooled);
     // dx holds the gradient of the current block's output; gradB is the scratch for dz.
@@ -310,12 +278,11 @@ export class ConvMixer {
         dx,
         dz,
         gb.pointwise,
-        cdf(2 * i + 2),
       );
       be.linearBackwardWeight(a.residualOut[i], dz, gb.pointwise.weight, null);
       be.linearBackwardInput(dz, pointwise.weight, dx); // dx now holds ds_i
       // s_i = BN(GELU(depthwise(x_i) + b)) + x_i: ds_i reaches x_i directly and through the conv.
-      if (this.memoryPlan.recomputeDepthwise) {
+      if (this.recomputeDepthwise) {
         be.depthwiseConvForward(a.blockInput[i], depthwise.weight, a.depthwisePre[i]);
       }
       be.biasGeluBatchNormBackward(
@@ -325,12 +292,11 @@ export class ConvMixer {
         dx,
         dz,
         gb.depthwise,
-        cdf(2 * i + 1),
       );
       be.depthwiseConvBackwardWeight(a.blockInput[i], dz, gb.depthwise.weight);
       be.depthwiseConvBackwardInput(dz, depthwise.weight, dx); // dx += convᵀ(dz)
     }
-    be.biasGeluBatchNormBackward(a.stemPre, bn.stem, saved.stem.saved, dx, dz, g.stem, cdf(0));
+    be.biasGeluBatchNormBackward(a.stemPre, bn.stem, saved.stem.saved, dx, dz, g.stem);
     be.patchEmbedBackwardWeight(a.images, dz, g.stem.weight);
   }
 

@@ -4,7 +4,7 @@
 // gives its record. A file that cannot be read or decoded gets one line; the others are still classified.
 import { parsePredictArgs, PREDICT_USAGE, type PredictOptions, UsageError } from "./options.ts";
 import { selectBackend } from "./select_backend.ts";
-import { CIFAR_SIDE, ConvMixer, INFERENCE_PLAN } from "./model.ts";
+import { ConvMixer } from "./model.ts";
 import { loadCheckpoint, loadStateDict } from "./checkpoint.ts";
 import { Augmenter } from "./data/augment.ts";
 import { CLASS_NAMES, IMAGE_BYTES } from "./data/cifar.ts";
@@ -102,13 +102,7 @@ async function classify(
   const { backend, reason } = await selectBackend(options.backend);
   console.error(`backend: ${backend.description} (${reason})`);
   try {
-    const model = new ConvMixer(
-      backend,
-      checkpoint.config,
-      Math.min(MAX_BATCH, records.length),
-      CIFAR_SIDE,
-      INFERENCE_PLAN,
-    );
+    const model = new ConvMixer(backend, checkpoint.config, Math.min(MAX_BATCH, records.length));
     loadStateDict(model, checkpoint.state);
     const all = new Uint8Array(records.length * IMAGE_BYTES);
     records.forEach((record, i) => all.set(record, i * IMAGE_BYTES));

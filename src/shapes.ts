@@ -124,9 +124,8 @@ export function batchNormForwardDims(
   saved: Tensor,
   residual: Tensor | null,
   out: Tensor,
-  cdf: Tensor | null,
 ) {
-  return batchNormDims("biasGeluBatchNormForward", z, unit, saved, { residual, out, cdf });
+  return batchNormDims("biasGeluBatchNormForward", z, unit, saved, { residual, out });
 }
 
 export function batchNormBackwardDims(
@@ -136,11 +135,10 @@ export function batchNormBackwardDims(
   dOut: Tensor,
   dz: Tensor,
   grads: BatchNormGrads,
-  cdf: Tensor | null,
 ) {
   const { bias: dBias, gamma: dGamma, beta: dBeta } = grads;
   const channels = { ...unit, dBias, dGamma, dBeta };
-  return batchNormDims("biasGeluBatchNormBackward", z, channels, saved, { dOut, dz, cdf });
+  return batchNormDims("biasGeluBatchNormBackward", z, channels, saved, { dOut, dz });
 }
 
 export function averagePoolDims(op: string, x: Tensor, pooled: Tensor) {

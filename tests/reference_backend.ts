@@ -23,7 +23,6 @@ const records = <K extends string>(record: Record<K, Tensor>) =>
 export class ReferenceBackend implements Backend {
   readonly name = "reference";
   readonly description = "float64 reference (tests/reference.ts)";
-  readonly keepsNormalCdf = false;
   allocatedBytes = 0;
 
   tensor(shape: readonly number[]): Tensor {

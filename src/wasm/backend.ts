@@ -38,7 +38,6 @@ export class WasmBackend extends WasmOps implements Backend {
   readonly #arena: Arena;
   /** Everything lives in one 32-bit memory: the model trims its activations to fit (src/model.ts). */
   readonly memoryLimitBytes = WASM_MEMORY_LIMIT_BYTES;
-  readonly keepsNormalCdf = true;
 
   private constructor(arena: Arena, readonly pool: ThreadPool) {
     super();

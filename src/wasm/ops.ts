@@ -221,25 +221,19 @@ export abstract class WasmOps {
     residual: Tensor | null,
     out: Tensor,
     training: boolean,
-    cdf: Tensor | null = null,
   ): void {
     const op = "biasGeluBatchNormForward";
-    const { C, R: N } = shapes.batchNormForwardDims(z, unit, saved, residual, out, cdf);
+    const { C, R: N } = shapes.batchNormForwardDims(z, unit, saved, residual, out);
     shapes.check(
       residual === null || this.offset(residual) !== this.offset(out),
       op,
       () => "residual may not alias out",
     );
-    shapes.check(
-      cdf === null || ![z, out, residual].some((t) => t !== null && this.offset(t) === this.offset(cdf)),
-      op,
-      () => "cdf may not alias z, out or residual",
-    );
     const { bias, gamma, beta, runningMean, runningVar } = unit;
     const threads = this.pool.threads, Cp = paddedChannels(C);
     const partialBytes = threads * Cp * 20, table = this.scratch(partialBytes + Cp * 12) + partialBytes;
     const partials = table - partialBytes;
-    if (training) this.run("biasGeluBatchNormStatistics", [z, bias, out, cdf, partials, N, C]);
+    if (training) this.run("biasGeluBatchNormStatistics", [z, bias, out, partials, N, C]);
     const finalize = [partials, threads, N, C, gamma, beta, runningMean, runningVar, saved, table];
     this.run("biasGeluBatchNormFinalize", [...finalize, +training, BATCHNORM_EPS, BATCHNORM_MOMENTUM]);
     this.run("biasGeluBatchNormApply", [z, bias, table, residual, out, N, C, +training]);
@@ -252,48 +246,18 @@ export abstract class WasmOps {
     dOut: Tensor,
     dz: Tensor,
     grads: BatchNormGrads,
-    cdf: Tensor | null = null,
   ): void {
-    const { C, R: N } = shapes.batchNormBackwardDims(z, unit, saved, dOut, dz, grads, cdf);
-    shapes.check(
-      cdf === null || ![z, dOut].some((t) => this.offset(t) === this.offset(cdf)),
-      "biasGeluBatchNormBackward",
-      () => "cdf may not alias z or dOut",
-    );
+    const { C, R: N } = shapes.batchNormBackwardDims(z, unit, saved, dOut, dz, grads);
     const { bias, gamma } = unit;
     const threads = this.pool.threads, Cp = paddedChannels(C);
     const statisticsBytes = threads * Cp * 16, tablesBytes = threads * Cp * 16;
     const partials = this.scratch(statisticsBytes + tablesBytes + threads * Cp * 8);
     const tables = partials + statisticsBytes, dzPartials = tables + tablesBytes;
-    // Φ(z + bias): kept by the forward, or left by pass 1 in dz for pass 2 unless dz aliases dOut
-    // (one evaluation, not two), or evaluated by both passes.
-    const phi = cdf ?? (this.offset(dz) !== this.offset(dOut) ? dz : null);
-    this.run("biasGeluBatchNormBackwardStatistics", [
-      z,
-      bias,
-      saved,
-      dOut,
-      partials,
-      phi,
-      +(cdf !== null),
-      N,
-      C,
-    ]);
-    const apply = [
-      z,
-      bias,
-      gamma,
-      saved,
-      dOut,
-      dz,
-      phi,
-      partials,
-      tables,
-      dzPartials,
-      grads.gamma,
-      grads.beta,
-    ];
-    this.run("biasGeluBatchNormBackwardApply", [...apply, N, C]);
+    // Unless dz aliases dOut, pass 1 leaves Φ(z + bias) in dz for pass 2 (one evaluation, not two).
+    const cdfInDz = this.offset(dz) !== this.offset(dOut);
+    this.run("biasGeluBatchNormBackwardStatistics", [z, bias, saved, dOut, partials, cdfInDz ? dz : 0, N, C]);
+    const apply = [z, bias, gamma, saved, dOut, dz, partials, tables, dzPartials, grads.gamma, grads.beta];
+    this.run("biasGeluBatchNormBackwardApply", [...apply, N, C, +cdfInDz]);
     this.run("sumPartials", [dzPartials, threads, Cp, C, grads.bias]);
   }
 

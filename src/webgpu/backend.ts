@@ -22,14 +22,8 @@ import type { Precision } from "./tensor.ts";
 
 export type { KernelTime, Precision, Traffic };
 
-/** WebGPU recomputes Φ in the backward (keepsNormalCdf false): a caller's cdf is a mistake. */
-function noKeptCdf(op: string, cdf: Tensor | null): void {
-  if (cdf !== null) throw new Error(`webgpu ${op}: this backend does not keep Φ (keepsNormalCdf is false)`);
-}
-
 export class WebGpuBackend extends GpuRuntime implements Backend {
   readonly name = "webgpu" as const;
-  readonly keepsNormalCdf = false;
   readonly description: string;
   readonly isFallback: boolean;
 
@@ -194,11 +188,9 @@ export class WebGpuBackend extends GpuRuntime implements Backend {
     residual: Tensor | null,
     out: Tensor,
     training: boolean,
-    cdf: Tensor | null = null,
   ): void {
     const op = "biasGeluBatchNormForward";
-    const { C, R } = shapes.batchNormForwardDims(z, unit, saved, residual, out, null);
-    noKeptCdf(op, cdf);
+    const { C, R } = shapes.batchNormForwardDims(z, unit, saved, residual, out);
     const { bias, gamma, beta, runningMean, runningVar } = unit;
     if (residual && this.gpu(residual).storage === this.gpu(out).storage) {
       throw new Error(`webgpu ${op}: residual may not alias out`);
@@ -243,10 +235,8 @@ export class WebGpuBackend extends GpuRuntime implements Backend {
     dOut: Tensor,
     dz: Tensor,
     grads: BatchNormGrads,
-    cdf: Tensor | null = null,
   ): void {
-    const { C, R } = shapes.batchNormBackwardDims(z, unit, saved, dOut, dz, grads, null);
-    noKeptCdf("biasGeluBatchNormBackward", cdf);
+    const { C, R } = shapes.batchNormBackwardDims(z, unit, saved, dOut, dz, grads);
     const { bias, gamma } = unit, { bias: dBias, gamma: dGamma, beta: dBeta } = grads;
     const cBlocks = Math.ceil(C / WG.CHANNELS);
     const { rowsPerChunk, chunks } = chunking(R, cBlocks);
