@@ -102,9 +102,9 @@ export interface Backend {
   dispose(): void;
 
   // ---- stem: patch embedding, a conv with kernel p and stride p (no bias here) ---------------
-  /** images [B, H, W, 3], weight [C, 3, p, p], out [B, H/p, W/p, C] (overwrite). H, W divisible by p. */
+  /** images [B, H, W, 3], weight [C, 3, p, p], out [B, ⌊H/p⌋, ⌊W/p⌋, C] (overwrite), as torch's Conv2d. */
   patchEmbedForward(images: Tensor, weight: Tensor, out: Tensor): void;
-  /** dWeight [C, 3, p, p] (overwrite) from images and dOut [B, H/p, W/p, C]. */
+  /** dWeight [C, 3, p, p] (overwrite) from images and dOut [B, ⌊H/p⌋, ⌊W/p⌋, C]. */
   patchEmbedBackwardWeight(images: Tensor, dOut: Tensor, dWeight: Tensor): void;
 
   // ---- depthwise conv k×k, stride 1, 'same' zero padding (k odd, pad (k-1)/2), no bias -------

@@ -97,7 +97,7 @@ export class ConvMixer {
   /** timm's `num_batches_tracked`: every BN has seen the same number of training batches. */
   numBatchesTracked = 0;
   readonly metrics: Tensor; // [3]: Σ loss, Σ correct, Σ count (see Backend.softmaxCrossEntropy)
-  readonly tokens: number; // h = w = imageSize / patch
+  readonly tokens: number; // h = w = ⌊imageSize / patch⌋
   /**
    * Whether the backward pass recomputes each depthwise conv's output instead of keeping one per
    * block: where every activation would not fit the backend's memory (ConvMixer-256/8 at batch 512
@@ -121,9 +121,9 @@ export class ConvMixer {
     recomputeDepthwise?: boolean, // default: only where the activations would not fit
   ) {
     const { hdim: C, depth, kernel: k, patch: p } = config;
-    if (imageSize % p !== 0) throw new Error(`image size ${imageSize} is not divisible by --patch ${p}`);
+    if (p > imageSize) throw new Error(`--patch ${p} is larger than the ${imageSize}-pixel images`);
     if (k % 2 !== 1) throw new Error(`--kernel ${k} must be odd ('same' padding)`);
-    this.tokens = imageSize / p;
+    this.tokens = Math.floor(imageSize / p);
     ({ tensors: this.params, vector: this.parameterVector } = this.allocateParameters());
     ({ tensors: this.grads, vector: this.gradVector } = this.allocateParameters());
     // Running mean and variance of every unit in one pack, in runningStatistics()'s order.
@@ -402,7 +402,7 @@ export function convMixerFlops(
   imageSize = 32,
 ): { forward: number; training: number } {
   const { hdim: C, depth, kernel: k, patch: p, classes } = config;
-  const tokens = (imageSize / p) ** 2;
+  const tokens = Math.floor(imageSize / p) ** 2;
   const macs = tokens * C * 3 * p * p + depth * tokens * C * (k * k + C) + C * classes;
   return { forward: 2 * macs, training: 6 * macs };
 }

@@ -175,7 +175,6 @@ export function parseTrainArgs(args: string[]): TrainOptions {
   const kernel = int("kernel", 1, 31);
   if (kernel !== undefined && kernel % 2 === 0) throw new UsageError(`--kernel ${kernel}: must be odd`);
   const patch = int("patch", 1, 32);
-  if (patch !== undefined && 32 % patch !== 0) throw new UsageError(`--patch ${patch}: must divide 32`);
   const epochs = int("epochs", 1, 100000);
   const time = duration("time", v.time);
   const totalSteps = int("total-steps", 1);

@@ -65,7 +65,7 @@ export function parseRunConfig(path: string, text: string): RunConfig {
     fail(`recipe.schedule ${recipe.schedule} is unknown`);
   }
   if ((recipe.kernel as number) % 2 === 0) fail(`recipe.kernel ${recipe.kernel} is not odd`);
-  if (32 % (recipe.patch as number) !== 0) fail(`recipe.patch ${recipe.patch} does not divide 32`);
+  if ((recipe.patch as number) > 32) fail(`recipe.patch ${recipe.patch} is larger than the 32-pixel images`);
   if (typeof seed !== "number") fail(`seed is ${JSON.stringify(seed)}, not a number`);
   checkNumber("seed", seed as number, true, false, fail);
   if (typeof shuffle !== "boolean") fail(`shuffle is ${JSON.stringify(shuffle)}, not true or false`);

@@ -40,13 +40,12 @@ export function patchEmbedDims(op: string, images: Tensor, weight: Tensor, out: 
     op,
     () => `weight ${text(weight)} must be [C, 3, p, p]`,
   );
-  check(
-    H % p === 0 && W % p === 0,
-    op,
-    () => `images ${text(images)}: H and W must be divisible by p = ${p}`,
-  );
-  sized(op, outName, out, B * (H / p) * (W / p) * C, `[${B}, ${H / p}, ${W / p}, ${C}]`);
-  return { B, H, W, C, p };
+  // A stride-p convolution without padding, as torch's Conv2d: rows and columns past the last whole
+  // patch are not seen (patch 3 on 32 pixels: 10×10 patches, the last 2 rows and columns dropped).
+  const Hp = Math.floor(H / p), Wp = Math.floor(W / p);
+  check(Hp > 0 && Wp > 0, op, () => `images ${text(images)} are smaller than a p = ${p} patch`);
+  sized(op, outName, out, B * Hp * Wp * C, `[${B}, ${Hp}, ${Wp}, ${C}]`);
+  return { B, H, W, C, p, pixels: B * Hp * Wp };
 }
 
 export function depthwiseDims(op: string, x: Tensor, weight: Tensor, out: Tensor, names: [string, string]) {

@@ -120,7 +120,7 @@ export function conformanceTests(
       const h = new Harness(backend, arithmetic);
       try {
         await t.step("write, read, fill, view, pack", () => memory(h));
-        await t.step("patch embedding p 1/2/4", () => patchEmbed(h));
+        await t.step("patch embedding p 1/2/3/4", () => patchEmbed(h));
         await t.step("depthwise conv k 3/5/7/9/11: forward, dx (accumulate), dWeight", () => depthwise(h));
         await t.step("linear: bias / no bias, dBias / none, sizes off the tiles", () => linear(h));
         await t.step(
@@ -174,10 +174,18 @@ async function memory(h: Harness): Promise<void> {
 }
 
 async function patchEmbed(h: Harness): Promise<void> {
+  // `extra`: pixels past the last whole patch, which a stride-p conv without padding never reads.
   for (
-    const [p, B, rows, cols, C] of [[1, 1, 3, 5, 5], [2, 3, 2, 3, 17], [4, 1, 3, 3, 70], [2, 1, 5, 5, 16]]
+    const [p, B, rows, cols, C, extra] of [
+      [1, 1, 3, 5, 5, 0],
+      [2, 3, 2, 3, 17, 0],
+      [4, 1, 3, 3, 70, 0],
+      [2, 1, 5, 5, 16, 1],
+      [3, 2, 3, 2, 9, 2],
+    ]
   ) {
-    const images = h.activation([B, rows * p, cols * p, 3]), weight = h.random([C, 3, p, p], 0.5);
+    const images = h.activation([B, rows * p + extra, cols * p + extra, 3]);
+    const weight = h.random([C, 3, p, p], 0.5);
     const out = h.garbage([B, rows, cols, C], "activation");
     h.backend.patchEmbedForward(images.t, weight.t, out.t);
     h.linear(3 * p * p, [out], (v) => ref.patchEmbedForward(v(images), v(weight), v(out)));

@@ -202,11 +202,12 @@ for (const threads of [1, 2]) {
     });
   });
 
-  Deno.test(`patch embedding forward and weight gradient match float64, p in {1, 2, 4} (${threads} threads)`, async () => {
+  Deno.test(`patch embedding forward and weight gradient match float64, p in {1, 2, 3, 4} (${threads} threads)`, async () => {
     await withBackend(threads, (backend) => {
       const rand = random(20 + threads);
-      for (const [B, H, W, C, p] of [[1, 4, 8, 5, 1], [1, 6, 4, 9, 2], [2, 8, 12, 3, 4], [1, 2, 2, 1, 2]]) {
-        const Hp = H / p, Wp = W / p, K = 3 * p * p;
+      const cases = [[1, 4, 8, 5, 1], [1, 6, 4, 9, 2], [2, 8, 12, 3, 4], [1, 2, 2, 1, 2], [2, 8, 10, 4, 3]];
+      for (const [B, H, W, C, p] of cases) {
+        const Hp = Math.floor(H / p), Wp = Math.floor(W / p), K = 3 * p * p; // [2, 8, 10]: 2 and 1 pixels left over
         const images = backend.tensor([B, H, W, 3]), weight = backend.tensor([C, 3, p, p]);
         const out = backend.tensor([B, Hp, Wp, C]), dOut = backend.tensor([B, Hp, Wp, C]);
         const dWeight = backend.tensor([C, 3, p, p]);
@@ -267,8 +268,13 @@ Deno.test("linear and patch embedding reject mismatched shapes with a clear erro
     );
     const images = backend.tensor([1, 6, 6, 3]),
       pw = backend.tensor([8, 3, 4, 4]),
-      po = backend.tensor([1, 1, 1, 8]);
-    assert.throws(() => backend.patchEmbedForward(images, pw, po), /divisible by p = 4/);
+      po = backend.tensor([1, 2, 2, 8]);
+    assert.throws(
+      () => backend.patchEmbedForward(images, pw, po),
+      /out \[1, 2, 2, 8\] must be \[1, 1, 1, 8\]/,
+    );
+    const small = backend.tensor([1, 3, 6, 3]);
+    assert.throws(() => backend.patchEmbedForward(small, pw, po), /smaller than a p = 4 patch/);
   });
 });
 

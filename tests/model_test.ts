@@ -32,6 +32,7 @@ for (
     { hdim: 5, depth: 2, kernel: 3, patch: 2, batch: 3, size: 8 },
     { hdim: 3, depth: 1, kernel: 5, patch: 1, batch: 2, size: 6 }, // batch 1 is degenerate (see model_fixtures.ts)
     { hdim: 6, depth: 1, kernel: 7, patch: 4, batch: 2, size: 16 },
+    { hdim: 4, depth: 1, kernel: 3, patch: 3, batch: 2, size: 8 }, // 2×2 patches, 2 pixels never read
   ]
 ) {
   Deno.test(`ConvMixer-${config.hdim}/${config.depth} k${config.kernel} p${config.patch} B${config.batch}: every gradient matches finite differences`, () => {

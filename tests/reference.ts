@@ -66,10 +66,10 @@ export function geluDerivative(x: number): number {
 
 // ---- stem: patch embedding (conv p×p, stride p) -------------------------------------------------
 
-/** images [B, H, W, 3], weight [C, 3, p, p] → out [B, H/p, W/p, C] (overwrite). */
+/** images [B, H, W, 3], weight [C, 3, p, p] → out [B, ⌊H/p⌋, ⌊W/p⌋, C] (overwrite), as torch's Conv2d. */
 export function patchEmbedForward(images: RefTensor, weight: RefTensor, out: RefTensor): void {
   const [B, H, W] = images.shape, [C, , p] = weight.shape;
-  const Ho = H / p, Wo = W / p;
+  const Ho = Math.floor(H / p), Wo = Math.floor(W / p);
   for (let b = 0; b < B; b++) {
     for (let i = 0; i < Ho; i++) {
       for (let j = 0; j < Wo; j++) {
@@ -93,7 +93,7 @@ export function patchEmbedForward(images: RefTensor, weight: RefTensor, out: Ref
 /** dWeight [C, 3, p, p] (overwrite) = Σ over patches of image pixel · dOut. */
 export function patchEmbedBackwardWeight(images: RefTensor, dOut: RefTensor, dWeight: RefTensor): void {
   const [B, H, W] = images.shape, [C, , p] = dWeight.shape;
-  const Ho = H / p, Wo = W / p;
+  const Ho = Math.floor(H / p), Wo = Math.floor(W / p);
   dWeight.data.fill(0);
   for (let b = 0; b < B; b++) {
     for (let i = 0; i < Ho; i++) {

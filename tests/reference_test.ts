@@ -58,14 +58,33 @@ Deno.test("patch embedding: p = 1 is a linear layer; dWeight matches finite diff
   ref.linearForward(ref.refTensor([15, 3], images1.data), ref.refTensor([4, 3], weight1.data), null, linear);
   assert.deepEqual(conv.data, linear.data);
 
-  for (const [p, C] of [[1, 3], [2, 5], [4, 7]]) {
-    const images = randomTensor([1, 3 * p, 5 * p, 3]), weight = randomTensor([C, 3, p, p]);
+  for (const [p, C, extra] of [[1, 3, 0], [2, 5, 1], [3, 4, 2], [4, 7, 0]]) {
+    const images = randomTensor([1, 3 * p + extra, 5 * p + extra, 3]), weight = randomTensor([C, 3, p, p]);
     const out = ref.refTensor([1, 3, 5, C]), r = randomTensor(out.shape);
     const dWeight = ref.refTensor(weight.shape);
     ref.patchEmbedBackwardWeight(images, r, dWeight);
     const loss = () => (ref.patchEmbedForward(images, weight, out), dot(r, out));
     assertGradient(`patch p=${p} dWeight`, loss, weight, dWeight.data);
   }
+});
+
+Deno.test("patch embedding: pixels past the last whole patch are not read, as in torch's Conv2d", () => {
+  // 8×7 images, p = 3: 2×2 patches; the output equals that of the top-left 6×6 crop.
+  const images = randomTensor([2, 8, 7, 3]), weight = randomTensor([5, 3, 3, 3]);
+  const crop = ref.refTensor([2, 6, 6, 3]);
+  for (let b = 0; b < 2; b++) {
+    for (let y = 0; y < 6; y++) {
+      for (let x = 0; x < 6; x++) {
+        for (let c = 0; c < 3; c++) {
+          crop.data[((b * 6 + y) * 6 + x) * 3 + c] = images.data[((b * 8 + y) * 7 + x) * 3 + c];
+        }
+      }
+    }
+  }
+  const out = ref.refTensor([2, 2, 2, 5]), outCrop = ref.refTensor([2, 2, 2, 5]);
+  ref.patchEmbedForward(images, weight, out);
+  ref.patchEmbedForward(crop, weight, outCrop);
+  assert.deepEqual(out.data, outCrop.data);
 });
 
 Deno.test("depthwise conv: impulse response; dx (accumulated) and dWeight match finite differences", () => {

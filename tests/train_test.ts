@@ -195,7 +195,7 @@ Deno.test("bad flags: one clear line and exit code 2", async () => {
       [["--bogus"], "Unknown option '--bogus'"],
       [["--batch", "0"], "--batch 0: must be ≥ 1"],
       [["--kernel", "4"], "--kernel 4: must be odd"],
-      [["--patch", "3"], "--patch 3: must divide 32"],
+      [["--patch", "33"], "--patch 33: must be ≤ 32"],
       [["--lr", "abc"], "--lr abc: not a number"],
       [["--optimizer", "adam"], "--optimizer adam: must be one of adamw, sgd"],
       [["--augment", "heavy"], "--augment heavy"],

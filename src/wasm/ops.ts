@@ -77,8 +77,8 @@ export abstract class WasmOps {
 
   /** The stem's dimensions, and its patches [rows, 3·p·p] in scratch, followed by the GEMM's scratch. */
   #patches(op: string, images: Tensor, weight: Tensor, out: Tensor, outName: string) {
-    const { B, H, W, C, p } = shapes.patchEmbedDims(op, images, weight, out, outName);
-    const rows = B * (H / p) * (W / p), K = 3 * p * p, patchBytes = alignUp(rows * K * 4);
+    const { B, H, W, C, p, pixels: rows } = shapes.patchEmbedDims(op, images, weight, out, outName);
+    const K = 3 * p * p, patchBytes = alignUp(rows * K * 4);
     const patches = this.scratch(patchBytes + this.gemmScratchBytes());
     this.run("patchIm2col", [images, B, H, W, p, patches]);
     return { rows, C, K, patches, scratch: patches + patchBytes };

@@ -73,14 +73,13 @@ export class WebGpuBackend extends GpuRuntime implements Backend {
   }
 
   patchEmbedBackwardWeight(images: Tensor, dOut: Tensor, dWeight: Tensor): void {
-    const { B, H, W, C, p } = shapes.patchEmbedDims(
+    const { H, W, C, p, pixels } = shapes.patchEmbedDims(
       "patchEmbedBackwardWeight",
       images,
       dWeight,
       dOut,
       "dOut",
     );
-    const pixels = B * (H / p) * (W / p);
     const taps = 3 * p * p;
     const cBlocks = Math.ceil(C / WG.CHANNELS);
     const { rowsPerChunk, chunks } = chunking(pixels, cBlocks * taps);
