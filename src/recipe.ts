@@ -103,7 +103,8 @@ export const PRESETS: Record<"official" | "cpu", Recipe> = {
   // points on validation: 2.06× cheaper steps buy 7.5 epochs instead of 3.6 (widths 128 and 192 are
   // within noise of 160, 320 is 1.3 below 256); kernel 9 lost 2.2, kernel 3 0.5 (noise), patch 2
   // at the same step budget 3.3 (80/4) and 4.0 (96/4), and fewer, wider blocks 1.2 (192/3) and 2.6
-  // (256/2); lr 0.03 and wd 0.1 are within noise of 0.02 and 0.05. --time 15m sizes the run to the
+  // (256/2); lr 0.03 and wd 0.1 are within noise of 0.02 and 0.05, as are patch 3 (10×10 tokens) at
+  // the same cost (128/4) and a frozen whitened stem. --time 15m sizes the run to the
   // machine. Of the methods beyond the paper, patch whitening (+1.0 points on validation),
   // alternating flips (+0.4), label smoothing 0.2 (+0.3) and airbench's six-view TTA (+1.0 over flip
   // TTA, +0.7 flip over none) stay; the weight average cost 0.5 and batch 64 gained nothing. No
