@@ -110,7 +110,12 @@ Deno.test("a second signal during the save aborts at once and leaves a resumable
     await waitFor(child, "epoch 1/2");
     child.kill("SIGTERM");
     await new Promise((resolve) => setTimeout(resolve, gap));
-    child.kill("SIGTERM");
+    // The tiny model's save can end inside the gap; a second signal then has no one to reach.
+    try {
+      child.kill("SIGTERM");
+    } catch (e) {
+      if (!(e instanceof TypeError && /already terminated/.test(e.message))) throw e;
+    }
     const { code } = await child.status;
     assert.equal(code, 143);
     const resumed = await train(["--resume", out, "--data", long, ...SESSION, "--steps", "600"]);
