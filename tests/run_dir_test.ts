@@ -9,8 +9,8 @@ const dir = await Deno.makeTempDir({ prefix: "convmixer-run-dir-test-" });
 globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
 const tiny = `${dir}/tiny.tar.gz`; // 80 training images: 10 steps per epoch at batch 8
 writeTarGz(tiny, officialFiles(16));
-const long = `${dir}/long.tar.gz`; // 4000 images: 500 steps per epoch, long enough to signal mid-epoch
-writeTarGz(long, officialFiles(800));
+const long = `${dir}/long.tar.gz`; // 8000 images: 1000 steps per epoch (~0.5 s), to signal mid-epoch
+writeTarGz(long, officialFiles(1600));
 
 const MODEL = ["--backend", "wasm", "--hdim", "16", "--depth", "1", "--kernel", "3", "--patch", "4"];
 const SESSION = ["--backend", "wasm", "--workers", "1"]; // what --resume takes besides --resume
@@ -80,7 +80,7 @@ for (const [signal, code] of [["SIGTERM", 143], ["SIGHUP", 129], ["SIGINT", 130]
     const stop = /stopped by (\w+) at step (\d+), saved; continue with --resume/.exec(stderr);
     assert(stop && stop[1] === signal, stderr);
     const step = Number(stop[2]);
-    assert(step > 0 && step < 500, `stopped at step ${step}, not mid-epoch`);
+    assert(step > 0 && step < 1000, `stopped at step ${step}, not mid-epoch`);
     assert(!(await exists(`${out}/metrics.jsonl`)), "a signal stop writes no partial epoch line");
 
     const resumed = await train(["--resume", out, "--data", long, ...SESSION, "--steps", String(step + 5)]);
@@ -118,7 +118,7 @@ Deno.test("a second signal during the save aborts at once and leaves a resumable
     }
     const { code } = await child.status;
     assert.equal(code, 143);
-    const resumed = await train(["--resume", out, "--data", long, ...SESSION, "--steps", "600"]);
+    const resumed = await train(["--resume", out, "--data", long, ...SESSION, "--steps", "1100"]);
     assert.equal(resumed.code, 0, resumed.stderr);
     assert(!/\.tmp-/.test([...Deno.readDirSync(out)].map((e) => e.name).join()), "leftovers stayed");
   }
@@ -126,7 +126,8 @@ Deno.test("a second signal during the save aborts at once and leaves a resumable
 
 Deno.test("one writer per run folder: a second train fails at once; a dead writer's lock is taken over", async () => {
   const out = `${dir}/locked`;
-  const first = spawn([...RUN, "--data", long, "--epochs", "2", "--out", out]);
+  // 20 epochs (~10 s) outlast the two refused starts below, so the SIGKILL finds it training.
+  const first = spawn([...RUN, "--data", long, "--epochs", "20", "--out", out]);
   const firstDone = await waitFor(first, "epoch 1/2");
   const pid = (await Deno.readTextFile(`${out}/lock`)).trim();
   assert.equal(pid, String(first.pid));
@@ -145,7 +146,7 @@ Deno.test("one writer per run folder: a second train fails at once; a dead write
   first.kill("SIGKILL");
   await first.status;
   await firstDone();
-  const resumed = await train(["--resume", out, "--data", long, ...SESSION]);
+  const resumed = await train(["--resume", out, "--data", long, ...SESSION, "--steps", "1100"]);
   assert.equal(resumed.code, 0, resumed.stderr);
   assert(
     resumed.stderr.includes(`taking over the lock of pid ${pid}, which is no longer running`),
