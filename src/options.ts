@@ -85,11 +85,12 @@ export const TRAIN_USAGE = `Usage: deno task train [flags]
   --preset P             cpu | official (default: official on a GPU, cpu on the CPU)
   --time D               time budget of the whole command (90s, 15m, 1h; the CPU default is 15m): the run
                          measures its step time in its first steps and fixes its length to end in time
+                         (cut short if the machine slows down later)
   --epochs N --steps N   epochs of the schedule (instead of --time); stop after N optimizer steps
   --total-steps N [--peak-step P]
                          the run's length in optimizer steps, scheduled as --time schedules it, the lr
                          peaking at step P (default 2/5 of N); a --time run writes both into config.json
-                         (totalSteps, peakStep): these replay it anywhere, byte for byte
+                         (totalSteps, peakStep): these replay it anywhere, byte for byte, unless it was cut
   --val N                hold out the last N training images for validation (evaluated every epoch)
   --batch N --hdim N --depth N --kernel K --patch P
   --lr X (lr_max) --wd X --optimizer adamw|sgd --schedule onecycle|constant --clip-norm X (0 = off)

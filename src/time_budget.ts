@@ -8,6 +8,14 @@
 // excluded from that window, being counted on their own. The steps before the second estimate are all in the warm-up,
 // whose slope depends on the peak alone, so `--total-steps N --peak-step P` replays the run
 // exactly: the decay's knots at 4/5 of N and N are only reached after the second estimate.
+//
+// After that the budget watches the pace: these virtual machines can slow down within a run (a
+// 15-minute default on an AMD EPYC machine went at 165 ms per step in its first estimate, 207 by
+// its peak and 290-315 after it, and ended 90 s late). Every WATCH_MS of steps it projects the end from the last window's step
+// time, and where that end passes the budget it cuts the run to the steps that fit the budget less
+// its margin (it never lengthens a run: a window's noise would otherwise move the schedule both
+// ways): the decay steepens from there, the peak stays. Such a run prints the cut, and
+// --total-steps N --peak-step P replays it only up to the cut.
 import type { RunConfig } from "./run_config.ts";
 
 /**
@@ -23,6 +31,8 @@ const MIN_SECOND_WINDOW = 40;
 /** Time a --time run keeps in reserve: for the epoch ends' saves, and a margin for the rest. */
 const SAVE_RESERVE_MS = 1000;
 const MARGIN_FRACTION = 0.03;
+/** Steps' time between two checks of the pace once the length is fixed. */
+const WATCH_MS = 30_000;
 
 /** What a run costs besides its steps, in evaluated images. */
 export interface EvaluationLoad {
@@ -35,6 +45,7 @@ export interface EvaluationLoad {
 export class TimeBudget {
   #clock: { step: number; at: number } | null = null;
   #forwardMsPerImage = NaN;
+  #firstStepMs = NaN; // the first estimate's step time: evaluations are scaled by the pace against it
   #secondAt: number | null = null; // the step of the second estimate, once the first is made
   /** performance.now() at which the run should end (NaN until the first estimate). */
   projectedEnd = NaN;
@@ -44,17 +55,13 @@ export class TimeBudget {
     readonly stepsPerEpoch: number,
     readonly evaluation: EvaluationLoad,
     readonly config: RunConfig,
+    readonly now: () => number = () => performance.now(),
   ) {}
 
-  /** Whether the run's length is still to be measured (a resumed run keeps what config.json has). */
-  get measuring(): boolean {
-    return this.config.totalSteps === undefined || this.#secondAt !== null;
-  }
-
   /**
-   * Called after each optimizer step `step` (the count done) while measuring, with `flush`
-   * (waits for the queued work) and `timeForward` (ms per evaluated image). Returns a line to
-   * print when it fixed or changed config's totalSteps and peakStep, else null.
+   * Called after each optimizer step `step` (the count done) of a --time run, with `flush` (waits
+   * for the queued work) and `timeForward` (ms per evaluated image). Returns a line to print when
+   * it fixed or changed config's totalSteps and peakStep, else null.
    */
   async afterStep(
     step: number,
@@ -64,26 +71,32 @@ export class TimeBudget {
     if (this.#clock === null) { // from WARM_STEPS on (or from the first step after a resume)
       if (step < WARM_STEPS) return null;
       await flush();
-      this.#clock = { step, at: performance.now() };
+      this.#clock = { step, at: this.now() };
       return null;
+    }
+    if (this.config.totalSteps !== undefined && this.#secondAt === null) {
+      return await this.#watch(step, flush);
     }
     const first = this.#secondAt === null;
     if (first ? step < this.#clock.step + CALIBRATION_STEPS - WARM_STEPS : step < this.#secondAt!) {
       return null;
     }
     await flush();
-    const from = this.#clock.step, stepMs = (performance.now() - this.#clock.at) / (step - from);
-    if (first) this.#forwardMsPerImage = await timeForward();
+    const from = this.#clock.step, stepMs = (this.now() - this.#clock.at) / (step - from);
+    if (first) {
+      this.#forwardMsPerImage = await timeForward();
+      this.#firstStepMs = stepMs;
+    }
     const totalSteps = this.#size(step, stepMs);
     this.config.totalSteps = totalSteps;
     if (first) {
       const peakStep = Math.round((totalSteps * 2) / 5);
       this.config.peakStep = peakStep;
       this.#secondAt = peakStep - step >= MIN_SECOND_WINDOW ? peakStep : null;
-      this.#clock = { step, at: performance.now() };
     } else {
       this.#secondAt = null;
     }
+    this.#clock = { step, at: this.now() };
     const epochs = (totalSteps / this.stepsPerEpoch).toFixed(2);
     const perImageUs = (this.#forwardMsPerImage * 1000).toFixed(0);
     return `--time ${this.seconds} s: ${stepMs.toFixed(1)} ms per step (steps ${from}–${step})` +
@@ -92,21 +105,44 @@ export class TimeBudget {
       (this.#secondAt === null ? "" : `; measured again at step ${this.#secondAt}`);
   }
 
+  /** Once the length is fixed: every WATCH_MS, the end projected from the last window's pace. */
+  async #watch(step: number, flush: () => Promise<void>): Promise<string | null> {
+    const clock = this.#clock!;
+    if (this.now() - clock.at < WATCH_MS) return null;
+    await flush();
+    const stepMs = (this.now() - clock.at) / (step - clock.step);
+    this.#clock = { step, at: this.now() };
+    const planned = this.config.totalSteps!, fitting = this.#size(step, stepMs, planned);
+    const lateMs = this.projectedEnd - this.seconds * 1000;
+    if (lateMs <= 0) return null;
+    this.config.totalSteps = Math.max(step + 1, fitting);
+    this.#size(step, stepMs, this.config.totalSteps);
+    const epochs = (this.config.totalSteps / this.stepsPerEpoch).toFixed(2);
+    return `--time ${this.seconds} s would end ${(lateMs / 1000).toFixed(0)} s late at ` +
+      `${stepMs.toFixed(1)} ms per step (steps ${clock.step}–${step}): cut from ${planned} to ` +
+      `${this.config.totalSteps} steps (${epochs} epochs), the decay steepened from step ${step}`;
+  }
+
   /** Leaves `ms` (an epoch end's evaluation and save) out of the step timing. */
   exclude(ms: number) {
     if (this.#clock) this.#clock.at += ms;
   }
 
-  /** The run's length: the steps done plus those that fit in what is left of the budget. */
-  #size(step: number, stepMs: number): number {
-    const evaluatedMs = (images: number) => images * this.#forwardMsPerImage;
+  /**
+   * The run's length at `stepMs` per step: the steps done plus those that fit in what is left of
+   * the budget. Sets projectedEnd for a run of `totalSteps` (default: that length).
+   */
+  #size(step: number, stepMs: number, totalSteps?: number): number {
+    // Evaluations are forward passes: they slow down with the steps.
+    const pace = Number.isFinite(this.#firstStepMs) ? stepMs / this.#firstStepMs : 1;
+    const evaluatedMs = (images: number) => images * this.#forwardMsPerImage * pace;
     const budgetMs = this.seconds * 1000 * (1 - MARGIN_FRACTION);
     // Each epoch costs its steps, one validation pass and one save.
     const perStepMs = stepMs + (evaluatedMs(this.evaluation.perEpoch) + SAVE_RESERVE_MS) / this.stepsPerEpoch;
     const testMs = evaluatedMs(this.evaluation.atEnd);
-    const left = budgetMs - performance.now() - testMs - SAVE_RESERVE_MS;
-    const totalSteps = step + Math.max(0, Math.floor(left / perStepMs));
-    this.projectedEnd = performance.now() + (totalSteps - step) * perStepMs + testMs;
-    return totalSteps;
+    const left = budgetMs - this.now() - testMs - SAVE_RESERVE_MS;
+    const fitting = step + Math.max(0, Math.floor(left / perStepMs));
+    this.projectedEnd = this.now() + ((totalSteps ?? fitting) - step) * perStepMs + testMs;
+    return fitting;
   }
 }

@@ -125,7 +125,7 @@ export class TrainingSession {
       const a = this.model.setBatch(batch.images, batch.labels);
       lr = this.#trainStep(a, batch.index);
       images += batch.count;
-      if (this.#budget?.measuring) await this.#measure(this.#budget, a);
+      if (this.#budget) await this.#measure(this.#budget, a);
       if ((batch.index + 1) % readEvery === 0) await progress.request(images, lr, this.position);
       const atEnd = this.#finished(), stop = this.#signals.received !== null;
       if (atEnd || stop || Date.now() - this.#lastSave > SAVE_INTERVAL_MS) {
@@ -180,7 +180,7 @@ export class TrainingSession {
     return lr;
   }
 
-  /** A --time run's sizing (src/time_budget.ts), after each step until its length is fixed. */
+  /** A --time run's sizing and watch of its pace (src/time_budget.ts), after each step. */
   async #measure(budget: TimeBudget, a: ReturnType<ConvMixer["activations"]>) {
     const { backend } = this.model;
     const timeForward = async () => {
@@ -285,7 +285,7 @@ class EpochProgress {
     checkFinite(loss / count, at);
     const end = this.projectedEnd();
     const ends = Number.isFinite(end)
-      ? ` · run ends in ${formatDuration((end - performance.now()) / 1000)}`
+      ? ` · run ends in ${formatDuration(Math.max(0, end - performance.now()) / 1000)}`
       : "";
     this.progress.update(
       this.imagesBefore + images,

@@ -1,0 +1,60 @@
+// The --time budget's sizing and its watch of the pace, on a simulated clock: steps of a known
+// duration, the test set's evaluation at the end at the same pace, no real training.
+import assert from "node:assert/strict";
+import { TimeBudget } from "../src/time_budget.ts";
+import { PRESETS } from "../src/recipe.ts";
+import type { RunConfig } from "../src/run_config.ts";
+
+const SECONDS = 600, STEPS_PER_EPOCH = 390, TEST_IMAGES = 10_000, FORWARD_MS = 0.5, STARTUP_MS = 2000;
+
+/** A --time run whose step `s` takes stepMs(s): when it ends (ms from the start) and what it printed. */
+async function simulate(stepMs: (step: number) => number) {
+  let now = STARTUP_MS;
+  const config: RunConfig = { recipe: PRESETS.cpu, seed: 0, shuffle: true };
+  const evaluation = { perEpoch: 0, atEnd: TEST_IMAGES };
+  const budget = new TimeBudget(SECONDS, STEPS_PER_EPOCH, evaluation, config, () => now);
+  const lines: string[] = [];
+  let step = 0;
+  while (config.totalSteps === undefined || step < config.totalSteps) {
+    step++;
+    now += stepMs(step);
+    const timeForward = () => Promise.resolve(FORWARD_MS);
+    const line = await budget.afterStep(step, () => Promise.resolve(), timeForward);
+    if (line !== null) lines.push(line);
+  }
+  now += TEST_IMAGES * FORWARD_MS * stepMs(step) / stepMs(1); // evaluations slow down with the steps
+  return { endMs: now, lines, steps: step, config };
+}
+
+// ±3% from step to step: the noise of a steady machine.
+const steady = (ms: number) => (step: number) => ms * (1 + 0.03 * Math.sin(step));
+
+Deno.test("--time at a steady pace: two estimates, no cut, the run ends inside the budget", async () => {
+  const run = await simulate(steady(100));
+  assert.equal(run.lines.length, 2, run.lines.join("\n"));
+  assert.match(run.lines[0], /^--time 600 s: .* → \d+ steps .* lr peak at step \d+; measured again/);
+  assert(run.endMs <= SECONDS * 1000, `ended at ${run.endMs} ms`);
+  assert(run.endMs > 0.95 * SECONDS * 1000, `ended at ${run.endMs} ms: the budget is used`);
+});
+
+Deno.test("--time on a machine that slows down after the peak: the run is cut and ends on time", async () => {
+  // 100 ms per step to step 2,500, then slower and slower up to 180 ms (as seen on the AMD machine).
+  const slowing = (step: number) => step < 2500 ? 100 : Math.min(180, 100 + (step - 2500) * 0.1);
+  const run = await simulate(slowing);
+  const cuts = run.lines.filter((l) => l.includes(" late at "));
+  assert(cuts.length >= 1, run.lines.join("\n"));
+  assert.match(
+    cuts[0],
+    /^--time 600 s would end \d+ s late at [\d.]+ ms per step .*: cut from \d+ to \d+ steps/,
+  );
+  assert.equal(run.steps, run.config.totalSteps);
+  assert(run.endMs <= SECONDS * 1000, `ended at ${run.endMs} ms`);
+  assert(run.config.peakStep! < run.steps, "the peak stays where it was");
+});
+
+Deno.test("--time on a machine that speeds up: the length is never extended", async () => {
+  const speeding = (step: number) => step < 2500 ? 100 : 70;
+  const run = await simulate(speeding);
+  assert.equal(run.lines.length, 2, run.lines.join("\n"));
+  assert(run.endMs <= SECONDS * 1000, `ended at ${run.endMs} ms`);
+});
