@@ -11,11 +11,11 @@
 //
 // After that the budget watches the pace: these virtual machines can slow down within a run (a
 // 15-minute default on an AMD EPYC machine went at 165 ms per step in its first estimate, 207 by
-// its peak and 290-315 after it, and ended 90 s late). Every WATCH_MS of steps it projects the end from the last window's step
-// time, and where that end passes the budget it cuts the run to the steps that fit the budget less
-// its margin (it never lengthens a run: a window's noise would otherwise move the schedule both
-// ways): the decay steepens from there, the peak stays. Such a run prints the cut, and
-// --total-steps N --peak-step P replays it only up to the cut.
+// its peak and 290-315 after it, and ended 90 s late). Every WATCH_MS of steps it projects the end
+// from the last window's step time, and where that end passes the budget it cuts the run to the
+// steps that fit the budget less its margin (it never lengthens a run: a window's noise would
+// otherwise move the schedule both ways): the decay steepens from there, the peak stays. Such a
+// run prints the cut, and --total-steps N --peak-step P replays it only up to the cut.
 import type { RunConfig } from "./run_config.ts";
 
 /**
