@@ -10,21 +10,26 @@
 //   pc: KC of the K dimension   C is updated once per slab: beta (and bias) only on the first
 //   ic: MC rows of C            A's MC×KC block is packed into MR-tall panels (lives in L2)
 //   jr, ir: one MR×NR tile      MR·NR/4 f32x4 accumulators in registers; each k step is
-//                               NR/4 vector loads of B, MR broadcasts of A, MR·NR/4 FMAs.
+//                               NR/4 vector loads of B, one of A (its MR = 4 rows at that k),
+//                               MR lane shuffles of it, MR·NR/4 FMAs.
 // Packed panels are zero-padded to whole tiles, so edges cost a little compute and no branches
 // in the inner loop; only the write-back of an edge tile goes through a scalar path.
 // Threads split C into row blocks (or column blocks when N > M), each packing its own panels in
 // its own scratch (gemmScratchBytes() each, at scratch + thread·gemmScratchBytes()).
 //
-// Measured on one core (bench/gemm_bench.ts, 32768×256×256): the 6×8 tile (12 accumulators,
-// 15 of the 16 xmm registers) beats 4×8 by ~10% and 8×8 (which spills) by ~25%; f32x4.relaxed_madd
-// (one FMA on x64) beats mul+add by 40% or more; vectorised packing of A (4×4 transposes) is worth
-// 25%: packing is the only work that is not FMAs, so it has to be cheap.
+// Why 4×8: Deno runs WebAssembly without V8's trap handler, so every load or store carries an
+// explicit bounds check (a compare and a branch: V8's generated code, read with --print-wasm-code).
+// 6×8 with broadcast loads of A issued 8 checked loads per 12 FMAs and ran at about half the FMA
+// peak; 4×8 loads A's 4 rows as one vector and spreads its lanes by shuffles, 3 checked loads per
+// 8 FMAs (8 accumulators, no spills). Measured on the AMD EPYC (Zen 3), alternating the two builds
+// in one process: the micro-kernel alone 1.39×, the whole GEMM 1.24× (every shape of the CPU
+// default and 32768×256×256). Unrolling k made V8 hoist the loads and spill. Vectorised packing of
+// A (4×4 transposes) keeps the only work that is not FMAs cheap; relaxed_madd is one FMA on x64.
 
-const MR = 6;
+const MR = 4;
 const NR = 8;
 const KC = 256;
-const MC = 16 * MR;
+const MC = 24 * MR;
 const NC = 1024;
 
 const PACKED_A_BYTES: usize = MC * KC * 4;
@@ -98,32 +103,25 @@ function packA(transA: i32, a: usize, lda: i32, i0: i32, mc: i32, p0: i32, kc: i
       let src = a + (<usize>p0 * lda + i0 + ir) * 4;
       for (let k = 0; k < kc; k++) {
         v128.store(out, v128.load(src));
-        store<u64>(out, load<u64>(src, 16), 16);
         src += stride;
         out += MR * 4;
       }
       continue;
     }
     if (rows == MR) {
-      // MR rows of A, 4 k at a time: rows 0-3 by a 4×4 transpose, rows 4-5 interleaved in pairs.
+      // MR rows of A, 4 k at a time, by a 4×4 transpose.
       const src = a + (<usize>(i0 + ir) * lda + p0) * 4;
       let k = 0;
       for (; k + 4 <= kc; k += 4) {
         const at = src + <usize>k * 4;
         const x0 = v128.load(at), x1 = v128.load(at + stride);
         const x2 = v128.load(at + 2 * stride), x3 = v128.load(at + 3 * stride);
-        const x4 = v128.load(at + 4 * stride), x5 = v128.load(at + 5 * stride);
         const t0 = v128.shuffle<f32>(x0, x1, 0, 4, 1, 5), t1 = v128.shuffle<f32>(x0, x1, 2, 6, 3, 7);
         const t2 = v128.shuffle<f32>(x2, x3, 0, 4, 1, 5), t3 = v128.shuffle<f32>(x2, x3, 2, 6, 3, 7);
-        const u0 = v128.shuffle<f32>(x4, x5, 0, 4, 1, 5), u1 = v128.shuffle<f32>(x4, x5, 2, 6, 3, 7);
         v128.store(out, v128.shuffle<u64>(t0, t2, 0, 2));
-        v128.store64_lane(out, u0, 0, 16);
-        v128.store(out, v128.shuffle<u64>(t0, t2, 1, 3), 24);
-        v128.store64_lane(out, u0, 1, 40);
-        v128.store(out, v128.shuffle<u64>(t1, t3, 0, 2), 48);
-        v128.store64_lane(out, u1, 0, 64);
-        v128.store(out, v128.shuffle<u64>(t1, t3, 1, 3), 72);
-        v128.store64_lane(out, u1, 1, 88);
+        v128.store(out, v128.shuffle<u64>(t0, t2, 1, 3), 16);
+        v128.store(out, v128.shuffle<u64>(t1, t3, 0, 2), 32);
+        v128.store(out, v128.shuffle<u64>(t1, t3, 1, 3), 48);
         out += 4 * MR * 4;
       }
       for (; k < kc; k++) {
@@ -186,22 +184,16 @@ function microKernel(
   let c10 = f32x4.splat(0), c11 = f32x4.splat(0);
   let c20 = f32x4.splat(0), c21 = f32x4.splat(0);
   let c30 = f32x4.splat(0), c31 = f32x4.splat(0);
-  let c40 = f32x4.splat(0), c41 = f32x4.splat(0);
-  let c50 = f32x4.splat(0), c51 = f32x4.splat(0);
   for (let k = 0; k < kc; k++) {
-    const b0 = v128.load(b), b1 = v128.load(b, 16);
-    let ak = v128.load32_splat(a);
-    c00 = fma(ak, b0, c00); c01 = fma(ak, b1, c01);
-    ak = v128.load32_splat(a, 4);
-    c10 = fma(ak, b0, c10); c11 = fma(ak, b1, c11);
-    ak = v128.load32_splat(a, 8);
-    c20 = fma(ak, b0, c20); c21 = fma(ak, b1, c21);
-    ak = v128.load32_splat(a, 12);
-    c30 = fma(ak, b0, c30); c31 = fma(ak, b1, c31);
-    ak = v128.load32_splat(a, 16);
-    c40 = fma(ak, b0, c40); c41 = fma(ak, b1, c41);
-    ak = v128.load32_splat(a, 20);
-    c50 = fma(ak, b0, c50); c51 = fma(ak, b1, c51);
+    const ak = v128.load(a), b0 = v128.load(b), b1 = v128.load(b, 16);
+    let ar = i32x4.shuffle(ak, ak, 0, 0, 0, 0);
+    c00 = fma(ar, b0, c00); c01 = fma(ar, b1, c01);
+    ar = i32x4.shuffle(ak, ak, 1, 1, 1, 1);
+    c10 = fma(ar, b0, c10); c11 = fma(ar, b1, c11);
+    ar = i32x4.shuffle(ak, ak, 2, 2, 2, 2);
+    c20 = fma(ar, b0, c20); c21 = fma(ar, b1, c21);
+    ar = i32x4.shuffle(ak, ak, 3, 3, 3, 3);
+    c30 = fma(ar, b0, c30); c31 = fma(ar, b1, c31);
     a += MR * 4;
     b += NR * 4;
   }
@@ -210,8 +202,6 @@ function microKernel(
   if (rows > 1) storeRow(c + rowBytes, c10, c11, cols, alpha, beta, bias, tileRow);
   if (rows > 2) storeRow(c + 2 * rowBytes, c20, c21, cols, alpha, beta, bias, tileRow);
   if (rows > 3) storeRow(c + 3 * rowBytes, c30, c31, cols, alpha, beta, bias, tileRow);
-  if (rows > 4) storeRow(c + 4 * rowBytes, c40, c41, cols, alpha, beta, bias, tileRow);
-  if (rows > 5) storeRow(c + 5 * rowBytes, c50, c51, cols, alpha, beta, bias, tileRow);
 }
 
 /** One row of a tile: c[0:cols] = alpha·(x0, x1) + beta·c + bias (beta 0: c is not read). */
