@@ -14,7 +14,8 @@
 // next channel vectors reuse: those rings get 16 more bytes per pixel (the weight gradient at
 // C = 256 ran 2x faster; padding C = 128 too measured a few percent slower).
 // Within a row, a block of 8 output pixels × one vector of channels keeps 8 accumulators in
-// registers; each weight vector is loaded once per block and used 8 times.
+// registers; a kernel row's weights (up to 5 at a time) stay in registers too, and each input pixel
+// is loaded once per kernel row and multiplied into every output of the block it reaches.
 // The weight gradient has no write conflicts to avoid: each thread sums its rows into its own f32
 // accumulators, flushes them into a float64 partial after every image, and sumPartials adds the
 // partials up.
@@ -83,12 +84,19 @@ export function depthwiseScratchBytes(W: i32, C: i32, k: i32): usize {
 // ---- forward and input gradient: one correlation kernel ----------------------------------------
 
 /**
- * Eight output pixels x0..x0+7 of row y (count of them stored), channels [c, c + lanes):
- * out (+)= Σ_taps w · in. Eight independent accumulators hide the multiply-add latency.
+ * Taps dx0..dx0+n−1 (n = 1..5, a constant at each call) of every kernel row, for eight output
+ * pixels x0..x0+7 of row y (count of them stored), channels [c, c + lanes): out (+)= Σ w · in.
+ * The n weights of a kernel row stay in registers, and each of the 7 + n input pixels the eight
+ * outputs share is loaded once and multiplied into every output it reaches (input x0 + m feeds
+ * output x0 + m − dx with tap dx): 7 + 2n loads per 8n multiply-adds, where loading each tap's 8
+ * inputs afresh took 9n. Every load carries a bounds check under Deno (see gemm.ts), so loads are
+ * what this loop pays for. Each output still adds its taps in order (dy, then dx), so k ≤ 5 sums
+ * exactly as a plain loop over the taps would; the eight accumulators hide the multiply-add latency.
+ * With `addToOut` false the group overwrites out (or adds to it, `accumulate`), else adds to it.
  */
-@inline function correlateBlock<T>(
-  ring: usize, weight: usize, out: usize, W: i32, C: i32, k: i32,
-  y: i32, dy0: i32, dy1: i32, x0: i32, count: i32, flip: bool, accumulate: bool,
+@inline function correlateTaps<T>(
+  ring: usize, weight: usize, out: usize, W: i32, C: i32, k: i32, y: i32, dy0: i32, dy1: i32,
+  x0: i32, count: i32, flip: bool, addToOut: bool, dx0: i32, n: i32,
 ): void {
   const px = <usize>C * 4, rp = ringPixelBytes(C), pad = (k - 1) >> 1, rowBytes = ringRowBytes(W, C, k);
   const tapStep: isize = flip ? -<isize>px : <isize>px;
@@ -97,29 +105,79 @@ export function depthwiseScratchBytes(W: i32, C: i32, k: i32): usize {
   let slot = (y + dy0 - pad) % k; // the ring slot of image row y + dy − pad
   for (let dy = dy0; dy < dy1; dy++, slot = slot + 1 == k ? 0 : slot + 1) {
     // Ring pixel x0 + dx is image column x0 + dx − pad: the tap dx of output pixel x0.
-    let p = ring + <usize>slot * rowBytes + <usize>x0 * rp;
-    let tap = weight + <usize>(flip ? k * k - 1 - dy * k : dy * k) * px;
-    for (let dx = 0; dx < k; dx++, tap += tapStep, p += rp) {
-      const w = load<T>(tap);
-      a0 = multiplyAdd<T>(load<T>(p), w, a0);
-      a1 = multiplyAdd<T>(load<T>(p + rp), w, a1);
-      a2 = multiplyAdd<T>(load<T>(p + 2 * rp), w, a2);
-      a3 = multiplyAdd<T>(load<T>(p + 3 * rp), w, a3);
-      a4 = multiplyAdd<T>(load<T>(p + 4 * rp), w, a4);
-      a5 = multiplyAdd<T>(load<T>(p + 5 * rp), w, a5);
-      a6 = multiplyAdd<T>(load<T>(p + 6 * rp), w, a6);
-      a7 = multiplyAdd<T>(load<T>(p + 7 * rp), w, a7);
+    const p = ring + <usize>slot * rowBytes + <usize>(x0 + dx0) * rp;
+    const tap = weight + <isize>(flip ? k * k - 1 - dy * k - dx0 : dy * k + dx0) * <isize>px;
+    const w0 = load<T>(tap), w1 = n > 1 ? load<T>(tap + tapStep) : zeroOf<T>();
+    const w2 = n > 2 ? load<T>(tap + 2 * tapStep) : zeroOf<T>();
+    const w3 = n > 3 ? load<T>(tap + 3 * tapStep) : zeroOf<T>();
+    const w4 = n > 4 ? load<T>(tap + 4 * tapStep) : zeroOf<T>();
+    let v: T;
+    v = load<T>(p + 0 * rp); // input x0 + 0: outputs 0
+      a0 = multiplyAdd<T>(v, w0, a0);
+    v = load<T>(p + 1 * rp); // input x0 + 1: outputs 1, 0
+      a1 = multiplyAdd<T>(v, w0, a1); if (n > 1) a0 = multiplyAdd<T>(v, w1, a0);
+    v = load<T>(p + 2 * rp); // input x0 + 2: outputs 2, 1, 0
+      a2 = multiplyAdd<T>(v, w0, a2); if (n > 1) a1 = multiplyAdd<T>(v, w1, a1);
+      if (n > 2) a0 = multiplyAdd<T>(v, w2, a0);
+    v = load<T>(p + 3 * rp); // input x0 + 3: outputs 3, 2, 1, 0
+      a3 = multiplyAdd<T>(v, w0, a3); if (n > 1) a2 = multiplyAdd<T>(v, w1, a2);
+      if (n > 2) a1 = multiplyAdd<T>(v, w2, a1); if (n > 3) a0 = multiplyAdd<T>(v, w3, a0);
+    v = load<T>(p + 4 * rp); // input x0 + 4: outputs 4, 3, 2, 1, 0
+      a4 = multiplyAdd<T>(v, w0, a4); if (n > 1) a3 = multiplyAdd<T>(v, w1, a3);
+      if (n > 2) a2 = multiplyAdd<T>(v, w2, a2); if (n > 3) a1 = multiplyAdd<T>(v, w3, a1);
+      if (n > 4) a0 = multiplyAdd<T>(v, w4, a0);
+    v = load<T>(p + 5 * rp); // input x0 + 5: outputs 5, 4, 3, 2, 1
+      a5 = multiplyAdd<T>(v, w0, a5); if (n > 1) a4 = multiplyAdd<T>(v, w1, a4);
+      if (n > 2) a3 = multiplyAdd<T>(v, w2, a3); if (n > 3) a2 = multiplyAdd<T>(v, w3, a2);
+      if (n > 4) a1 = multiplyAdd<T>(v, w4, a1);
+    v = load<T>(p + 6 * rp); // input x0 + 6: outputs 6, 5, 4, 3, 2
+      a6 = multiplyAdd<T>(v, w0, a6); if (n > 1) a5 = multiplyAdd<T>(v, w1, a5);
+      if (n > 2) a4 = multiplyAdd<T>(v, w2, a4); if (n > 3) a3 = multiplyAdd<T>(v, w3, a3);
+      if (n > 4) a2 = multiplyAdd<T>(v, w4, a2);
+    v = load<T>(p + 7 * rp); // input x0 + 7: outputs 7, 6, 5, 4, 3
+      a7 = multiplyAdd<T>(v, w0, a7); if (n > 1) a6 = multiplyAdd<T>(v, w1, a6);
+      if (n > 2) a5 = multiplyAdd<T>(v, w2, a5); if (n > 3) a4 = multiplyAdd<T>(v, w3, a4);
+      if (n > 4) a3 = multiplyAdd<T>(v, w4, a3);
+    if (n > 1) { v = load<T>(p + 8 * rp); // input x0 + 8: outputs 7, 6, 5, 4
+      a7 = multiplyAdd<T>(v, w1, a7); if (n > 2) a6 = multiplyAdd<T>(v, w2, a6);
+      if (n > 3) a5 = multiplyAdd<T>(v, w3, a5); if (n > 4) a4 = multiplyAdd<T>(v, w4, a4);
+    }
+    if (n > 2) { v = load<T>(p + 9 * rp); // input x0 + 9: outputs 7, 6, 5
+      a7 = multiplyAdd<T>(v, w2, a7); if (n > 3) a6 = multiplyAdd<T>(v, w3, a6);
+      if (n > 4) a5 = multiplyAdd<T>(v, w4, a5);
+    }
+    if (n > 3) { v = load<T>(p + 10 * rp); // input x0 + 10: outputs 7, 6
+      a7 = multiplyAdd<T>(v, w3, a7); if (n > 4) a6 = multiplyAdd<T>(v, w4, a6);
+    }
+    if (n > 4) { v = load<T>(p + 11 * rp); // input x0 + 11: outputs 7
+      a7 = multiplyAdd<T>(v, w4, a7);
     }
   }
   const o = out + <usize>x0 * px;
-  storePixel<T>(o, a0, accumulate);
-  if (count > 1) storePixel<T>(o + px, a1, accumulate);
-  if (count > 2) storePixel<T>(o + 2 * px, a2, accumulate);
-  if (count > 3) storePixel<T>(o + 3 * px, a3, accumulate);
-  if (count > 4) storePixel<T>(o + 4 * px, a4, accumulate);
-  if (count > 5) storePixel<T>(o + 5 * px, a5, accumulate);
-  if (count > 6) storePixel<T>(o + 6 * px, a6, accumulate);
-  if (count > 7) storePixel<T>(o + 7 * px, a7, accumulate);
+  storePixel<T>(o, a0, addToOut);
+  if (count > 1) storePixel<T>(o + px, a1, addToOut);
+  if (count > 2) storePixel<T>(o + 2 * px, a2, addToOut);
+  if (count > 3) storePixel<T>(o + 3 * px, a3, addToOut);
+  if (count > 4) storePixel<T>(o + 4 * px, a4, addToOut);
+  if (count > 5) storePixel<T>(o + 5 * px, a5, addToOut);
+  if (count > 6) storePixel<T>(o + 6 * px, a6, addToOut);
+  if (count > 7) storePixel<T>(o + 7 * px, a7, addToOut);
+}
+
+/** Eight output pixels from x0 (count stored): the taps five at a time, then the 1–4 left over. */
+@inline function correlateBlock<T>(
+  ring: usize, weight: usize, out: usize, W: i32, C: i32, k: i32,
+  y: i32, dy0: i32, dy1: i32, x0: i32, count: i32, flip: bool, accumulate: bool,
+): void {
+  let dx0 = 0;
+  for (; dx0 + 5 <= k; dx0 += 5) {
+    correlateTaps<T>(ring, weight, out, W, C, k, y, dy0, dy1, x0, count, flip, accumulate || dx0 > 0, dx0, 5);
+  }
+  const left = k - dx0, add = accumulate || dx0 > 0;
+  if (left == 1) correlateTaps<T>(ring, weight, out, W, C, k, y, dy0, dy1, x0, count, flip, add, dx0, 1);
+  else if (left == 2) correlateTaps<T>(ring, weight, out, W, C, k, y, dy0, dy1, x0, count, flip, add, dx0, 2);
+  else if (left == 3) correlateTaps<T>(ring, weight, out, W, C, k, y, dy0, dy1, x0, count, flip, add, dx0, 3);
+  else if (left == 4) correlateTaps<T>(ring, weight, out, W, C, k, y, dy0, dy1, x0, count, flip, add, dx0, 4);
 }
 
 @inline function storePixel<T>(o: usize, value: T, accumulate: bool): void {
