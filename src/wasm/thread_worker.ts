@@ -1,8 +1,8 @@
 // One worker thread of the pool (threads.ts): its own instance of the module over the shared
-// memory, blocked in Atomics.wait until run() publishes a kernel, then its share of that kernel.
+// memory, waiting (threads.ts: awaitChange) until run() publishes a kernel, then its share of it.
 /// <reference lib="deno.worker" />
 import { instantiate } from "./module.ts";
-import { CONTROL, kernelNames } from "./threads.ts";
+import { awaitChange, CONTROL, kernelNames } from "./threads.ts";
 
 interface Start {
   module: WebAssembly.Module;
@@ -21,10 +21,8 @@ self.onmessage = (event: MessageEvent<Start>) => {
   let seen = Atomics.load(c, CONTROL.generation);
   self.postMessage("ready");
   for (;;) {
-    Atomics.wait(c, CONTROL.generation, seen);
-    const generation = Atomics.load(c, CONTROL.generation);
-    if (generation === seen) continue;
-    seen = generation;
+    awaitChange(c, CONTROL.generation, seen);
+    seen = Atomics.load(c, CONTROL.generation);
     if (Atomics.load(c, CONTROL.quit) === 1) break;
     const kernel = kernels[c[CONTROL.kernel]];
     try {
