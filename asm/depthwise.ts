@@ -92,7 +92,7 @@ export function depthwiseScratchBytes(W: i32, C: i32, k: i32): usize {
  * inputs afresh took 9n. Every load carries a bounds check under Deno (see gemm.ts), so loads are
  * what this loop pays for. Each output still adds its taps in order (dy, then dx), so k ≤ 5 sums
  * exactly as a plain loop over the taps would; the eight accumulators hide the multiply-add latency.
- * With `addToOut` false the group overwrites out (or adds to it, `accumulate`), else adds to it.
+ * addToOut: add the group's sums to out (the input gradient, or a later group of taps); else overwrite.
  */
 @inline function correlateTaps<T>(
   ring: usize, weight: usize, out: usize, W: i32, C: i32, k: i32, y: i32, dy0: i32, dy1: i32,
