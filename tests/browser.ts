@@ -115,11 +115,32 @@ export async function visit<T>(url: string, expression: string, width = 1240): P
       screenshot: Uint8Array.from(atob(data), (c) => c.charCodeAt(0)),
     };
   } finally {
+    // Browser.close shuts Chromium down with its helper processes; kill it only if it lingers.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const lingering = new Promise<boolean>((resolve) => timer = setTimeout(() => resolve(true), 10_000));
+    const lingers = await Promise.race([browser.status.then(() => false), lingering]);
+    clearTimeout(timer);
+    if (lingers) {
+      try {
+        browser.kill("SIGKILL");
+      } catch { /* already gone */ }
+      await browser.status;
+    }
+    await removeProfile(profile);
+  }
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Removes Chromium's profile, retrying while a helper process that outlived it still writes there. */
+async function removeProfile(profile: string) {
+  for (let attempt = 1;; attempt++) {
     try {
-      browser.kill("SIGKILL");
-    } catch { /* already gone */ }
-    await browser.status;
-    await Deno.remove(profile, { recursive: true });
+      return await Deno.remove(profile, { recursive: true });
+    } catch (error) {
+      if (attempt === 20) throw error;
+      await sleep(250);
+    }
   }
 }
 
