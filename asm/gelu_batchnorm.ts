@@ -3,16 +3,18 @@
 //
 //   u = GELU(z + bias) = x·Φ(x),   out = gamma·(u − mean)·rstd + beta (+ residual)
 //
-// Forward, training: (1) biasGeluBatchNormStatistics writes u into out (GELU's only evaluation)
-// and per-thread float64 sums of (u − shift) and (u − shift)², shift = u of row 0 (shifted sums:
-// no cancellation when the mean is large against the spread); (2) biasGeluBatchNormFinalize
-// (thread 0) turns them into mean, rstd, the saved and running statistics and a per-channel table;
-// (3) biasGeluBatchNormApply normalises out in place. Eval: Finalize from the running statistics,
-// then Apply computing u on the fly.
-// Backward (training statistics): BackwardStatistics sums dOut and dOut·(u − mean) per thread and
-// leaves Φ(x) in dz (unless dz aliases dOut); BackwardApply forms
-// dz = gamma·rstd·(dOut − ΣdOut/N − x̂·ΣdOut·x̂/N)·GELU'(x), u and GELU' from that one Φ, and
-// per-thread sums of dz, which sumPartials (depthwise.ts) adds into dBias.
+// Forward, training: (1) biasGeluBatchNormStatistics writes u (GELU's only evaluation) into out,
+// or into a tensor kept for the backward, and per-thread float64 sums of (u − shift) and
+// (u − shift)², shift = u of row 0 (shifted sums: no cancellation when the mean is large against
+// the spread); (2) biasGeluBatchNormFinalize (thread 0) turns them into mean, rstd, the saved and
+// running statistics and a per-channel table; (3) biasGeluBatchNormApply normalises u into out.
+// Eval: Finalize from the running statistics, then Apply computing u on the fly.
+// Backward (training statistics): BackwardStatistics sums dOut and dOut·(u − mean) per thread;
+// BackwardApply forms dz = gamma·rstd·(dOut − ΣdOut/N − x̂·ΣdOut·x̂/N)·GELU'(x) and per-thread
+// sums of dz, which sumPartials (depthwise.ts) adds into dBias. Φ(x), which u and GELU' need, is
+// the costly part (about 60 instructions a vector, as much as the rest of a pass): with the
+// forward's u kept, neither pass evaluates it (Φ = u/x); without, pass 1 evaluates it and leaves
+// it in dz (unless dz aliases dOut) for pass 2.
 //
 // Tiling of the reductions: each thread walks its rows in blocks of ROWS_PER_BLOCK; within a block
 // the channel vectors are outermost, so a vector's float64 sums over the block's rows stay in
@@ -37,11 +39,12 @@ const MATH_CONSTANTS = memory.data<f32>([
   1.5252733646775596e-05, 0.0001540352968731895, 0.0013333557872101665, 0.009618128649890423,
   0.05550410971045494, 0.24022650718688965, 0.6931471824645996, 1.0,
   // 19..: −125 (exp2's lower clamp), 127 (the float32 exponent bias), 1/√2, 4 (t's clamp), 1/4,
-  // −1, 1, 1/√(2π), −log2(e)/2
-  -125, 127, 0.70710678, 4, 0.25, -1, 1, 0.39894228, -0.7213475108146667,
+  // −1, 1, 1/√(2π), −log2(e)/2, ½, 2⁻⁶⁰
+  -125, 127, 0.70710678, 4, 0.25, -1, 1, 0.39894228, -0.7213475108146667, 0.5, 8.673617379884035e-19,
 ]);
 const CDF_POLYNOMIAL = 0, EXP2_TAYLOR = 11, EXP2_CLAMP = 19, EXPONENT_BIAS = 20, SQRT1_2 = 21, T_CLAMP = 22;
-const QUARTER = 23, MINUS_ONE = 24, ONE = 25, DENSITY_SCALE = 26, MINUS_HALF_LOG2E = 27;
+const QUARTER = 23, MINUS_ONE = 24, ONE = 25, DENSITY_SCALE = 26, MINUS_HALF_LOG2E = 27, HALF = 28;
+const TINY = 29;
 
 @inline function constant(index: i32): v128 {
   return v128.load32_splat(MATH_CONSTANTS + <usize>index * 4);
@@ -104,6 +107,15 @@ const QUARTER = 23, MINUS_ONE = 24, ONE = 25, DENSITY_SCALE = 26, MINUS_HALF_LOG
   return f32x4.mul(exp2NonPositive(y), constant(DENSITY_SCALE));
 }
 
+/**
+ * Φ(x) = u/x from u = GELU(x): a relative error of u's plus one rounding, in both tails (a product
+ * and a quotient keep relative accuracy). ½ where |x| < 2⁻⁶⁰, where u may be subnormal (Φ − ½ is
+ * below 2⁻⁶¹ there).
+ */
+@inline function cdfFromGelu(u: v128, x: v128): v128 {
+  return v128.bitselect(f32x4.div(u, x), constant(HALF), f32x4.gt(f32x4.abs(x), constant(TINY)));
+}
+
 /** Floats of one padded per-channel row: C rounded up to whole vectors. */
 @inline function paddedChannels(C: i32): i32 {
   return (C + 3) & ~3;
@@ -112,12 +124,12 @@ const QUARTER = 23, MINUS_ONE = 24, ONE = 25, DENSITY_SCALE = 26, MINUS_HALF_LOG
 // ---- forward -----------------------------------------------------------------------------------
 
 /**
- * Training pass 1. For its rows, thread t writes u = GELU(z + bias) into out and fills its
+ * Training pass 1. For its rows, thread t writes u = GELU(z + bias) into u and fills its
  * partial at partials + t·5·Cp·4 bytes (Cp = C rounded up to 4): shift f32 [Cp], then
  * Σ(u − shift) f64 [Cp], Σ(u − shift)² f64 [Cp].
  */
 export function biasGeluBatchNormStatistics(
-  z: usize, bias: usize, out: usize, partials: usize, N: i32, C: i32, thread: i32, threads: i32,
+  z: usize, bias: usize, u: usize, partials: usize, N: i32, C: i32, thread: i32, threads: i32,
 ): void {
   const Cp = paddedChannels(C), rowBytes = <usize>C * 4;
   const shift = partials + <usize>thread * Cp * 20, sums = shift + <usize>Cp * 4, squares = sums + <usize>Cp * 8;
@@ -135,9 +147,9 @@ export function biasGeluBatchNormStatistics(
       let sumLow = f64x2.splat(0), sumHigh = sumLow, squareLow = sumLow, squareHigh = sumLow;
       for (let i = 0; i < rows; i++) {
         const element = <usize>(n0 + i) * rowBytes + at;
-        const u = gelu(f32x4.add(loadLanes(z + element, lanes), b));
-        storeLanes(out + element, u, lanes);
-        const d = f32x4.sub(u, s), square = f32x4.mul(d, d);
+        const value = gelu(f32x4.add(loadLanes(z + element, lanes), b));
+        storeLanes(u + element, value, lanes);
+        const d = f32x4.sub(value, s), square = f32x4.mul(d, d);
         sumLow = f64x2.add(sumLow, lowToFloat64(d));
         sumHigh = f64x2.add(sumHigh, highToFloat64(d));
         squareLow = f64x2.add(squareLow, lowToFloat64(square));
@@ -192,10 +204,10 @@ export function biasGeluBatchNormFinalize(
 
 /**
  * out = (u − mean)·scale + beta (+ residual, when residual != 0) from Finalize's table, u read
- * from out (uInOut = 1, after Statistics) or computed as GELU(z + bias) (eval).
+ * from u (after Statistics; it may be out) or, when u = 0, computed as GELU(z + bias) (eval).
  */
 export function biasGeluBatchNormApply(
-  z: usize, bias: usize, table: usize, residual: usize, out: usize, N: i32, C: i32, uInOut: i32,
+  z: usize, bias: usize, table: usize, residual: usize, u: usize, out: usize, N: i32, C: i32,
   thread: i32, threads: i32,
 ): void {
   const Cp = paddedChannels(C), rowBytes = <usize>C * 4;
@@ -205,11 +217,11 @@ export function biasGeluBatchNormApply(
     const row = <usize>n * rowBytes;
     for (let c = 0; c < C; c += 4) {
       const lanes = min(4, C - c), at = <usize>c * 4;
-      const u = uInOut
-        ? loadLanes(out + row + at, lanes)
+      const value = u != 0
+        ? loadLanes(u + row + at, lanes)
         : gelu(f32x4.add(loadLanes(z + row + at, lanes), loadLanes(bias + at, lanes)));
       let y = f32x4.relaxed_madd(
-        f32x4.sub(u, v128.load(means + at)), v128.load(scales + at), v128.load(betas + at),
+        f32x4.sub(value, v128.load(means + at)), v128.load(scales + at), v128.load(betas + at),
       );
       if (residual != 0) y = f32x4.add(y, loadLanes(residual + row + at, lanes));
       storeLanes(out + row + at, y, lanes);
@@ -222,11 +234,12 @@ export function biasGeluBatchNormApply(
 /**
  * Backward pass 1: thread t fills partials + t·2·Cp·8 bytes with ΣdOut f64 [Cp], then
  * ΣdOut·(u − mean) f64 [Cp] over its rows (BackwardApply scales it by rstd into ΣdOut·x̂).
- * When cdf != 0 (dz, when it does not alias dOut) it also stores Φ(x) there for BackwardApply.
+ * u is read from the forward's kept tensor (u != 0) or evaluated from z; in that case, when
+ * cdf != 0 (dz, when it does not alias dOut), Φ(x) is stored there for BackwardApply.
  */
 export function biasGeluBatchNormBackwardStatistics(
-  z: usize, bias: usize, saved: usize, dOut: usize, partials: usize, cdf: usize, N: i32, C: i32,
-  thread: i32, threads: i32,
+  z: usize, bias: usize, saved: usize, dOut: usize, u: usize, partials: usize, cdf: usize, N: i32,
+  C: i32, thread: i32, threads: i32,
 ): void {
   const Cp = paddedChannels(C), rowBytes = <usize>C * 4;
   const sums = partials + <usize>thread * Cp * 16, products = sums + <usize>Cp * 8;
@@ -240,10 +253,16 @@ export function biasGeluBatchNormBackwardStatistics(
       let sumLow = f64x2.splat(0), sumHigh = sumLow, productLow = sumLow, productHigh = sumLow;
       for (let i = 0; i < rows; i++) {
         const element = <usize>(n0 + i) * rowBytes + at;
-        const g = loadLanes(dOut + element, lanes), x = f32x4.add(loadLanes(z + element, lanes), b);
-        const p = normalCdf(x);
-        if (cdf != 0) storeLanes(cdf + element, p, lanes);
-        const product = f32x4.mul(g, f32x4.sub(f32x4.mul(x, p), mean));
+        const g = loadLanes(dOut + element, lanes);
+        let value: v128;
+        if (u != 0) {
+          value = loadLanes(u + element, lanes);
+        } else {
+          const x = f32x4.add(loadLanes(z + element, lanes), b), p = normalCdf(x);
+          if (cdf != 0) storeLanes(cdf + element, p, lanes);
+          value = f32x4.mul(x, p);
+        }
+        const product = f32x4.mul(g, f32x4.sub(value, mean));
         sumLow = f64x2.add(sumLow, lowToFloat64(g));
         sumHigh = f64x2.add(sumHigh, highToFloat64(g));
         productLow = f64x2.add(productLow, lowToFloat64(product));
@@ -260,11 +279,12 @@ export function biasGeluBatchNormBackwardStatistics(
  * tables + t·4·Cp·4 bytes: (mean, gamma·rstd, ΣdOut/N, rstd·ΣdOut·x̂/N); thread 0 writes dBeta = ΣdOut
  * and dGamma = ΣdOut·x̂. Then, for its rows, with x̂ = (u − mean)·rstd,
  *   dz = gamma·rstd·(dOut − ΣdOut/N − x̂·ΣdOut·x̂/N)·GELU'(x),  GELU'(x) = Φ(x) + x·φ(x)
- * (dz may alias dOut), and Σdz into the f64 [Cp] at dzPartials + t·Cp·8 bytes. Φ(x) is read from
- * dz when cdfInDz (pass 1 stored it), else evaluated again.
+ * (dz may alias dOut), and Σdz into the f64 [Cp] at dzPartials + t·Cp·8 bytes. u and Φ(x) come
+ * from the forward's kept u (u != 0; Φ = u/x), or else u = x·Φ(x) with Φ read from dz when
+ * cdfInDz (pass 1 stored it) or evaluated again.
  */
 export function biasGeluBatchNormBackwardApply(
-  z: usize, bias: usize, gamma: usize, saved: usize, dOut: usize, dz: usize, partials: usize,
+  z: usize, bias: usize, gamma: usize, saved: usize, dOut: usize, dz: usize, u: usize, partials: usize,
   tables: usize, dzPartials: usize, dGamma: usize, dBeta: usize, N: i32, C: i32, cdfInDz: i32,
   thread: i32, threads: i32,
 ): void {
@@ -302,10 +322,17 @@ export function biasGeluBatchNormBackwardApply(
       for (let i = 0; i < rows; i++) {
         const element = <usize>(n0 + i) * rowBytes + at;
         const x = f32x4.add(loadLanes(z + element, lanes), b);
-        const cdf = cdfInDz ? loadLanes(dz + element, lanes) : normalCdf(x);
+        let cdf: v128, value: v128;
+        if (u != 0) {
+          value = loadLanes(u + element, lanes);
+          cdf = cdfFromGelu(value, x);
+        } else {
+          cdf = cdfInDz ? loadLanes(dz + element, lanes) : normalCdf(x);
+          value = f32x4.mul(x, cdf);
+        }
         // x̂·ΣdOut·x̂/N = (u − mean)·slopeOfCentred, slopeOfCentred = rstd²·Σ dOut·(u − mean) / N
         const centred = f32x4.sub(loadLanes(dOut + element, lanes), meanG);
-        const du = f32x4.relaxed_nmadd(f32x4.sub(f32x4.mul(x, cdf), mean), slopeOfCentred, centred);
+        const du = f32x4.relaxed_nmadd(f32x4.sub(value, mean), slopeOfCentred, centred);
         const g = f32x4.mul(f32x4.mul(du, scale), f32x4.relaxed_madd(x, normalDensity(x), cdf));
         storeLanes(dz + element, g, lanes);
         sumLow = f64x2.add(sumLow, lowToFloat64(g));

@@ -130,7 +130,7 @@ async function benchModel(
 ): Promise<Row> {
   const { config, recipe } = modelOf(name);
   const label = modelOf(name).label + (recomputeDepthwise ? " (depthwise recomputed)" : "");
-  const model = new ConvMixer(backend, config, batch, 32, recomputeDepthwise);
+  const model = new ConvMixer(backend, config, batch, 32, { recomputeDepthwise });
   model.initialize(0);
   const images = Float32Array.from({ length: batch * 32 * 32 * 3 }, () => Math.random() * 2 - 1);
   const labels = Float32Array.from({ length: batch }, (_, i) => i % 10);

@@ -76,6 +76,11 @@ export interface Backend {
   readonly allocatedBytes: number;
   /** The most bytes of tensors the backend can hold at all, where that is a hard limit. */
   readonly memoryLimitBytes?: number;
+  /**
+   * Whether biasGeluBatchNormBackward gets faster from the training forward's GELU output (its
+   * `geluOut`): the model then keeps one more activation per unit for it, where memory allows.
+   */
+  readonly reusesGeluOutput?: boolean;
 
   // ---- memory -------------------------------------------------------------------------------
   /** A zero-filled tensor; its role decides how it is stored (see TensorRole). */
@@ -132,6 +137,8 @@ export interface Backend {
    *   runningMean = (1 − m)·runningMean + m·mean, runningVar = (1 − m)·runningVar + m·var·N/(N−1).
    * eval: mean/var are the running statistics; saved and running* are not written.
    * residual may be null; it may not alias out.
+   * geluOut: null, or [N, C] that a training forward may fill with u for the backward, which is
+   * then given the same tensor (where reusesGeluOutput; other backends ignore it).
    */
   biasGeluBatchNormForward(
     z: Tensor,
@@ -140,10 +147,12 @@ export interface Backend {
     residual: Tensor | null,
     out: Tensor,
     training: boolean,
+    geluOut?: Tensor | null,
   ): void;
   /**
    * Backward of the training-mode forward (the residual's gradient is dOut itself, handled by the
    * caller). dz [N, C] (overwrite; may alias dOut); every tensor of `grads`: [C] (overwrite).
+   * geluOut: that forward's, or null.
    */
   biasGeluBatchNormBackward(
     z: Tensor,
@@ -152,6 +161,7 @@ export interface Backend {
     dOut: Tensor,
     dz: Tensor,
     grads: BatchNormGrads,
+    geluOut?: Tensor | null,
   ): void;
 
   // ---- head -----------------------------------------------------------------------------------

@@ -62,6 +62,12 @@ export function parameterList<T>(p: ParameterTensors<T>): T[] {
   return [...units, p.head.weight, p.head.bias];
 }
 
+/** How the model trades memory for time; each choice defaults to what fits the backend's memory. */
+export interface ActivationMemory {
+  recomputeDepthwise?: boolean;
+  keepGeluOutput?: boolean;
+}
+
 /** Activations of one batch size: views of the full-batch buffers (eval's last batch is partial). */
 interface Activations {
   images: Tensor; // [B, H, W, 3]
@@ -77,6 +83,7 @@ interface Activations {
   gradA: Tensor; // two [B, h, w, C] gradient buffers used in turn by the backward pass
   gradB: Tensor;
   dPooled: Tensor;
+  geluOut?: Tensor[]; // u of each unit in unitsOf order, where kept (see keptGeluOutputs)
 }
 
 /** ParameterTensors over one pack: `vector` holds every parameter (and zero padding). */
@@ -105,6 +112,13 @@ export class ConvMixer {
    * and deterministic, so the gradients are bit-for-bit the same.
    */
   readonly recomputeDepthwise: boolean;
+  /**
+   * Whether the training forward keeps each unit's GELU output u for the backward, which then
+   * skips GELU's costly Φ (a backend's choice, Backend.reusesGeluOutput): one more activation per
+   * unit, allocated on the first training batch (evaluation never holds them) and only where they
+   * fit beside the others without recomputing the depthwise convs.
+   */
+  readonly keepsGeluOutput: boolean;
   /** Each unit's tensors as the fused BatchNorm op takes them (records built once). */
   private readonly batchNorm: ByUnit<BatchNormParams>;
   private readonly full: Activations;
@@ -118,7 +132,7 @@ export class ConvMixer {
     readonly config: ConvMixerConfig,
     readonly maxBatch: number,
     readonly imageSize = 32,
-    recomputeDepthwise?: boolean, // default: only where the activations would not fit
+    memory: ActivationMemory = {},
   ) {
     const { hdim: C, depth, kernel: k, patch: p } = config;
     if (p > imageSize) throw new Error(`--patch ${p} is larger than the ${imageSize}-pixel images`);
@@ -143,8 +157,11 @@ export class ConvMixer {
     this.sumSquares = backend.tensor([1]);
     const activationBytes = 4 * maxBatch *
       (imageSize * imageSize * 3 + this.tokens ** 2 * C * (4 * depth + 4));
-    this.recomputeDepthwise = recomputeDepthwise ??
-      activationBytes + backend.allocatedBytes > 0.95 * (backend.memoryLimitBytes ?? Infinity);
+    const limit = 0.95 * (backend.memoryLimitBytes ?? Infinity);
+    this.recomputeDepthwise = memory.recomputeDepthwise ?? activationBytes + backend.allocatedBytes > limit;
+    const geluBytes = 4 * maxBatch * this.tokens ** 2 * C * (2 * depth + 1);
+    this.keepsGeluOutput = backend.reusesGeluOutput === true && (memory.keepGeluOutput ??
+      (!this.recomputeDepthwise && activationBytes + geluBytes + backend.allocatedBytes <= limit));
     this.full = this.allocateActivations(maxBatch);
   }
 
@@ -191,6 +208,18 @@ export class ConvMixer {
     };
   }
 
+  /** Each unit's tensor for its GELU output (unitsOf order), or nulls where they are not kept. */
+  private keptGeluOutputs(a: Activations): (Tensor | null)[] {
+    if (!this.keepsGeluOutput) return Array(2 * this.config.depth + 1).fill(null);
+    const full = this.full, batch = a.images.shape[0];
+    full.geluOut ??= Array.from(
+      { length: 2 * this.config.depth + 1 },
+      () => this.backend.tensor(full.stemPre.shape, "activation"),
+    );
+    a.geluOut ??= full.geluOut.map((t) => this.backend.view(t, [batch, ...t.shape.slice(1)]));
+    return a.geluOut;
+  }
+
   /** Views of the full-batch buffers for a smaller batch (allocated once per size). */
   activations(batch: number): Activations {
     if (batch === this.maxBatch) return this.full;
@@ -224,9 +253,17 @@ export class ConvMixer {
    */
   forward(a: Activations, training: boolean, labelSmoothing = 0): Tensor {
     const be = this.backend, { stem, blocks, head } = this.params, bn = this.batchNorm;
-    const saved = this.statistics;
+    const saved = this.statistics, kept = training ? this.keptGeluOutputs(a) : [];
     be.patchEmbedForward(a.images, stem.weight, a.stemPre);
-    be.biasGeluBatchNormForward(a.stemPre, bn.stem, saved.stem.saved, null, a.blockInput[0], training);
+    be.biasGeluBatchNormForward(
+      a.stemPre,
+      bn.stem,
+      saved.stem.saved,
+      null,
+      a.blockInput[0],
+      training,
+      kept[0],
+    );
     blocks.forEach(({ depthwise, pointwise }, i) => {
       const [x, z, s, unit, stats] = [
         a.blockInput[i],
@@ -236,7 +273,7 @@ export class ConvMixer {
         saved.blocks[i],
       ];
       be.depthwiseConvForward(x, depthwise.weight, z);
-      be.biasGeluBatchNormForward(z, unit.depthwise, stats.depthwise.saved, x, s, training);
+      be.biasGeluBatchNormForward(z, unit.depthwise, stats.depthwise.saved, x, s, training, kept[1 + 2 * i]);
       be.linearForward(s, pointwise.weight, null, a.pointwisePre[i]);
       be.biasGeluBatchNormForward(
         a.pointwisePre[i],
@@ -245,6 +282,7 @@ export class ConvMixer {
         null,
         a.blockInput[i + 1],
         training,
+        kept[2 + 2 * i],
       );
     });
     be.averagePoolForward(a.blockInput[blocks.length], a.pooled);
@@ -259,7 +297,7 @@ export class ConvMixer {
   /** Backward of the last training forward: every gradient in this.grads is overwritten. */
   backward(a: Activations) {
     const be = this.backend, { blocks, head } = this.params, g = this.grads, bn = this.batchNorm;
-    const saved = this.statistics;
+    const saved = this.statistics, kept = this.keptGeluOutputs(a);
     be.linearBackwardWeight(a.pooled, a.dLogits, g.head.weight, g.head.bias);
     be.linearBackwardInput(a.dLogits, head.weight, a.dPooled);
     // dx holds the gradient of the current block's output; gradB is the scratch for dz.
@@ -278,6 +316,7 @@ export class ConvMixer {
         dx,
         dz,
         gb.pointwise,
+        kept[2 + 2 * i],
       );
       be.linearBackwardWeight(a.residualOut[i], dz, gb.pointwise.weight, null);
       be.linearBackwardInput(dz, pointwise.weight, dx); // dx now holds ds_i
@@ -292,11 +331,12 @@ export class ConvMixer {
         dx,
         dz,
         gb.depthwise,
+        kept[1 + 2 * i],
       );
       be.depthwiseConvBackwardWeight(a.blockInput[i], dz, gb.depthwise.weight);
       be.depthwiseConvBackwardInput(dz, depthwise.weight, dx); // dx += convᵀ(dz)
     }
-    be.biasGeluBatchNormBackward(a.stemPre, bn.stem, saved.stem.saved, dx, dz, g.stem);
+    be.biasGeluBatchNormBackward(a.stemPre, bn.stem, saved.stem.saved, dx, dz, g.stem, kept[0]);
     be.patchEmbedBackwardWeight(a.images, dz, g.stem.weight);
   }
 

@@ -123,8 +123,9 @@ export function batchNormForwardDims(
   saved: Tensor,
   residual: Tensor | null,
   out: Tensor,
+  geluOut: Tensor | null,
 ) {
-  return batchNormDims("biasGeluBatchNormForward", z, unit, saved, { residual, out });
+  return batchNormDims("biasGeluBatchNormForward", z, unit, saved, { residual, out, geluOut });
 }
 
 export function batchNormBackwardDims(
@@ -134,10 +135,11 @@ export function batchNormBackwardDims(
   dOut: Tensor,
   dz: Tensor,
   grads: BatchNormGrads,
+  geluOut: Tensor | null,
 ) {
   const { bias: dBias, gamma: dGamma, beta: dBeta } = grads;
   const channels = { ...unit, dBias, dGamma, dBeta };
-  return batchNormDims("biasGeluBatchNormBackward", z, channels, saved, { dOut, dz });
+  return batchNormDims("biasGeluBatchNormBackward", z, channels, saved, { dOut, dz, geluOut });
 }
 
 export function averagePoolDims(op: string, x: Tensor, pooled: Tensor) {

@@ -63,20 +63,32 @@ export class Harness {
     residual: Pair | null,
     out: Pair,
     training: boolean,
+    geluOut: Pair | null = null,
   ) {
     const sides = ref.sides(unit);
-    this.backend.biasGeluBatchNormForward(z.t, sides.t, saved.t, residual?.t ?? null, out.t, training);
+    const backend = this.backend;
+    backend.biasGeluBatchNormForward(z.t, sides.t, saved.t, residual?.t ?? null, out.t, training, geluOut?.t);
     bounds.batchNormForwardBound(this.arithmetic, { z, ...unit, saved, residual, out }, training);
     ref.biasGeluBatchNormForward(z.r, sides.r, saved.r, residual?.r ?? null, out.r, training);
   }
 
-  /** biasGeluBatchNormBackward on both sides into fresh garbage gradients (dz may be dOut); returns them. */
-  batchNormBackward(z: Pair, unit: BatchNormWeights<Pair>, saved: Pair, dOut: Pair, dz: Pair) {
+  /**
+   * biasGeluBatchNormBackward on both sides into fresh garbage gradients (dz may be dOut); returns
+   * them. geluOut: the last training forward's, or null (the reference needs neither).
+   */
+  batchNormBackward(
+    z: Pair,
+    unit: BatchNormWeights<Pair>,
+    saved: Pair,
+    dOut: Pair,
+    dz: Pair,
+    geluOut: Pair | null,
+  ) {
     const C = unit.bias.r.data.length;
     const [dBias, dGamma, dBeta] = [0, 1, 2].map(() => this.garbage([C]));
     const weights = ref.sides({ bias: unit.bias, gamma: unit.gamma });
     const grads = ref.sides({ bias: dBias, gamma: dGamma, beta: dBeta });
-    this.backend.biasGeluBatchNormBackward(z.t, weights.t, saved.t, dOut.t, dz.t, grads.t);
+    this.backend.biasGeluBatchNormBackward(z.t, weights.t, saved.t, dOut.t, dz.t, grads.t, geluOut?.t);
     const { bias, gamma } = unit;
     bounds.batchNormBackwardBound(this.arithmetic, { z, bias, gamma, saved, dOut, dz, dBias, dGamma, dBeta });
     ref.biasGeluBatchNormBackward(z.r, weights.r, saved.r, dOut.r, dz.r, grads.r);
@@ -272,10 +284,12 @@ async function batchNorm(h: Harness): Promise<void> {
     const z = h.activation(shape, zScale), bias = h.random([C]), gamma = h.random([C]), beta = h.random([C]);
     const runningMean = h.random([C]), runningVar = h.uniform([C], 0.5, 1.5);
     const saved = h.garbage([2, C]), unit = { bias, gamma, beta, runningMean, runningVar };
+    // The second training forward also keeps its GELU output, for the backward below.
+    const geluOut = h.garbage(shape, "activation");
     for (const residual of [null, h.activation(shape)]) {
       const mode = `${what} residual ${residual === null ? "null" : "added"}`;
       const out = h.garbage(shape, "activation");
-      h.batchNormForward(z, unit, saved, residual, out, true);
+      h.batchNormForward(z, unit, saved, residual, out, true, residual === null ? null : geluOut);
       await h.expectClose(`biasGeluBatchNormForward training ${mode}`, out);
       await h.expectClose(`biasGeluBatchNormForward saved ${mode}`, saved);
       await h.expectClose(`biasGeluBatchNormForward runningMean ${mode}`, runningMean);
@@ -289,11 +303,12 @@ async function batchNorm(h: Harness): Promise<void> {
       await h.expectClose(`eval leaves runningVar alone ${mode}`, runningVar);
     }
 
-    // Backward of the last training forward (saved holds its statistics); dz separate, then aliasing dOut.
-    for (const aliased of [false, true]) {
+    // Backward of the last training forward (saved holds its statistics); dz separate, then aliasing
+    // dOut; GELU evaluated again, then read from the forward's output.
+    for (const [aliased, kept] of [[false, null], [true, null], [false, geluOut], [true, geluOut]] as const) {
       const dOut = h.random(shape), dz = aliased ? dOut : h.garbage(shape);
-      const { dBias, dGamma, dBeta } = h.batchNormBackward(z, { bias, gamma }, saved, dOut, dz);
-      const mode = `${what}${aliased ? " dz aliases dOut" : ""}`;
+      const { dBias, dGamma, dBeta } = h.batchNormBackward(z, { bias, gamma }, saved, dOut, dz, kept);
+      const mode = `${what}${aliased ? " dz aliases dOut" : ""}${kept ? ", GELU output kept" : ""}`;
       await h.expectClose(`biasGeluBatchNormBackward dz ${mode}`, dz);
       await h.expectClose(`biasGeluBatchNormBackward dBias ${mode}`, dBias);
       await h.expectClose(`biasGeluBatchNormBackward dGamma ${mode}`, dGamma);

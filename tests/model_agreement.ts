@@ -5,17 +5,28 @@
 // moved by more than 1e-4, a hundredth of lr = 0.01; the median by 3e-6 relative.)
 import type { Backend, Tensor } from "../src/backend.ts";
 import { loadStateDict, namedParameters, namedStatistics, stateDict } from "../src/checkpoint.ts";
-import { ConvMixer } from "../src/model.ts";
+import { type ActivationMemory, ConvMixer } from "../src/model.ts";
+import assert from "node:assert";
 import { assertWithin } from "./bounds.ts";
 import { perturbedTwins, twinBound } from "./model_fixtures.ts";
 import { randomValues, seededRandom } from "./reference.ts";
 
 /** `unit`: the backend's rounding, 2⁻²⁴ for float32 (2⁻¹¹ over-estimates f16 activations: every value). */
-export async function checkTrainingAgreement(backend: Backend, steps: number, unit: number) {
+export async function checkTrainingAgreement(
+  backend: Backend,
+  steps: number,
+  unit: number,
+  memory: ActivationMemory = {},
+) {
   const config = { hdim: 12, depth: 2, kernel: 5, patch: 2, classes: 10 };
   const batch = 6, size = 12;
   const twins = perturbedTwins(unit);
-  const models = [backend, ...twins].map((b) => new ConvMixer(b, config, batch, size));
+  const models = [backend, ...twins].map((b, i) =>
+    new ConvMixer(b, config, batch, size, i === 0 ? memory : {})
+  );
+  if (memory.keepGeluOutput !== undefined) {
+    assert.equal(models[0].keepsGeluOutput, memory.keepGeluOutput && backend.reusesGeluOutput === true);
+  }
   models[0].initialize(3);
   const initial = await stateDict(models[0]);
   for (const m of models.slice(1)) loadStateDict(m, initial);

@@ -22,7 +22,8 @@ for (const threads of [1, 2]) {
       const [gamma, runningVar] = [0, 1].map(() => pair([C], new Float32Array(C).fill(1)));
       const saved = pair([2, C], new Float32Array(2 * C)), out = pair(shape, new Float32Array(n));
       const unit = ref.sides({ bias, gamma, beta, runningMean, runningVar });
-      backend.biasGeluBatchNormForward(z.t, unit.t, saved.t, null, out.t, true);
+      const geluOut = backend.tensor(shape);
+      backend.biasGeluBatchNormForward(z.t, unit.t, saved.t, null, out.t, true, geluOut);
       const bounded = { z, bias, gamma, beta, runningMean, runningVar, saved, residual: null, out };
       batchNormForwardBound(WASM_ARITHMETIC, bounded, true);
       ref.biasGeluBatchNormForward(z.r, unit.r, saved.r, null, out.r, true);
@@ -31,14 +32,18 @@ for (const threads of [1, 2]) {
       await expect("out", out);
       await expect("saved", saved);
 
-      const dOut = pair(shape, ref.randomValues(n, random)), dz = pair(shape, new Float32Array(n));
-      const [dBias, dGamma, dBeta] = [0, 1, 2].map(() => pair([C], new Float32Array(C)));
-      const grads = ref.sides({ bias: dBias, gamma: dGamma, beta: dBeta });
-      backend.biasGeluBatchNormBackward(z.t, unit.t, saved.t, dOut.t, dz.t, grads.t);
-      batchNormBackwardBound(WASM_ARITHMETIC, { z, bias, gamma, saved, dOut, dz, dBias, dGamma, dBeta });
-      ref.biasGeluBatchNormBackward(z.r, unit.r, saved.r, dOut.r, dz.r, grads.r);
-      await expect("dz", dz);
-      await expect("dBias", dBias);
+      // Φ evaluated again, then Φ = u/x from the forward's u.
+      for (const kept of [null, geluOut]) {
+        const dOut = pair(shape, ref.randomValues(n, random)), dz = pair(shape, new Float32Array(n));
+        const [dBias, dGamma, dBeta] = [0, 1, 2].map(() => pair([C], new Float32Array(C)));
+        const grads = ref.sides({ bias: dBias, gamma: dGamma, beta: dBeta });
+        backend.biasGeluBatchNormBackward(z.t, unit.t, saved.t, dOut.t, dz.t, grads.t, kept);
+        batchNormBackwardBound(WASM_ARITHMETIC, { z, bias, gamma, saved, dOut, dz, dBias, dGamma, dBeta });
+        ref.biasGeluBatchNormBackward(z.r, unit.r, saved.r, dOut.r, dz.r, grads.r);
+        const how = kept ? " (GELU output kept)" : "";
+        await expect(`dz${how}`, dz);
+        await expect(`dBias${how}`, dBias);
+      }
     } finally {
       backend.dispose();
     }

@@ -38,6 +38,8 @@ export class WasmBackend extends WasmOps implements Backend {
   readonly #arena: Arena;
   /** Everything lives in one 32-bit memory: the model trims its activations to fit (src/model.ts). */
   readonly memoryLimitBytes = WASM_MEMORY_LIMIT_BYTES;
+  /** With the forward's u the backward never evaluates Φ: 3× faster statistics pass (asm/gelu_batchnorm.ts). */
+  readonly reusesGeluOutput = true;
 
   private constructor(arena: Arena, readonly pool: ThreadPool) {
     super();

@@ -221,9 +221,10 @@ export abstract class WasmOps {
     residual: Tensor | null,
     out: Tensor,
     training: boolean,
+    geluOut: Tensor | null = null,
   ): void {
     const op = "biasGeluBatchNormForward";
-    const { C, R: N } = shapes.batchNormForwardDims(z, unit, saved, residual, out);
+    const { C, R: N } = shapes.batchNormForwardDims(z, unit, saved, residual, out, geluOut);
     shapes.check(
       residual === null || this.offset(residual) !== this.offset(out),
       op,
@@ -233,10 +234,12 @@ export abstract class WasmOps {
     const threads = this.pool.threads, Cp = paddedChannels(C);
     const partialBytes = threads * Cp * 20, table = this.scratch(partialBytes + Cp * 12) + partialBytes;
     const partials = table - partialBytes;
-    if (training) this.run("biasGeluBatchNormStatistics", [z, bias, out, partials, N, C]);
+    // Training: u goes to geluOut when given (kept for the backward), else into out, normalised in place.
+    const u = training ? geluOut ?? out : null;
+    if (u !== null) this.run("biasGeluBatchNormStatistics", [z, bias, u, partials, N, C]);
     const finalize = [partials, threads, N, C, gamma, beta, runningMean, runningVar, saved, table];
     this.run("biasGeluBatchNormFinalize", [...finalize, +training, BATCHNORM_EPS, BATCHNORM_MOMENTUM]);
-    this.run("biasGeluBatchNormApply", [z, bias, table, residual, out, N, C, +training]);
+    this.run("biasGeluBatchNormApply", [z, bias, table, residual, u, out, N, C]);
   }
 
   biasGeluBatchNormBackward(
@@ -246,17 +249,33 @@ export abstract class WasmOps {
     dOut: Tensor,
     dz: Tensor,
     grads: BatchNormGrads,
+    geluOut: Tensor | null = null,
   ): void {
-    const { C, R: N } = shapes.batchNormBackwardDims(z, unit, saved, dOut, dz, grads);
+    const { C, R: N } = shapes.batchNormBackwardDims(z, unit, saved, dOut, dz, grads, geluOut);
     const { bias, gamma } = unit;
     const threads = this.pool.threads, Cp = paddedChannels(C);
     const statisticsBytes = threads * Cp * 16, tablesBytes = threads * Cp * 16;
     const partials = this.scratch(statisticsBytes + tablesBytes + threads * Cp * 8);
     const tables = partials + statisticsBytes, dzPartials = tables + tablesBytes;
-    // Unless dz aliases dOut, pass 1 leaves Φ(z + bias) in dz for pass 2 (one evaluation, not two).
-    const cdfInDz = this.offset(dz) !== this.offset(dOut);
-    this.run("biasGeluBatchNormBackwardStatistics", [z, bias, saved, dOut, partials, cdfInDz ? dz : 0, N, C]);
-    const apply = [z, bias, gamma, saved, dOut, dz, partials, tables, dzPartials, grads.gamma, grads.beta];
+    // Without the forward's u, and unless dz aliases dOut, pass 1 leaves Φ(z + bias) in dz for
+    // pass 2 (one evaluation, not two).
+    const cdfInDz = geluOut === null && this.offset(dz) !== this.offset(dOut);
+    const statistics = [z, bias, saved, dOut, geluOut, partials, cdfInDz ? dz : 0, N, C];
+    this.run("biasGeluBatchNormBackwardStatistics", statistics);
+    const apply = [
+      z,
+      bias,
+      gamma,
+      saved,
+      dOut,
+      dz,
+      geluOut,
+      partials,
+      tables,
+      dzPartials,
+      grads.gamma,
+      grads.beta,
+    ];
     this.run("biasGeluBatchNormBackwardApply", [...apply, N, C, +cdfInDz]);
     this.run("sumPartials", [dzPartials, threads, Cp, C, grads.bias]);
   }

@@ -187,9 +187,10 @@ export class WebGpuBackend extends GpuRuntime implements Backend {
     residual: Tensor | null,
     out: Tensor,
     training: boolean,
+    geluOut: Tensor | null = null, // checked, not used: the WGSL backward evaluates GELU again
   ): void {
     const op = "biasGeluBatchNormForward";
-    const { C, R } = shapes.batchNormForwardDims(z, unit, saved, residual, out);
+    const { C, R } = shapes.batchNormForwardDims(z, unit, saved, residual, out, geluOut);
     const { bias, gamma, beta, runningMean, runningVar } = unit;
     if (residual && this.gpu(residual).storage === this.gpu(out).storage) {
       throw new Error(`webgpu ${op}: residual may not alias out`);
@@ -234,8 +235,9 @@ export class WebGpuBackend extends GpuRuntime implements Backend {
     dOut: Tensor,
     dz: Tensor,
     grads: BatchNormGrads,
+    geluOut: Tensor | null = null, // checked, not used
   ): void {
-    const { C, R } = shapes.batchNormBackwardDims(z, unit, saved, dOut, dz, grads);
+    const { C, R } = shapes.batchNormBackwardDims(z, unit, saved, dOut, dz, grads, geluOut);
     const { bias, gamma } = unit, { bias: dBias, gamma: dGamma, beta: dBeta } = grads;
     const cBlocks = Math.ceil(C / WG.CHANNELS);
     const { rowsPerChunk, chunks } = chunking(R, cBlocks);
