@@ -13,9 +13,13 @@
 // 15-minute default on an AMD EPYC machine went at 165 ms per step in its first estimate, 207 by
 // its peak and 290-315 after it, and ended 90 s late). Every WATCH_MS of steps it projects the end
 // from the last window's step time, and where that end passes the budget it cuts the run to the
-// steps that fit the budget less its margin (it never lengthens a run: a window's noise would
-// otherwise move the schedule both ways): the decay steepens from there, the peak stays. Such a
-// run prints the cut, and --total-steps N --peak-step P replays it only up to the cut.
+// steps that fit the budget less its margin: the decay steepens from there, the peak stays. A cut
+// sized from one slow window can overshoot (two 15-minute defaults on the AMD machine, whose
+// steps sped up again after their cuts, ended 79 and 53 s early), so a cut run is lengthened
+// again, never past the length the estimates fixed, when the pace since the last estimate (minutes
+// of steps, not one window: its noise would move the schedule both ways) and the last window both
+// fit more steps. Such a run prints each change, and --total-steps N --peak-step P replays it only
+// up to the first.
 import type { RunConfig } from "./run_config.ts";
 
 /**
@@ -33,6 +37,8 @@ const SAVE_RESERVE_MS = 1000;
 const MARGIN_FRACTION = 0.03;
 /** Steps' time between two checks of the pace once the length is fixed. */
 const WATCH_MS = 30_000;
+/** The least a cut run is lengthened by again, in steps' time: no schedule change for a few steps. */
+const MIN_LENGTHENING_MS = 10_000;
 
 /** What a run costs besides its steps, in evaluated images. */
 export interface EvaluationLoad {
@@ -47,6 +53,8 @@ export class TimeBudget {
   #forwardMsPerImage = NaN;
   #firstStepMs = NaN; // the first estimate's step time: evaluations are scaled by the pace against it
   #secondAt: number | null = null; // the step of the second estimate, once the first is made
+  /** The length the estimates fixed, and the clock of the pace since (for undoing cuts). */
+  #fixed: { steps: number; step: number; at: number } | null = null;
   /** performance.now() at which the run should end (NaN until the first estimate). */
   projectedEnd = NaN;
 
@@ -97,6 +105,7 @@ export class TimeBudget {
       this.#secondAt = null;
     }
     this.#clock = { step, at: this.now() };
+    this.#fixed = this.#secondAt === null ? { steps: totalSteps, ...this.#clock } : null;
     const epochs = (totalSteps / this.stepsPerEpoch).toFixed(2);
     const perImageUs = (this.#forwardMsPerImage * 1000).toFixed(0);
     return `--time ${this.seconds} s: ${stepMs.toFixed(1)} ms per step (steps ${from}–${step})` +
@@ -114,7 +123,7 @@ export class TimeBudget {
     this.#clock = { step, at: this.now() };
     const planned = this.config.totalSteps!, fitting = this.#size(step, stepMs, planned);
     const lateMs = this.projectedEnd - this.seconds * 1000;
-    if (lateMs <= 0) return null;
+    if (lateMs <= 0) return this.#undoCut(clock.step, step, stepMs, fitting, -lateMs);
     this.config.totalSteps = Math.max(step + 1, fitting);
     this.#size(step, stepMs, this.config.totalSteps);
     const epochs = (this.config.totalSteps / this.stepsPerEpoch).toFixed(2);
@@ -123,9 +132,33 @@ export class TimeBudget {
       `${this.config.totalSteps} steps (${epochs} epochs), the decay steepened from step ${step}`;
   }
 
+  /**
+   * After a cut: lengthens the run to the steps that fit at both the last window's pace (its
+   * `fitting`, from step `from`) and the pace since the estimates, at most to the length they
+   * fixed, where that adds at least MIN_LENGTHENING_MS of steps.
+   */
+  #undoCut(from: number, step: number, windowMs: number, fitting: number, earlyMs: number): string | null {
+    const fixed = this.#fixed, planned = this.config.totalSteps!;
+    if (fixed === null || planned >= fixed.steps) return null;
+    const sinceMs = (this.now() - fixed.at) / (step - fixed.step);
+    const longer = Math.min(fixed.steps, fitting, this.#size(step, sinceMs));
+    if ((longer - planned) * windowMs < MIN_LENGTHENING_MS) {
+      this.#size(step, windowMs, planned);
+      return null;
+    }
+    this.config.totalSteps = longer;
+    this.#size(step, windowMs, longer);
+    const epochs = (longer / this.stepsPerEpoch).toFixed(2);
+    return `--time ${this.seconds} s would end ${(earlyMs / 1000).toFixed(0)} s early at ` +
+      `${windowMs.toFixed(1)} ms per step (steps ${from}–${step}; ${sinceMs.toFixed(1)} since step ` +
+      `${fixed.step}): lengthened from ${planned} to ${longer} steps (${epochs} epochs), the decay ` +
+      `flattened from step ${step}`;
+  }
+
   /** Leaves `ms` (an epoch end's evaluation and save) out of the step timing. */
   exclude(ms: number) {
     if (this.#clock) this.#clock.at += ms;
+    if (this.#fixed) this.#fixed.at += ms;
   }
 
   /**
