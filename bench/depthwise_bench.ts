@@ -97,27 +97,20 @@ export async function depthwiseBench(
         const grads = { bias: dBias, gamma: dGamma, beta: dBeta };
         backend.fill(gamma, 1);
         backend.fill(runningVar, 1);
-        row(
-          "bias-GELU-BN forward (training, residual)",
-          timeMedian(
-            runs,
-            () => backend.biasGeluBatchNormForward(x, unit, saved, dOut, out, true),
-          ),
-          null,
-        );
+        // Without and with u kept for the backward (the model keeps it where the backend reuses it).
+        const geluOut = backend.tensor(x.shape);
+        for (const kept of [null, geluOut]) {
+          const how = kept ? ", GELU output kept" : "";
+          const forward = () => backend.biasGeluBatchNormForward(x, unit, saved, dOut, out, true, kept);
+          row(`bias-GELU-BN forward (training, residual${how})`, timeMedian(runs, forward), null);
+          const backward = () => backend.biasGeluBatchNormBackward(x, unit, saved, dOut, dx, grads, kept);
+          row(`bias-GELU-BN backward${kept ? " (GELU output kept)" : ""}`, timeMedian(runs, backward), null);
+        }
         row(
           "bias-GELU-BN forward (eval)",
           timeMedian(
             runs,
             () => backend.biasGeluBatchNormForward(x, unit, saved, null, out, false),
-          ),
-          null,
-        );
-        row(
-          "bias-GELU-BN backward",
-          timeMedian(
-            runs,
-            () => backend.biasGeluBatchNormBackward(x, unit, saved, dOut, dx, grads),
           ),
           null,
         );
