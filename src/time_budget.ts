@@ -13,13 +13,14 @@
 // 15-minute default on an AMD EPYC machine went at 165 ms per step in its first estimate, 207 by
 // its peak and 290-315 after it, and ended 90 s late). Every WATCH_MS of steps it projects the end
 // from the last window's step time, and where that end passes the budget it cuts the run to the
-// steps that fit the budget less its margin: the decay steepens from there, the peak stays. A cut
-// sized from one slow window can overshoot (two 15-minute defaults on the AMD machine, whose
-// steps sped up again after their cuts, ended 79 and 53 s early), so a cut run is lengthened
-// again, never past the length the estimates fixed, when the pace since the last estimate (minutes
-// of steps, not one window: its noise would move the schedule both ways) and the last window both
-// fit more steps. Such a run prints each change, and --total-steps N --peak-step P replays it only
-// up to the first.
+// steps that fit the budget less its margin: the decay steepens from there, the peak stays. Sized
+// from that one slow window alone, cuts overshot (two 15-minute defaults on the AMD machine, whose
+// steps sped up again after their cuts, ended 79 and 53 s early): a cut is sized at the mean of the
+// window's pace and the pace since the estimates, and where the window says that more steps fit
+// by at least MIN_LENGTHENING_MS, the run is lengthened to them (the decay flattens from there).
+// With the margin that is a dead band of about a minute, so one window's noise (±5% from one to
+// the next) moves nothing. Such a run prints each change, and --total-steps N --peak-step P
+// replays it only up to the first.
 import type { RunConfig } from "./run_config.ts";
 
 /**
@@ -37,8 +38,8 @@ const SAVE_RESERVE_MS = 1000;
 const MARGIN_FRACTION = 0.03;
 /** Steps' time between two checks of the pace once the length is fixed. */
 const WATCH_MS = 30_000;
-/** The least a cut run is lengthened by again, in steps' time: no schedule change for a few steps. */
-const MIN_LENGTHENING_MS = 10_000;
+/** The least a run is lengthened by, in steps' time (with the margin, the watch's dead band). */
+const MIN_LENGTHENING_MS = 30_000;
 
 /** What a run costs besides its steps, in evaluated images. */
 export interface EvaluationLoad {
@@ -53,8 +54,8 @@ export class TimeBudget {
   #forwardMsPerImage = NaN;
   #firstStepMs = NaN; // the first estimate's step time: evaluations are scaled by the pace against it
   #secondAt: number | null = null; // the step of the second estimate, once the first is made
-  /** The length the estimates fixed, and the clock of the pace since (for undoing cuts). */
-  #fixed: { steps: number; step: number; at: number } | null = null;
+  /** The clock of the pace since the estimates fixed the length (for sizing cuts). */
+  #fixed: { step: number; at: number } | null = null;
   /** performance.now() at which the run should end (NaN until the first estimate). */
   projectedEnd = NaN;
 
@@ -105,7 +106,7 @@ export class TimeBudget {
       this.#secondAt = null;
     }
     this.#clock = { step, at: this.now() };
-    this.#fixed = this.#secondAt === null ? { steps: totalSteps, ...this.#clock } : null;
+    this.#fixed = this.#secondAt === null ? { ...this.#clock } : null;
     const epochs = (totalSteps / this.stepsPerEpoch).toFixed(2);
     const perImageUs = (this.#forwardMsPerImage * 1000).toFixed(0);
     return `--time ${this.seconds} s: ${stepMs.toFixed(1)} ms per step (steps ${from}–${step})` +
@@ -123,8 +124,13 @@ export class TimeBudget {
     this.#clock = { step, at: this.now() };
     const planned = this.config.totalSteps!, fitting = this.#size(step, stepMs, planned);
     const lateMs = this.projectedEnd - this.seconds * 1000;
-    if (lateMs <= 0) return this.#undoCut(clock.step, step, stepMs, fitting, -lateMs);
-    this.config.totalSteps = Math.max(step + 1, fitting);
+    const sinceMs = this.#fixed ? (this.now() - this.#fixed.at) / (step - this.#fixed.step) : stepMs;
+    if (lateMs <= 0) return this.#lengthen(clock.step, step, stepMs, fitting, -lateMs);
+    // Sized at the mean of the window's pace and the pace since the estimates, where that is faster:
+    // a slow window alone overshoots when the steps speed up again, and if they do not, the next
+    // windows cut the rest.
+    const sizingMs = Math.min(stepMs, (stepMs + sinceMs) / 2);
+    this.config.totalSteps = Math.max(step + 1, this.#size(step, sizingMs));
     this.#size(step, stepMs, this.config.totalSteps);
     const epochs = (this.config.totalSteps / this.stepsPerEpoch).toFixed(2);
     return `--time ${this.seconds} s would end ${(lateMs / 1000).toFixed(0)} s late at ` +
@@ -133,26 +139,21 @@ export class TimeBudget {
   }
 
   /**
-   * After a cut: lengthens the run to the steps that fit at both the last window's pace (its
-   * `fitting`, from step `from`) and the pace since the estimates, at most to the length they
-   * fixed, where that adds at least MIN_LENGTHENING_MS of steps.
+   * Lengthens the run to the steps that fit at the last window's pace (`fitting`, the window from
+   * step `from`), where that adds at least MIN_LENGTHENING_MS of steps.
    */
-  #undoCut(from: number, step: number, windowMs: number, fitting: number, earlyMs: number): string | null {
-    const fixed = this.#fixed, planned = this.config.totalSteps!;
-    if (fixed === null || planned >= fixed.steps) return null;
-    const sinceMs = (this.now() - fixed.at) / (step - fixed.step);
-    const longer = Math.min(fixed.steps, fitting, this.#size(step, sinceMs));
-    if ((longer - planned) * windowMs < MIN_LENGTHENING_MS) {
+  #lengthen(from: number, step: number, windowMs: number, fitting: number, earlyMs: number): string | null {
+    const planned = this.config.totalSteps!;
+    if ((fitting - planned) * windowMs < MIN_LENGTHENING_MS) {
       this.#size(step, windowMs, planned);
       return null;
     }
-    this.config.totalSteps = longer;
-    this.#size(step, windowMs, longer);
-    const epochs = (longer / this.stepsPerEpoch).toFixed(2);
+    this.config.totalSteps = fitting;
+    this.#size(step, windowMs, fitting);
+    const epochs = (fitting / this.stepsPerEpoch).toFixed(2);
     return `--time ${this.seconds} s would end ${(earlyMs / 1000).toFixed(0)} s early at ` +
-      `${windowMs.toFixed(1)} ms per step (steps ${from}–${step}; ${sinceMs.toFixed(1)} since step ` +
-      `${fixed.step}): lengthened from ${planned} to ${longer} steps (${epochs} epochs), the decay ` +
-      `flattened from step ${step}`;
+      `${windowMs.toFixed(1)} ms per step (steps ${from}–${step}): lengthened from ${planned} to ` +
+      `${fitting} steps (${epochs} epochs), the decay flattened from step ${step}`;
   }
 
   /** Leaves `ms` (an epoch end's evaluation and save) out of the step timing. */
