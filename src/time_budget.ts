@@ -15,12 +15,13 @@
 // from the last window's step time, and where that end passes the budget it cuts the run to the
 // steps that fit the budget less its margin: the decay steepens from there, the peak stays. Sized
 // from that one slow window alone, cuts overshot (two 15-minute defaults on the AMD machine, whose
-// steps sped up again after their cuts, ended 79 and 53 s early): a cut is sized at the mean of the
-// window's pace and the pace since the estimates, and where the window says that more steps fit
-// by at least MIN_LENGTHENING_MS, the run is lengthened to them (the decay flattens from there).
-// With the margin that is a dead band of about a minute, so one window's noise (±5% from one to
-// the next) moves nothing. Such a run prints each change, and --total-steps N --peak-step P
-// replays it only up to the first.
+// steps sped up again after their cuts, ended 79 and 53 s early), so a cut is sized at the mean of
+// the window's pace and the pace since the estimates (where the slowness lasts, the next windows
+// cut the rest); and where the end would come early, the run is lengthened to the steps that fit
+// at the slower of those two paces, if that adds at least MIN_LENGTHENING_MS of steps (the decay
+// flattens from there). One window's pace alone swings ±15% on these machines (161–227 ms per
+// step within minutes), and lengthening on it undid and redid cuts every minute. Such a run
+// prints each change, and --total-steps N --peak-step P replays it only up to the first.
 import type { RunConfig } from "./run_config.ts";
 
 /**
@@ -38,7 +39,7 @@ const SAVE_RESERVE_MS = 1000;
 const MARGIN_FRACTION = 0.03;
 /** Steps' time between two checks of the pace once the length is fixed. */
 const WATCH_MS = 30_000;
-/** The least a run is lengthened by, in steps' time (with the margin, the watch's dead band). */
+/** The least a run is lengthened by, in steps' time: no schedule change for a few steps. */
 const MIN_LENGTHENING_MS = 30_000;
 
 /** What a run costs besides its steps, in evaluated images. */
@@ -122,10 +123,11 @@ export class TimeBudget {
     await flush();
     const stepMs = (this.now() - clock.at) / (step - clock.step);
     this.#clock = { step, at: this.now() };
-    const planned = this.config.totalSteps!, fitting = this.#size(step, stepMs, planned);
+    const planned = this.config.totalSteps!;
+    this.#size(step, stepMs, planned);
     const lateMs = this.projectedEnd - this.seconds * 1000;
     const sinceMs = this.#fixed ? (this.now() - this.#fixed.at) / (step - this.#fixed.step) : stepMs;
-    if (lateMs <= 0) return this.#lengthen(clock.step, step, stepMs, fitting, -lateMs);
+    if (lateMs <= 0) return this.#lengthen(clock.step, step, Math.max(stepMs, sinceMs), -lateMs);
     // Sized at the mean of the window's pace and the pace since the estimates, where that is faster:
     // a slow window alone overshoots when the steps speed up again, and if they do not, the next
     // windows cut the rest.
@@ -139,21 +141,25 @@ export class TimeBudget {
   }
 
   /**
-   * Lengthens the run to the steps that fit at the last window's pace (`fitting`, the window from
-   * step `from`), where that adds at least MIN_LENGTHENING_MS of steps.
+   * Lengthens the run to the steps that fit at `paceMs` (the slower of the last window's pace, the
+   * window from step `from`, and the pace since the estimates), where that adds at least
+   * MIN_LENGTHENING_MS of steps.
    */
-  #lengthen(from: number, step: number, windowMs: number, fitting: number, earlyMs: number): string | null {
-    const planned = this.config.totalSteps!;
-    if ((fitting - planned) * windowMs < MIN_LENGTHENING_MS) {
-      this.#size(step, windowMs, planned);
+  #lengthen(from: number, step: number, paceMs: number, earlyMs: number): string | null {
+    const planned = this.config.totalSteps!, fitting = this.#size(step, paceMs);
+    if ((fitting - planned) * paceMs < MIN_LENGTHENING_MS) {
+      this.#size(step, paceMs, planned);
       return null;
     }
     this.config.totalSteps = fitting;
-    this.#size(step, windowMs, fitting);
+    this.#size(step, paceMs, fitting);
     const epochs = (fitting / this.stepsPerEpoch).toFixed(2);
-    return `--time ${this.seconds} s would end ${(earlyMs / 1000).toFixed(0)} s early at ` +
-      `${windowMs.toFixed(1)} ms per step (steps ${from}–${step}): lengthened from ${planned} to ` +
-      `${fitting} steps (${epochs} epochs), the decay flattened from step ${step}`;
+    return `--time ${this.seconds} s would end ${
+      (earlyMs / 1000).toFixed(0)
+    } s early (steps ${from}–${step}), ` +
+      `and at ${paceMs.toFixed(1)} ms per step (the slower of that window and the pace since the ` +
+      `estimates) fits ${fitting - planned} more steps: lengthened from ${planned} to ${fitting} steps ` +
+      `(${epochs} epochs), the decay flattened from step ${step}`;
   }
 
   /** Leaves `ms` (an epoch end's evaluation and save) out of the step timing. */

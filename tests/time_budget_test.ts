@@ -55,26 +55,35 @@ Deno.test("--time on a machine that slows down after the peak: the run is cut an
 for (const after of [100, 70]) {
   Deno.test(`--time, slower for a while after the peak, then ${after} ms per step: cut, then lengthened, on time`, async () => {
     // 100 ms per step, 160 over steps 2,500–2,900, then `after`: the slow windows' cuts would
-    // leave much of the budget unused once the steps speed up again.
+    // leave a fifth of the budget unused once the steps speed up again. (Lengthened at the pace
+    // since the estimates, which remembers the slow steps, the run gets most of it back.)
     const run = await simulate((step) => step >= 2500 && step < 2900 ? 160 : step < 2500 ? 100 : after);
     const cuts = run.lines.filter((l) => l.includes(" late at "));
-    const lengthenings = run.lines.filter((l) => l.includes(" early at "));
+    const lengthenings = run.lines.filter((l) => l.includes(" s early "));
     assert(cuts.length >= 1 && lengthenings.length >= 1, run.lines.join("\n"));
     assert.match(
       lengthenings[0],
-      /^--time 600 s would end \d+ s early at [\d.]+ ms per step \(steps \d+–\d+\): lengthened from \d+ to \d+ steps/,
+      /^--time 600 s would end \d+ s early \(steps \d+–\d+\), and at [\d.]+ ms per step .* fits \d+ more steps: lengthened from \d+ to \d+ steps/,
     );
     assert.equal(run.steps, run.config.totalSteps);
     assert(run.endMs <= SECONDS * 1000, `ended at ${run.endMs} ms`);
-    assert(run.endMs > 0.95 * SECONDS * 1000, `ended at ${run.endMs} ms: the budget is used`);
+    assert(run.endMs > 0.9 * SECONDS * 1000, `ended at ${run.endMs} ms: the budget is used`);
   });
 }
 
-Deno.test("--time on a machine that speeds up: lengthened once, the budget used, no change for the windows' noise", async () => {
+Deno.test("--time on a machine that speeds up: lengthened a few times, never cut, the budget used", async () => {
   const run = await simulate((step) => (step < 2500 ? 100 : 70) * (1 + 0.03 * Math.sin(step)));
-  const lengthenings = run.lines.filter((l) => l.includes(" early at "));
-  assert.equal(lengthenings.length, 1, run.lines.join("\n"));
-  assert.equal(run.lines.length, 3, run.lines.join("\n"));
+  const lengthenings = run.lines.filter((l) => l.includes(" s early "));
+  assert(lengthenings.length >= 1 && lengthenings.length <= 3, run.lines.join("\n"));
+  assert.equal(run.lines.length, 2 + lengthenings.length, run.lines.join("\n"));
   assert(run.endMs <= SECONDS * 1000, `ended at ${run.endMs} ms`);
-  assert(run.endMs > 0.95 * SECONDS * 1000, `ended at ${run.endMs} ms: the budget is used`);
+  assert(run.endMs > 0.9 * SECONDS * 1000, `ended at ${run.endMs} ms: the budget is used`);
+});
+
+Deno.test("--time on a machine whose windows swing ±15%: few changes, on time", async () => {
+  // 30-s windows alternating fast and slow around 100 ms, as the AMD machine's did (161–227 ms).
+  const run = await simulate((step) => 100 * (1 + 0.15 * Math.sign(Math.sin(step / 150))));
+  const changes = run.lines.slice(2);
+  assert(changes.length <= 3, run.lines.join("\n"));
+  assert(run.endMs <= SECONDS * 1000, `ended at ${run.endMs} ms`);
 });
