@@ -16,7 +16,7 @@
 // steps that fit the budget less its margin: the decay steepens from there, the peak stays. Sized
 // from that one slow window alone, cuts overshot (two 15-minute defaults on the AMD machine, whose
 // steps sped up again after their cuts, ended 79 and 53 s early), so a cut is sized at the mean of
-// the window's pace and the pace since the estimates (where the slowness lasts, the next windows
+// the window's pace and the pace since the first estimate (where the slowness lasts, the next windows
 // cut the rest); and where the end would come early, the run is lengthened to the steps that fit
 // at the slower of those two paces, if that adds at least MIN_LENGTHENING_MS of steps (the decay
 // flattens from there). One window's pace alone swings ±15% on these machines (161–227 ms per
@@ -55,8 +55,8 @@ export class TimeBudget {
   #forwardMsPerImage = NaN;
   #firstStepMs = NaN; // the first estimate's step time: evaluations are scaled by the pace against it
   #secondAt: number | null = null; // the step of the second estimate, once the first is made
-  /** The clock of the pace since the estimates fixed the length (for sizing cuts). */
-  #fixed: { step: number; at: number } | null = null;
+  /** The clock from the first estimate on: the run's pace over minutes, for the watch. */
+  #sinceFirst: { step: number; at: number } | null = null;
   /** performance.now() at which the run should end (NaN until the first estimate). */
   projectedEnd = NaN;
 
@@ -107,7 +107,7 @@ export class TimeBudget {
       this.#secondAt = null;
     }
     this.#clock = { step, at: this.now() };
-    this.#fixed = this.#secondAt === null ? { ...this.#clock } : null;
+    if (first) this.#sinceFirst = { ...this.#clock };
     const epochs = (totalSteps / this.stepsPerEpoch).toFixed(2);
     const perImageUs = (this.#forwardMsPerImage * 1000).toFixed(0);
     return `--time ${this.seconds} s: ${stepMs.toFixed(1)} ms per step (steps ${from}–${step})` +
@@ -126,9 +126,9 @@ export class TimeBudget {
     const planned = this.config.totalSteps!;
     this.#size(step, stepMs, planned);
     const lateMs = this.projectedEnd - this.seconds * 1000;
-    const sinceMs = this.#fixed ? (this.now() - this.#fixed.at) / (step - this.#fixed.step) : stepMs;
+    const since = this.#sinceFirst!, sinceMs = (this.now() - since.at) / (step - since.step);
     if (lateMs <= 0) return this.#lengthen(clock.step, step, Math.max(stepMs, sinceMs), -lateMs);
-    // Sized at the mean of the window's pace and the pace since the estimates, where that is faster:
+    // Sized at the mean of the window's pace and the pace since the first estimate, where that is faster:
     // a slow window alone overshoots when the steps speed up again, and if they do not, the next
     // windows cut the rest.
     const sizingMs = Math.min(stepMs, (stepMs + sinceMs) / 2);
@@ -142,7 +142,7 @@ export class TimeBudget {
 
   /**
    * Lengthens the run to the steps that fit at `paceMs` (the slower of the last window's pace, the
-   * window from step `from`, and the pace since the estimates), where that adds at least
+   * window from step `from`, and the pace since the first estimate), where that adds at least
    * MIN_LENGTHENING_MS of steps.
    */
   #lengthen(from: number, step: number, paceMs: number, earlyMs: number): string | null {
@@ -157,15 +157,15 @@ export class TimeBudget {
     return `--time ${this.seconds} s would end ${
       (earlyMs / 1000).toFixed(0)
     } s early (steps ${from}–${step}), ` +
-      `and at ${paceMs.toFixed(1)} ms per step (the slower of that window and the pace since the ` +
-      `estimates) fits ${fitting - planned} more steps: lengthened from ${planned} to ${fitting} steps ` +
+      `and at ${paceMs.toFixed(1)} ms per step (the slower of that window and the pace since the first ` +
+      `estimate) fits ${fitting - planned} more steps: lengthened from ${planned} to ${fitting} steps ` +
       `(${epochs} epochs), the decay flattened from step ${step}`;
   }
 
   /** Leaves `ms` (an epoch end's evaluation and save) out of the step timing. */
   exclude(ms: number) {
     if (this.#clock) this.#clock.at += ms;
-    if (this.#fixed) this.#fixed.at += ms;
+    if (this.#sinceFirst) this.#sinceFirst.at += ms;
   }
 
   /**

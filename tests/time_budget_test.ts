@@ -87,3 +87,12 @@ Deno.test("--time on a machine whose windows swing ±15%: few changes, on time",
   assert(changes.length <= 3, run.lines.join("\n"));
   assert(run.endMs <= SECONDS * 1000, `ended at ${run.endMs} ms`);
 });
+
+Deno.test("--time: one fast window right after the second estimate lengthens nothing", async () => {
+  // The peak comes at about step 2,240; steps 2,240–2,620 (one 30-s window) run at 80 ms.
+  const run = await simulate((step) =>
+    (step >= 2240 && step < 2620 ? 80 : 100) * (1 + 0.03 * Math.sin(step))
+  );
+  assert.equal(run.lines.length, 2, run.lines.join("\n"));
+  assert(run.endMs <= SECONDS * 1000, `ended at ${run.endMs} ms`);
+});
