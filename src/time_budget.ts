@@ -39,7 +39,10 @@ const SAVE_RESERVE_MS = 1000;
 const MARGIN_FRACTION = 0.03;
 /** Steps' time between two checks of the pace once the length is fixed. */
 const WATCH_MS = 30_000;
-/** The least a run is lengthened by, in steps' time: no schedule change for a few steps. */
+/**
+ * The least a run is lengthened by, in steps' time: with the margin, a dead band of about a minute
+ * in which the windows' swings change nothing (10 or 15 s let simulated ±15% swings through).
+ */
 const MIN_LENGTHENING_MS = 30_000;
 
 /** What a run costs besides its steps, in evaluated images. */
@@ -128,9 +131,9 @@ export class TimeBudget {
     const lateMs = this.projectedEnd - this.seconds * 1000;
     const since = this.#sinceFirst!, sinceMs = (this.now() - since.at) / (step - since.step);
     if (lateMs <= 0) return this.#lengthen(clock.step, step, Math.max(stepMs, sinceMs), -lateMs);
-    // Sized at the mean of the window's pace and the pace since the first estimate, where that is faster:
-    // a slow window alone overshoots when the steps speed up again, and if they do not, the next
-    // windows cut the rest.
+    // Sized at the mean of the window's pace and the pace since the first estimate, where that is
+    // faster: a slow window alone overshoots when the steps speed up again, and if they do not, the
+    // next windows cut the rest.
     const sizingMs = Math.min(stepMs, (stepMs + sinceMs) / 2);
     this.config.totalSteps = Math.max(step + 1, this.#size(step, sizingMs));
     this.#size(step, stepMs, this.config.totalSteps);
@@ -153,10 +156,8 @@ export class TimeBudget {
     }
     this.config.totalSteps = fitting;
     this.#size(step, paceMs, fitting);
-    const epochs = (fitting / this.stepsPerEpoch).toFixed(2);
-    return `--time ${this.seconds} s would end ${
-      (earlyMs / 1000).toFixed(0)
-    } s early (steps ${from}–${step}), ` +
+    const epochs = (fitting / this.stepsPerEpoch).toFixed(2), early = (earlyMs / 1000).toFixed(0);
+    return `--time ${this.seconds} s would end ${early} s early (steps ${from}–${step}), ` +
       `and at ${paceMs.toFixed(1)} ms per step (the slower of that window and the pace since the first ` +
       `estimate) fits ${fitting - planned} more steps: lengthened from ${planned} to ${fitting} steps ` +
       `(${epochs} epochs), the decay flattened from step ${step}`;
