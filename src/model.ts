@@ -208,9 +208,9 @@ export class ConvMixer {
     };
   }
 
-  /** Each unit's tensor for its GELU output (unitsOf order), or nulls where they are not kept. */
-  private keptGeluOutputs(a: Activations): (Tensor | null)[] {
-    if (!this.keepsGeluOutput) return Array(2 * this.config.depth + 1).fill(null);
+  /** Each unit's tensor for its GELU output (unitsOf order); empty where they are not kept. */
+  private keptGeluOutputs(a: Activations): Tensor[] {
+    if (!this.keepsGeluOutput) return [];
     const full = this.full, batch = a.images.shape[0];
     full.geluOut ??= Array.from(
       { length: 2 * this.config.depth + 1 },

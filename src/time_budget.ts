@@ -154,8 +154,7 @@ export class TimeBudget {
       this.#size(step, paceMs, planned);
       return null;
     }
-    this.config.totalSteps = fitting;
-    this.#size(step, paceMs, fitting);
+    this.config.totalSteps = fitting; // #size above projected the end for exactly this length
     const epochs = (fitting / this.stepsPerEpoch).toFixed(2), early = (earlyMs / 1000).toFixed(0);
     return `--time ${this.seconds} s would end ${early} s early (steps ${from}–${step}), ` +
       `and at ${paceMs.toFixed(1)} ms per step (the slower of that window and the pace since the first ` +

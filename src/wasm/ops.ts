@@ -262,21 +262,8 @@ export abstract class WasmOps {
     const cdfInDz = geluOut === null && this.offset(dz) !== this.offset(dOut);
     const statistics = [z, bias, saved, dOut, geluOut, partials, cdfInDz ? dz : 0, N, C];
     this.run("biasGeluBatchNormBackwardStatistics", statistics);
-    const apply = [
-      z,
-      bias,
-      gamma,
-      saved,
-      dOut,
-      dz,
-      geluOut,
-      partials,
-      tables,
-      dzPartials,
-      grads.gamma,
-      grads.beta,
-    ];
-    this.run("biasGeluBatchNormBackwardApply", [...apply, N, C, +cdfInDz]);
+    const apply = [z, bias, gamma, saved, dOut, dz, geluOut, partials, tables, dzPartials];
+    this.run("biasGeluBatchNormBackwardApply", [...apply, grads.gamma, grads.beta, N, C, +cdfInDz]);
     this.run("sumPartials", [dzPartials, threads, Cp, C, grads.bias]);
   }
 
