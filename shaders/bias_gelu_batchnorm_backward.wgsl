@@ -1,7 +1,8 @@
 //!include gelu.wgsl
 //!include row_lanes.wgsl
 // Second pass of biasGeluBatchNormBackward, on the row-lanes skeleton. Every workgroup first adds
-// the chunks of batchnorm_backward_sums.wgsl for its channels (its lanes take every
+// the chunks of batchnorm_backward_sums.wgsl for its channels (or the one chunk that sum_slices.wgsl
+// made of the per-tile sums of gemm.wgsl's BACKWARD_SUMS epilogue) (its lanes take every
 // WG_ROW_LANES-th chunk; the partials are a few KB, read from cache), so no separate pass adds
 // them: sums = (Σ dOut, Σ dOut·x̂), which the workgroups of chunk 0 write out as dBeta and dGamma.
 // Then, for its chunk of rows,
@@ -14,7 +15,7 @@ struct Params {
   R: u32,
   C: u32,
   rowsPerChunk: u32,
-  chunks: u32,
+  chunks: u32, // of sumPartial
 }
 
 // Element types of the tensors that may be stored in half precision (the host swaps in f16).

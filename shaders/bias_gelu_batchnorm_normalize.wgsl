@@ -2,9 +2,10 @@
 //!include row_lanes.wgsl
 // Second and last pass of biasGeluBatchNormForward, on the row-lanes skeleton:
 //   out = gamma·(GELU(z + bias) − mean)·invStd + beta (+ residual, the ConvMixer block's skip).
-// TRAINING: every workgroup first merges the chunks' (mean, M2) of bias_gelu_statistics.wgsl for
-// its channels with Chan's formula (its lanes take every WG_ROW_LANES-th chunk; the partials are a
-// few KB, read from cache), so no separate finalize pass is dispatched; the workgroups of chunk 0
+// TRAINING: every workgroup first merges the chunks' (mean, M2) of bias_gelu_statistics.wgsl (or of
+// merge_statistics.wgsl, after a GEMM's epilogue) for its channels with Chan's formula (its lanes
+// take every WG_ROW_LANES-th chunk; the partials are a few KB, read from cache), so no separate
+// finalize pass is dispatched; the workgroups of chunk 0
 // write saved = (mean, 1/√(var + eps)) and update the running statistics (BATCHNORM_MOMENTUM,
 // unbiased variance) as torch.nn.BatchNorm2d does. Eval: mean and var are the running statistics.
 // GELU is recomputed rather than stored: one more erf is cheaper than a round trip to memory.
@@ -13,7 +14,8 @@ struct Params {
   R: u32,
   C: u32,
   rowsPerChunk: u32,
-  chunks: u32, // of the statistics pass, chunked alike (TRAINING)
+  statsRowsPerChunk: u32, // TRAINING: the statistics' chunks, of statsRowsPerChunk rows (the last short)
+  statsChunks: u32,
 }
 
 // Element types of the tensors that may be stored in half precision (the host swaps in f16).
@@ -41,8 +43,8 @@ fn batchStatistics(c: u32, lid: vec3<u32>) -> vec3<f32> {
   let C = params.C;
   var acc = vec3<f32>();
   if (c < C) {
-    for (var chunk = lid.y; chunk < params.chunks; chunk += WG_ROW_LANES) {
-      let n = f32(min(params.rowsPerChunk, params.R - chunk * params.rowsPerChunk));
+    for (var chunk = lid.y; chunk < params.statsChunks; chunk += WG_ROW_LANES) {
+      let n = f32(min(params.statsRowsPerChunk, params.R - chunk * params.statsRowsPerChunk));
       acc = chanMerge(acc, vec3<f32>(n, partial[chunk * 2u * C + c], partial[(chunk * 2u + 1u) * C + c]));
     }
   }

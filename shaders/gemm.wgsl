@@ -1,3 +1,4 @@
+//!include gelu.wgsl
 // Tiled GEMM, the pointwise conv and the head: out[R, S] = A[R, T] · B[T, S] (+ bias[S]).
 // A is stored [R, T] or, with TRANS_A, [T, R]; B is stored [T, S] or, with TRANS_B, [S, T]:
 //   linearForward         x[M, K] · W[N, K]ᵀ    (TRANS_B)
@@ -15,6 +16,15 @@
 // and stores, as no tile has an edge.
 // SPLIT_K: workgroup z contracts over T range [z·tPerSlice, (z+1)·tPerSlice) and writes its
 // partial product to out[z, R, S]; sum_slices.wgsl adds the slices (no float atomics).
+//
+// Epilogues for the bias-GELU-BatchNorm unit that reads out (the host fuses them where the unit
+// follows the GEMM), so that unit needs no pass of its own over out to reduce it:
+// STATISTICS: out is the unit's z; tilePartial[row tile] = (mean[S], M2[S]) of u = GELU(z + unitBias)
+//   over the tile's rows (two passes over the registers: the tile's mean, then Σ(u − mean)²), as
+//   stored (f16 under --precision f16); merge_statistics.wgsl merges the tiles with Chan's formula.
+// BACKWARD_SUMS: out is the unit's dOut; tilePartial[row tile] = (Σ dOut[S], Σ dOut·x̂[S]) over the
+//   tile's rows, x̂ = (GELU(z + unitBias) − mean)·invStd from the forward's saved = (mean, invStd).
+// The 16 thread rows of a column add up in workgroup memory (the staged tiles, free by then).
 
 struct Params {
   R: u32,
@@ -27,18 +37,25 @@ struct Params {
 alias a_t = f32;
 alias b_t = f32;
 alias out_t = f32;
+alias z_t = f32;
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> a: array<a_t>;
 @group(0) @binding(2) var<storage, read> b: array<b_t>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<out_t>;
+@group(0) @binding(5) var<storage, read> unitBias: array<f32>;
+@group(0) @binding(6) var<storage, read> z: array<z_t>; // BACKWARD_SUMS
+@group(0) @binding(7) var<storage, read> saved: array<f32>; // BACKWARD_SUMS: (mean[S], invStd[S])
+@group(0) @binding(8) var<storage, read_write> tilePartial: array<f32>; // [R tiles, 2, S]
 
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
 override HAS_BIAS: bool = false;
 override SPLIT_K: bool = false;
 override FULL_TILES: bool = false;
+override STATISTICS: bool = false;
+override BACKWARD_SUMS: bool = false;
 
 const TILE = WG_GEMM_TILE;
 const TILE_T = WG_GEMM_TILE_T;
@@ -141,6 +158,121 @@ fn storeRow(row: u32, col0: u32, lo: vec4<f32>, hi: vec4<f32>, sliceOffset: u32)
   }
 }
 
+// ---- the epilogues (STATISTICS, BACKWARD_SUMS) --------------------------------------------------
+
+/** Row i (0..7) of the register block of the thread whose first row is row0. */
+fn blockRow(row0: u32, i: u32) -> u32 {
+  return row0 + i + select(0u, 60u, i >= 4u);
+}
+
+/**
+ * Σ over the tile's 16 thread rows of each thread's values at its columns 4tc.. (lo) and 64+4tc..
+ * (hi); every thread gets its columns' totals (every thread must call it). Slot q of a row holds the
+ * tile's columns 4q..4q+3, lo in slots 0..15 and hi in 16..31.
+ */
+fn sumColumns(lo: vec4<f32>, hi: vec4<f32>, tid: u32) -> array<vec4<f32>, 2> {
+  let tr = tid / 16u;
+  let tc = tid % 16u;
+  workgroupBarrier();
+  tileA[tr * 32u + tc] = lo;
+  tileA[tr * 32u + 16u + tc] = hi;
+  workgroupBarrier();
+  if (tid < 32u) {
+    var total = vec4<f32>();
+    for (var r = 0u; r < 16u; r++) {
+      total += tileA[r * 32u + tid];
+    }
+    tileB[tid] = total;
+  }
+  workgroupBarrier();
+  return array<vec4<f32>, 2>(tileB[tc], tileB[16u + tc]);
+}
+
+/** unitBias (part 0) or saved's part 1 or 2 (mean, invStd) at columns col..col+3 (0 past S). */
+fn columnValues(part: u32, col: u32) -> vec4<f32> {
+  var v = vec4<f32>();
+  for (var j = 0u; j < 4u; j++) {
+    if (col + j < params.S && part == 0u) {
+      v[j] = unitBias[col + j];
+    } else if (col + j < params.S) {
+      v[j] = saved[(part - 1u) * params.S + col + j];
+    }
+  }
+  return v;
+}
+
+/** Writes a thread-row-0 thread's column values (lo, hi) into tilePartial[tile, part, ·]. */
+fn storeTilePartial(tile: u32, part: u32, col0: u32, values: array<vec4<f32>, 2>) {
+  for (var h = 0u; h < 2u; h++) {
+    for (var j = 0u; j < 4u; j++) {
+      let col = col0 + 64u * h + j;
+      if (col < params.S) {
+        tilePartial[(tile * 2u + part) * params.S + col] = values[h][j];
+      }
+    }
+  }
+}
+
+fn geluVec(x: vec4<f32>) -> vec4<f32> {
+  return vec4<f32>(gelu(x.x), gelu(x.y), gelu(x.z), gelu(x.w));
+}
+
+/** STATISTICS: the tile's (mean, M2) of u = GELU(z + unitBias) per column, z as stored. */
+fn statisticsEpilogue(acc: ptr<function, array<vec4<f32>, 16>>, rowBase: u32, row0: u32, col0: u32, tid: u32) {
+  let biases = array<vec4<f32>, 2>(columnValues(0u, col0), columnValues(0u, col0 + 64u));
+  var sums = array<vec4<f32>, 2>();
+  for (var k = 0u; k < 16u; k++) {
+    let u = geluVec(vec4<f32>(vec4<out_t>((*acc)[k])) + biases[k % 2u]);
+    let inside = blockRow(row0, k / 2u) < params.R;
+    (*acc)[k] = select(vec4<f32>(), u, inside);
+    sums[k % 2u] += (*acc)[k];
+  }
+  let count = f32(min(TILE, params.R - rowBase));
+  let totals = sumColumns(sums[0], sums[1], tid);
+  let means = array<vec4<f32>, 2>(totals[0] / count, totals[1] / count);
+  var squares = array<vec4<f32>, 2>();
+  for (var k = 0u; k < 16u; k++) {
+    if (blockRow(row0, k / 2u) < params.R) {
+      let d = (*acc)[k] - means[k % 2u];
+      squares[k % 2u] += d * d;
+    }
+  }
+  let m2 = sumColumns(squares[0], squares[1], tid);
+  if (tid < 16u) {
+    storeTilePartial(rowBase / TILE, 0u, col0, means);
+    storeTilePartial(rowBase / TILE, 1u, col0, m2);
+  }
+}
+
+/** BACKWARD_SUMS: the tile's Σ dOut and Σ dOut·x̂ per column, dOut as stored. */
+fn backwardSumsEpilogue(acc: ptr<function, array<vec4<f32>, 16>>, rowBase: u32, row0: u32, col0: u32, tid: u32) {
+  var sums = array<vec4<f32>, 2>();
+  var products = array<vec4<f32>, 2>();
+  for (var k = 0u; k < 16u; k++) {
+    let row = blockRow(row0, k / 2u);
+    let col = col0 + 64u * (k % 2u);
+    if (row < params.R) {
+      let g = vec4<f32>(vec4<out_t>((*acc)[k]));
+      var zs = vec4<f32>();
+      for (var j = 0u; j < 4u; j++) {
+        if (col + j < params.S) {
+          zs[j] = f32(z[row * params.S + col + j]);
+        }
+      }
+      let x = zs + columnValues(0u, col);
+      let xHat = (geluVec(x) - columnValues(1u, col)) * columnValues(2u, col);
+      sums[k % 2u] += g;
+      products[k % 2u] += g * xHat;
+    }
+  }
+  let sumTotals = sumColumns(sums[0], sums[1], tid);
+  let productTotals = sumColumns(products[0], products[1], tid);
+  if (tid < 16u) {
+    storeTilePartial(rowBase / TILE, 0u, col0, sumTotals);
+    storeTilePartial(rowBase / TILE, 1u, col0, productTotals);
+  }
+}
+
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
   let rowBase = wid.y * TILE;
@@ -206,4 +338,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   storeRow(row0 + 65u, col0, acc[10], acc[11], sliceOffset);
   storeRow(row0 + 66u, col0, acc[12], acc[13], sliceOffset);
   storeRow(row0 + 67u, col0, acc[14], acc[15], sliceOffset);
+  if (STATISTICS) {
+    statisticsEpilogue(&acc, rowBase, row0, col0, tid);
+  }
+  if (BACKWARD_SUMS) {
+    backwardSumsEpilogue(&acc, rowBase, row0, col0, tid);
+  }
 }

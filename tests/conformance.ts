@@ -72,9 +72,15 @@ export class Harness {
     ref.biasGeluBatchNormForward(z.r, sides.r, saved.r, residual?.r ?? null, out.r, training);
   }
 
+  /** Fresh garbage gradients of a unit of C channels. */
+  batchNormGrads(C: number) {
+    const [dBias, dGamma, dBeta] = [0, 1, 2].map(() => this.garbage([C]));
+    return { dBias, dGamma, dBeta };
+  }
+
   /**
-   * biasGeluBatchNormBackward on both sides into fresh garbage gradients (dz may be dOut); returns
-   * them. geluOut: the last training forward's, or null (the reference needs neither).
+   * biasGeluBatchNormBackward on both sides into `grads` (fresh garbage by default; dz may be dOut);
+   * returns them. geluOut: the last training forward's, or null (the reference needs neither).
    */
   batchNormBackward(
     z: Pair,
@@ -83,16 +89,16 @@ export class Harness {
     dOut: Pair,
     dz: Pair,
     geluOut: Pair | null,
+    grads = this.batchNormGrads(unit.bias.r.data.length),
   ) {
-    const C = unit.bias.r.data.length;
-    const [dBias, dGamma, dBeta] = [0, 1, 2].map(() => this.garbage([C]));
+    const { dBias, dGamma, dBeta } = grads;
     const weights = ref.sides({ bias: unit.bias, gamma: unit.gamma });
-    const grads = ref.sides({ bias: dBias, gamma: dGamma, beta: dBeta });
-    this.backend.biasGeluBatchNormBackward(z.t, weights.t, saved.t, dOut.t, dz.t, grads.t, geluOut?.t);
+    const sides = ref.sides({ bias: dBias, gamma: dGamma, beta: dBeta });
+    this.backend.biasGeluBatchNormBackward(z.t, weights.t, saved.t, dOut.t, dz.t, sides.t, geluOut?.t);
     const { bias, gamma } = unit;
     bounds.batchNormBackwardBound(this.arithmetic, { z, bias, gamma, saved, dOut, dz, dBias, dGamma, dBeta });
-    ref.biasGeluBatchNormBackward(z.r, weights.r, saved.r, dOut.r, dz.r, grads.r);
-    return { dBias, dGamma, dBeta };
+    ref.biasGeluBatchNormBackward(z.r, weights.r, saved.r, dOut.r, dz.r, sides.r);
+    return grads;
   }
 
   of(shape: number[], values: Float32Array, role: TensorRole = "state"): Pair {
@@ -138,6 +144,10 @@ export function conformanceTests(
         await t.step(
           "bias-GELU-BatchNorm: training, eval, residual, running stats, backward",
           () => batchNorm(h),
+        );
+        await t.step(
+          "linear then bias-GELU-BatchNorm, forward and backward (a backend may fuse the two)",
+          () => linearThenBatchNorm(h),
         );
         await t.step("average pool forward and backward", () => averagePool(h));
         await t.step("softmax cross-entropy: dLogits, ties, metrics accumulate", () => crossEntropy(h));
@@ -313,6 +323,41 @@ async function batchNorm(h: Harness): Promise<void> {
       await h.expectClose(`biasGeluBatchNormBackward dBias ${mode}`, dBias);
       await h.expectClose(`biasGeluBatchNormBackward dGamma ${mode}`, dGamma);
       await h.expectClose(`biasGeluBatchNormBackward dBeta ${mode}`, dBeta);
+    }
+  }
+}
+
+/**
+ * The pointwise conv and the unit after it, as the model calls them: the WebGPU backend reduces
+ * the unit's statistics (forward) and sums (backward) in the GEMM's epilogue, per tile of 128 rows,
+ * so the shapes span several row tiles with a short last one, two column tiles, and more tiles
+ * than the merged chunks (4,200 rows: 33 tiles). Every tensor is made before the GEMM, since a
+ * write between the two ops launches the GEMM alone.
+ */
+async function linearThenBatchNorm(h: Harness): Promise<void> {
+  for (const [B, H, K, C, N] of [[3, 10, 19, 70, 9], [42, 10, 8, 24, 5], [1, 16, 16, 160, 33]]) {
+    const M = B * H * H, map = (channels: number) => [B, H, H, channels];
+    const x = h.activation(map(K)), weight = h.random([C, K], 0.5), z = h.garbage(map(C), "activation");
+    const bias = h.random([C]), gamma = h.random([C]), beta = h.random([C]);
+    const runningMean = h.random([C]), runningVar = h.uniform([C], 0.5, 1.5), saved = h.garbage([2, C]);
+    const residual = B === 3 ? h.activation(map(C)) : null, out = h.garbage(map(C), "activation");
+    const unit = { bias, gamma, beta, runningMean, runningVar }, what = `[${M},${K}]·[${C},${K}]ᵀ`;
+    h.backend.linearForward(x.t, weight.t, null, z.t);
+    h.linear(K, [z], (v) => ref.linearForward(v(x), v(weight), null, v(z)));
+    ref.linearForward(x.r, weight.r, null, z.r);
+    h.batchNormForward(z, unit, saved, residual, out, true);
+    for (const [name, pair] of Object.entries({ out, saved, runningMean, runningVar })) {
+      await h.expectClose(`linear → biasGeluBatchNormForward ${name} ${what}`, pair);
+    }
+
+    const dNext = h.random(map(N)), weightNext = h.random([N, C], 0.5);
+    const dOut = h.garbage(map(C)), dz = h.garbage(map(C)), grads = h.batchNormGrads(C);
+    h.backend.linearBackwardInput(dNext.t, weightNext.t, dOut.t);
+    h.linear(N, [dOut], (v) => ref.linearBackwardInput(v(dNext), v(weightNext), v(dOut)));
+    ref.linearBackwardInput(dNext.r, weightNext.r, dOut.r);
+    h.batchNormBackward(z, { bias, gamma }, saved, dOut, dz, null, grads);
+    for (const [name, pair] of Object.entries({ dOut, dz, ...grads })) {
+      await h.expectClose(`linear → biasGeluBatchNormBackward ${name} ${what}`, pair);
     }
   }
 }

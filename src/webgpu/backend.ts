@@ -15,10 +15,13 @@ import { type GpuHandle, requestGpu } from "./device.ts";
 import * as shapes from "../shapes.ts";
 import { WG } from "./shader_constants.ts";
 import { OPTIMIZER_CODE } from "../kernel_constants.ts";
-import { chunking, columnSums, gemm, sumSlices } from "./reductions.ts";
+import { chunking, columnSums, gemm, type GemmEpilogue, gemmTakesEpilogue, sumSlices } from "./reductions.ts";
 import { GpuRuntime, type Traffic } from "./runtime.ts";
 import type { KernelTime } from "./profiler.ts";
 import type { Precision } from "./tensor.ts";
+
+/** The most chunks a GEMM epilogue's per-tile statistics are merged into for the normalising pass. */
+const STATISTICS_CHUNKS = 32;
 
 export type { KernelTime, Precision, Traffic };
 
@@ -151,20 +154,28 @@ export class WebGpuBackend extends GpuRuntime implements Backend {
     const M = shapes.linearDims(op, x, weight, "x", K);
     shapes.linearOutput(op, "out", out, M * N, `[${M}, ${N}]`);
     shapes.linearOutput(op, "bias", bias, N, `[${N}]`);
-    gemm(this, this.gpu(x), this.gpu(weight), bias && this.gpu(bias), this.gpu(out), M, N, K, {
-      TRANS_A: false,
-      TRANS_B: true,
-    });
+    const [xT, weightT, outT] = [this.gpu(x), this.gpu(weight), this.gpu(out)];
+    const transpose = { TRANS_A: false, TRANS_B: true };
+    if (bias || !gemmTakesEpilogue(M, N, K)) {
+      gemm(this, xT, weightT, bias && this.gpu(bias), outT, M, N, K, transpose);
+      return;
+    }
+    // A pointwise conv: the unit after it may take this GEMM with its statistics as the epilogue.
+    this.holdProducer(outT, (epilogue) => gemm(this, xT, weightT, null, outT, M, N, K, transpose, epilogue));
   }
 
   linearBackwardInput(dOut: Tensor, weight: Tensor, dx: Tensor): void {
     const [N, K] = weight.shape;
     const M = shapes.linearDims("linearBackwardInput", dOut, weight, "dOut", N);
     shapes.linearOutput("linearBackwardInput", "dx", dx, M * K, `[${M}, ${K}]`);
-    gemm(this, this.gpu(dOut), this.gpu(weight), null, this.gpu(dx), M, K, N, {
-      TRANS_A: false,
-      TRANS_B: false,
-    });
+    const [dOutT, weightT, dxT] = [this.gpu(dOut), this.gpu(weight), this.gpu(dx)];
+    const transpose = { TRANS_A: false, TRANS_B: false };
+    if (!gemmTakesEpilogue(M, K, N)) {
+      gemm(this, dOutT, weightT, null, dxT, M, K, N, transpose);
+      return;
+    }
+    // dx may be the dOut of the unit before: its backward may take this GEMM with its sums.
+    this.holdProducer(dxT, (epilogue) => gemm(this, dOutT, weightT, null, dxT, M, K, N, transpose, epilogue));
   }
 
   linearBackwardWeight(x: Tensor, dOut: Tensor, dWeight: Tensor, dBias: Tensor | null): void {
@@ -195,19 +206,17 @@ export class WebGpuBackend extends GpuRuntime implements Backend {
     if (residual && this.gpu(residual).storage === this.gpu(out).storage) {
       throw new Error(`webgpu ${op}: residual may not alias out`);
     }
-    // Training: statistics per chunk of rows, then one pass that merges them and normalises.
+    // Training: the statistics per chunk of rows (in the epilogue of the GEMM that has just written
+    // z, where one has), then one pass that merges them and normalises.
     const cBlocks = Math.ceil(C / WG.CHANNELS);
     const { rowsPerChunk, chunks } = chunking(R, cBlocks);
-    const partial = training ? this.scratch("partial", chunks * 2 * C) : this.placeholder;
-    if (training) {
-      this.launch(
-        "bias_gelu_statistics.wgsl",
-        {},
-        [this.gpu(z), this.gpu(bias), partial],
-        { u32: [R, C, rowsPerChunk] },
-        [cBlocks, 1, chunks],
-      );
-    }
+    const producer = this.takeProducer(this.gpu(z));
+    if (!training) producer?.(null);
+    const stats = !training
+      ? { partial: this.placeholder, rowsPerChunk, chunks: 0 }
+      : producer
+      ? this.statisticsFromGemm(producer, bias, R, C)
+      : this.statisticsPass(z, bias, R, C, rowsPerChunk, chunks);
     this.launch(
       "bias_gelu_batchnorm_normalize.wgsl",
       { TRAINING: training, HAS_RESIDUAL: residual !== null },
@@ -216,16 +225,55 @@ export class WebGpuBackend extends GpuRuntime implements Backend {
         this.gpu(bias),
         this.gpu(gamma),
         this.gpu(beta),
-        partial,
+        stats.partial,
         this.gpu(runningMean),
         this.gpu(runningVar),
         this.gpu(saved), // written in training only
         residual ? this.gpu(residual) : this.placeholder,
         this.gpu(out),
       ],
-      { u32: [R, C, rowsPerChunk, training ? chunks : 0] },
+      { u32: [R, C, rowsPerChunk, stats.rowsPerChunk, stats.chunks] },
       [cBlocks, 1, chunks],
     );
+  }
+
+  /** The statistics of GELU(z + bias) per chunk of rows, in a pass of their own over z. */
+  private statisticsPass(
+    z: Tensor,
+    bias: Tensor,
+    R: number,
+    C: number,
+    rowsPerChunk: number,
+    chunks: number,
+  ) {
+    const partial = this.scratch("partial", chunks * 2 * C);
+    this.launch(
+      "bias_gelu_statistics.wgsl",
+      {},
+      [this.gpu(z), this.gpu(bias), partial],
+      { u32: [R, C, rowsPerChunk] },
+      [Math.ceil(C / WG.CHANNELS), 1, chunks],
+    );
+    return { partial, rowsPerChunk, chunks };
+  }
+
+  /**
+   * The statistics of GELU(z + bias) from the GEMM that writes z, in its epilogue (one partial per
+   * row tile), merged into at most STATISTICS_CHUNKS chunks for the normalising pass.
+   */
+  private statisticsFromGemm(producer: (epilogue: GemmEpilogue) => void, bias: Tensor, R: number, C: number) {
+    const tiles = Math.ceil(R / WG.GEMM_TILE), tilePartial = this.scratch("tilePartial", tiles * 2 * C);
+    producer({ kind: "statistics", bias: this.gpu(bias), partial: tilePartial });
+    const tilesPerChunk = Math.ceil(tiles / STATISTICS_CHUNKS), chunks = Math.ceil(tiles / tilesPerChunk);
+    const partial = this.scratch("partial", chunks * 2 * C);
+    this.launch(
+      "merge_statistics.wgsl",
+      {},
+      [tilePartial, partial],
+      { u32: [R, C, tiles, tilesPerChunk] },
+      [Math.ceil(C / WG.CHANNELS), 1, chunks],
+    );
+    return { partial, rowsPerChunk: tilesPerChunk * WG.GEMM_TILE, chunks };
   }
 
   biasGeluBatchNormBackward(
@@ -241,15 +289,26 @@ export class WebGpuBackend extends GpuRuntime implements Backend {
     const { bias, gamma } = unit, { bias: dBias, gamma: dGamma, beta: dBeta } = grads;
     const cBlocks = Math.ceil(C / WG.CHANNELS);
     const { rowsPerChunk, chunks } = chunking(R, cBlocks);
-    const partial = this.scratch("partial", chunks * 2 * C);
     const [zT, biasT, savedT] = [this.gpu(z), this.gpu(bias), this.gpu(saved)];
-    this.launch(
-      "batchnorm_backward_sums.wgsl",
-      {},
-      [zT, biasT, savedT, this.gpu(dOut), partial],
-      { u32: [R, C, rowsPerChunk] },
-      [cBlocks, 1, chunks],
-    );
+    const producer = this.takeProducer(this.gpu(dOut));
+    const sums = {
+      partial: this.scratch("partial", (producer ? 1 : chunks) * 2 * C),
+      chunks: producer ? 1 : chunks,
+    };
+    if (producer) {
+      // The GEMM that writes dOut sums per row tile in its epilogue; one sum_slices adds the tiles.
+      const tiles = Math.ceil(R / WG.GEMM_TILE), tilePartial = this.scratch("tilePartial", tiles * 2 * C);
+      producer({ kind: "backwardSums", bias: biasT, z: zT, saved: savedT, partial: tilePartial });
+      sumSlices(this, tilePartial, tiles, 2 * C, sums.partial, null, false);
+    } else {
+      this.launch(
+        "batchnorm_backward_sums.wgsl",
+        {},
+        [zT, biasT, savedT, this.gpu(dOut), sums.partial],
+        { u32: [R, C, rowsPerChunk] },
+        [cBlocks, 1, chunks],
+      );
+    }
     const dzPartial = this.scratch("dzPartial", chunks * C);
     this.launch(
       "bias_gelu_batchnorm_backward.wgsl",
@@ -259,14 +318,14 @@ export class WebGpuBackend extends GpuRuntime implements Backend {
         biasT,
         this.gpu(gamma),
         savedT,
-        partial,
+        sums.partial,
         this.gpu(dOut),
         this.gpu(dz),
         dzPartial,
         this.gpu(dGamma),
         this.gpu(dBeta),
       ],
-      { u32: [R, C, rowsPerChunk, chunks] },
+      { u32: [R, C, rowsPerChunk, sums.chunks] },
       [cBlocks, 1, chunks],
     );
     this.deferSum({ partial: dzPartial, slices: chunks, len: C, out: this.gpu(dBias) });

@@ -17,6 +17,29 @@ export function chunking(rows: number, otherWorkgroups: number, target = 1024) {
 }
 
 /**
+ * What gemm.wgsl's epilogue reduces for the bias-GELU-BatchNorm unit that reads the GEMM's output:
+ * per row tile of 128, `partial` [tiles, 2, S] = (mean, M2) of GELU(out + bias) ("statistics", out
+ * being the unit's z) or (Σ out, Σ out·x̂) ("backwardSums", out being the unit's dOut).
+ */
+export type GemmEpilogue =
+  | { kind: "statistics"; bias: GpuTensor; partial: GpuTensor }
+  | { kind: "backwardSums"; bias: GpuTensor; z: GpuTensor; saved: GpuTensor; partial: GpuTensor };
+
+/** The split-K slices of an out[R, S] GEMM contracting over T: few output tiles, long contraction. */
+function gemmSlices(R: number, S: number, T: number) {
+  const tiles = Math.ceil(R / WG.GEMM_TILE) * Math.ceil(S / WG.GEMM_TILE);
+  const wantedSlices = Math.max(1, Math.min(Math.floor(512 / tiles), Math.floor(T / 256)));
+  const step = WG.GEMM_TILE_T;
+  const tPerSlice = Math.max(step, Math.ceil(T / wantedSlices / step) * step);
+  return { tPerSlice, slices: Math.max(1, Math.ceil(T / tPerSlice)) };
+}
+
+/** Whether gemm() can run an epilogue at these sizes (not where it splits K). */
+export function gemmTakesEpilogue(R: number, S: number, T: number): boolean {
+  return gemmSlices(R, S, T).slices === 1;
+}
+
+/**
  * out[R, S] = A · B (+ bias), contracting over T. Few output tiles with a long contraction
  * (the weight gradient) use split-K: partial products per T slice, then sum_slices.
  */
@@ -30,30 +53,41 @@ export function gemm(
   S: number,
   T: number,
   transpose: { TRANS_A: boolean; TRANS_B: boolean },
+  epilogue: GemmEpilogue | null = null,
 ): void {
   if (out.size === 0) return;
-  const tiles = Math.ceil(R / WG.GEMM_TILE) * Math.ceil(S / WG.GEMM_TILE);
-  const wantedSlices = Math.max(1, Math.min(Math.floor(512 / tiles), Math.floor(T / 256)));
-  const step = WG.GEMM_TILE_T;
-  const tPerSlice = Math.max(step, Math.ceil(T / wantedSlices / step) * step);
-  const slices = Math.max(1, Math.ceil(T / tPerSlice));
+  const { tPerSlice, slices } = gemmSlices(R, S, T);
   const grid: [number, number, number] = [Math.ceil(S / WG.GEMM_TILE), Math.ceil(R / WG.GEMM_TILE), slices];
-  const FULL_TILES = R % WG.GEMM_TILE === 0 && S % WG.GEMM_TILE === 0 && T % step === 0; // no edge tiles
+  const FULL_TILES = R % WG.GEMM_TILE === 0 && S % WG.GEMM_TILE === 0 && T % WG.GEMM_TILE_T === 0;
+  const tail = (e: GemmEpilogue | null) => [
+    e?.bias ?? run.placeholder,
+    e?.kind === "backwardSums" ? e.z : run.placeholder,
+    e?.kind === "backwardSums" ? e.saved : run.placeholder,
+    e?.partial ?? run.placeholderOutput,
+  ];
   if (slices === 1) {
     run.launch(
       "gemm.wgsl",
-      { ...transpose, HAS_BIAS: bias !== null, SPLIT_K: false, FULL_TILES },
-      [a, b, bias ?? run.placeholder, out],
+      {
+        ...transpose,
+        HAS_BIAS: bias !== null,
+        SPLIT_K: false,
+        FULL_TILES,
+        STATISTICS: epilogue?.kind === "statistics",
+        BACKWARD_SUMS: epilogue?.kind === "backwardSums",
+      },
+      [a, b, bias ?? run.placeholder, out, ...tail(epilogue)],
       { u32: [R, S, T, Math.max(T, 1)] },
       grid,
     );
     return;
   }
+  if (epilogue) throw new Error("gemm: an epilogue needs an unsplit contraction (gemmTakesEpilogue)");
   const partial = run.scratch("partial", slices * R * S);
   run.launch(
     "gemm.wgsl",
     { ...transpose, HAS_BIAS: false, SPLIT_K: true, FULL_TILES },
-    [a, b, run.placeholder, partial],
+    [a, b, run.placeholder, partial, ...tail(null)],
     { u32: [R, S, T, tPerSlice] },
     grid,
   );

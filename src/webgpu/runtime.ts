@@ -22,9 +22,17 @@ import {
   type Uniforms,
 } from "./kernels.ts";
 import { type Constants, type KernelTime, Profiler } from "./profiler.ts";
-import { launchSliceSums, sumSlices } from "./reductions.ts";
+import { type GemmEpilogue, launchSliceSums, sumSlices } from "./reductions.ts";
 import { WG } from "./shader_constants.ts";
-import { describeShape, GpuTensor, labelBound, overlaps, type Precision, Storage } from "./tensor.ts";
+import {
+  describeShape,
+  GpuTensor,
+  labelBound,
+  overlaps,
+  type Precision,
+  sameView,
+  Storage,
+} from "./tensor.ts";
 
 const UNIFORM_BYTES = 64;
 /**
@@ -44,6 +52,11 @@ export interface Traffic {
   dispatches: number;
   readBytes: number;
   writeBytes: number;
+}
+
+interface HeldProducer {
+  out: GpuTensor;
+  launch: (epilogue: GemmEpilogue | null) => void;
 }
 
 export class GpuRuntime implements Launcher {
@@ -67,6 +80,7 @@ export class GpuRuntime implements Launcher {
   private readonly profiler: Profiler | null = null;
   private traffic: Traffic = { dispatches: 0, readBytes: 0, writeBytes: 0 };
   private deferredSum: SliceSum | null = null;
+  private heldProducer: HeldProducer | null = null;
   private pendingErrors: Promise<GPUError | null>[] = [];
   private lostMessage: string | null = null;
   private uncapturedMessage: string | null = null;
@@ -112,6 +126,7 @@ export class GpuRuntime implements Launcher {
 
   /** The dispatches recorded since the last call and the bytes they bind (see Traffic). */
   takeTraffic(): Traffic {
+    this.launchHeldProducer();
     const traffic = this.traffic;
     this.traffic = { dispatches: 0, readBytes: 0, writeBytes: 0 };
     return traffic;
@@ -201,6 +216,7 @@ export class GpuRuntime implements Launcher {
     }
     const staging = this.stagingPool.get(bytes)?.pop() ??
       this.createBuffer(bytes, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
+    this.launchHeldProducer();
     this.launchDeferredSum();
     this.endPass();
     const encoder = this.encoder ??= this.device.createCommandEncoder();
@@ -237,6 +253,7 @@ export class GpuRuntime implements Launcher {
 
   async flush(): Promise<void> {
     this.checkAlive();
+    this.launchHeldProducer();
     this.launchDeferredSum();
     this.submit();
     await this.device.queue.onSubmittedWorkDone();
@@ -246,6 +263,7 @@ export class GpuRuntime implements Launcher {
   dispose(): void {
     this.lostMessage = "WebGPU backend used after dispose()";
     this.deferredSum = null;
+    this.heldProducer = null;
     this.encoder = null;
     this.pass = null;
     for (const buffer of this.buffers) buffer.destroy();
@@ -262,6 +280,7 @@ export class GpuRuntime implements Launcher {
   /** Copies host values into the tensor in queue order (an f16 tensor via an f32 staging copy). */
   private upload(target: GpuTensor, data: Float32Array): void {
     // Queue writes take effect at once, so earlier recorded work must be submitted first.
+    this.launchHeldProducer();
     this.launchDeferredSum();
     if (this.encoder) this.submit();
     const destination = target.storage.half ? this.scratch("upload", target.size) : target;
@@ -293,6 +312,7 @@ export class GpuRuntime implements Launcher {
     if (current) {
       // Recorded commands may still use the old buffer: destroy it after the next submit (the sum
       // held back may use it too, so it is recorded now).
+      this.launchHeldProducer();
       this.launchDeferredSum();
       this.retired.push(current.storage.buffer);
       this.kernels.forget(current.storage.id);
@@ -335,8 +355,34 @@ export class GpuRuntime implements Launcher {
     }
   }
 
+  /**
+   * Holds a GEMM's launch back until the next op: a bias-GELU-BatchNorm unit reading exactly `out`
+   * takes it (takeProducer) to launch it with the unit's reduction as its epilogue; any other
+   * launch, read, upload or flush launches it plainly first, so the work's order never changes.
+   */
+  holdProducer(out: GpuTensor, launch: (epilogue: GemmEpilogue | null) => void): void {
+    this.launchHeldProducer();
+    this.heldProducer = { out, launch };
+  }
+
+  /** The held launch if it writes exactly `out` (the caller launches it), else null (it is launched). */
+  takeProducer(out: GpuTensor): ((epilogue: GemmEpilogue | null) => void) | null {
+    const held = this.heldProducer;
+    this.heldProducer = null;
+    if (held && sameView(held.out, out)) return held.launch;
+    held?.launch(null);
+    return null;
+  }
+
+  private launchHeldProducer(): void {
+    const held = this.heldProducer;
+    this.heldProducer = null;
+    held?.launch(null);
+  }
+
   launch(file: string, constants: Constants, tensors: GpuTensor[], uniforms: Uniforms, grid: Grid): void {
     this.checkAlive();
+    this.launchHeldProducer();
     if (grid[0] * grid[1] * grid[2] === 0 || tensors.some((t) => t.size === 0)) return;
     this.launchDeferredSumIfTouched(tensors);
     const program = this.kernels.pipeline(file, constants, tensors);

@@ -50,6 +50,11 @@ export function overlaps(a: GpuTensor, b: GpuTensor): boolean {
     b.byteOffset < a.byteOffset + a.bindingBytes;
 }
 
+/** Whether a and b are the same elements of the same storage. */
+export function sameView(a: GpuTensor, b: GpuTensor): boolean {
+  return a.storage === b.storage && a.byteOffset === b.byteOffset && a.size === b.size;
+}
+
 export function describeShape(shape: readonly number[]): string {
   return `[${shape.join(", ")}]`;
 }
