@@ -146,8 +146,8 @@ export function conformanceTests(
           () => batchNorm(h),
         );
         await t.step(
-          "linear then bias-GELU-BatchNorm, forward and backward (a backend may fuse the two)",
-          () => linearThenBatchNorm(h),
+          "linear and depthwise conv, each then bias-GELU-BatchNorm, forward and backward (a backend may fuse them)",
+          () => producerThenBatchNorm(h),
         );
         await t.step("average pool forward and backward", () => averagePool(h));
         await t.step("softmax cross-entropy: dLogits, ties, metrics accumulate", () => crossEntropy(h));
@@ -327,38 +327,72 @@ async function batchNorm(h: Harness): Promise<void> {
   }
 }
 
-/**
- * The pointwise conv and the unit after it, as the model calls them: the WebGPU backend reduces
- * the unit's statistics (forward) and sums (backward) in the GEMM's epilogue, per tile of 128 rows,
- * so the shapes span several row tiles with a short last one, two column tiles, and more tiles
- * than the merged chunks (4,200 rows: 33 tiles). Every tensor is made before the GEMM, since a
- * write between the two ops launches the GEMM alone.
- */
-async function linearThenBatchNorm(h: Harness): Promise<void> {
-  for (const [B, H, K, C, N] of [[3, 10, 19, 70, 9], [42, 10, 8, 24, 5], [1, 16, 16, 160, 33]]) {
-    const M = B * H * H, map = (channels: number) => [B, H, H, channels];
-    const x = h.activation(map(K)), weight = h.random([C, K], 0.5), z = h.garbage(map(C), "activation");
-    const bias = h.random([C]), gamma = h.random([C]), beta = h.random([C]);
-    const runningMean = h.random([C]), runningVar = h.uniform([C], 0.5, 1.5), saved = h.garbage([2, C]);
-    const residual = B === 3 ? h.activation(map(C)) : null, out = h.garbage(map(C), "activation");
-    const unit = { bias, gamma, beta, runningMean, runningVar }, what = `[${M},${K}]·[${C},${K}]ᵀ`;
-    h.backend.linearForward(x.t, weight.t, null, z.t);
-    h.linear(K, [z], (v) => ref.linearForward(v(x), v(weight), null, v(z)));
-    ref.linearForward(x.r, weight.r, null, z.r);
-    h.batchNormForward(z, unit, saved, residual, out, true);
-    for (const [name, pair] of Object.entries({ out, saved, runningMean, runningVar })) {
-      await h.expectClose(`linear → biasGeluBatchNormForward ${name} ${what}`, pair);
-    }
+/** An op writing a unit's z (forward) or dOut (backward) on both sides, its output's bound set. */
+type Producer = (out: Pair) => void;
 
+/**
+ * The pointwise and depthwise convs and the unit after each, as the model calls them: the WebGPU
+ * backend reduces the unit's statistics (forward) and sums (backward) in the conv's epilogue, per
+ * tile (a GEMM's 128 rows, a depthwise conv's image), so the shapes span several tiles with a
+ * short last one, more than one tile of columns or block of channels, and more tiles than the
+ * merged chunks (33 row tiles, 40 images). Every tensor is made before the conv, since a write
+ * between the two ops launches the conv alone.
+ */
+async function producerThenBatchNorm(h: Harness): Promise<void> {
+  for (
+    const [B, H, W, K, C, N] of [[3, 10, 10, 19, 70, 9], [42, 10, 10, 8, 24, 5], [1, 16, 16, 16, 160, 33]]
+  ) {
+    const map = (channels: number) => [B, H, W, channels];
+    const x = h.activation(map(K)), weight = h.random([C, K], 0.5);
     const dNext = h.random(map(N)), weightNext = h.random([N, C], 0.5);
-    const dOut = h.garbage(map(C)), dz = h.garbage(map(C)), grads = h.batchNormGrads(C);
-    h.backend.linearBackwardInput(dNext.t, weightNext.t, dOut.t);
-    h.linear(N, [dOut], (v) => ref.linearBackwardInput(v(dNext), v(weightNext), v(dOut)));
-    ref.linearBackwardInput(dNext.r, weightNext.r, dOut.r);
-    h.batchNormBackward(z, { bias, gamma }, saved, dOut, dz, null, grads);
-    for (const [name, pair] of Object.entries({ dOut, dz, ...grads })) {
-      await h.expectClose(`linear → biasGeluBatchNormBackward ${name} ${what}`, pair);
-    }
+    await unitAfter(h, `linear [${B * H * W},${K}]·[${C},${K}]ᵀ`, map(C), B === 3, (z) => {
+      h.backend.linearForward(x.t, weight.t, null, z.t);
+      h.linear(K, [z], (v) => ref.linearForward(v(x), v(weight), null, v(z)));
+      ref.linearForward(x.r, weight.r, null, z.r);
+    }, (dOut) => {
+      h.backend.linearBackwardInput(dNext.t, weightNext.t, dOut.t);
+      h.linear(N, [dOut], (v) => ref.linearBackwardInput(v(dNext), v(weightNext), v(dOut)));
+      ref.linearBackwardInput(dNext.r, weightNext.r, dOut.r);
+    });
+  }
+  for (const [k, B, H, W, C] of [[5, 3, 7, 5, 70], [3, 40, 4, 4, 6], [9, 2, 6, 9, 130]]) {
+    const shape = [B, H, W, C], x = h.activation(shape), weight = h.random([k, k, C], 0.5);
+    const dNext = h.random(shape);
+    await unitAfter(h, `depthwise k=${k} [${shape}]`, shape, B !== 40, (z) => {
+      h.backend.depthwiseConvForward(x.t, weight.t, z.t);
+      h.linear(k * k, [z], (v) => ref.depthwiseConvForward(v(x), v(weight), v(z)));
+      ref.depthwiseConvForward(x.r, weight.r, z.r);
+    }, (dOut) => { // the input gradient adds into dOut, which holds the residual's gradient
+      h.backend.depthwiseConvBackwardInput(dNext.t, weight.t, dOut.t);
+      h.linear(k * k + 1, [dOut], (v) => ref.depthwiseConvBackwardInput(v(dNext), v(weight), v(dOut)));
+      ref.depthwiseConvBackwardInput(dNext.r, weight.r, dOut.r);
+    });
+  }
+}
+
+/** A unit's training forward right after `forward` wrote its z, its backward right after `backward` wrote dOut. */
+async function unitAfter(
+  h: Harness,
+  what: string,
+  shape: number[],
+  withResidual: boolean,
+  forward: Producer,
+  backward: Producer,
+): Promise<void> {
+  const C = shape[3], z = h.garbage(shape, "activation");
+  const bias = h.random([C]), gamma = h.random([C]), beta = h.random([C]);
+  const runningMean = h.random([C]), runningVar = h.uniform([C], 0.5, 1.5), saved = h.garbage([2, C]);
+  const residual = withResidual ? h.activation(shape) : null, out = h.garbage(shape, "activation");
+  forward(z);
+  h.batchNormForward(z, { bias, gamma, beta, runningMean, runningVar }, saved, residual, out, true);
+  for (const [name, pair] of Object.entries({ out, saved, runningMean, runningVar })) {
+    await h.expectClose(`${what} → biasGeluBatchNormForward ${name}`, pair);
+  }
+  const dOut = h.random(shape), dz = h.garbage(shape), grads = h.batchNormGrads(C);
+  backward(dOut);
+  h.batchNormBackward(z, { bias, gamma }, saved, dOut, dz, null, grads);
+  for (const [name, pair] of Object.entries({ dOut, dz, ...grads })) {
+    await h.expectClose(`${what} → biasGeluBatchNormBackward ${name}`, pair);
   }
 }
 

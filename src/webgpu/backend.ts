@@ -15,10 +15,19 @@ import { type GpuHandle, requestGpu } from "./device.ts";
 import * as shapes from "../shapes.ts";
 import { WG } from "./shader_constants.ts";
 import { OPTIMIZER_CODE } from "../kernel_constants.ts";
-import { chunking, columnSums, gemm, type GemmEpilogue, gemmTakesEpilogue, sumSlices } from "./reductions.ts";
-import { GpuRuntime, type Traffic } from "./runtime.ts";
+import {
+  chunking,
+  columnSums,
+  epilogueBindings,
+  epilogueConstants,
+  gemm,
+  gemmTakesEpilogue,
+  sumSlices,
+  type UnitEpilogue,
+} from "./reductions.ts";
+import { GpuRuntime, type HeldProducer, type Traffic } from "./runtime.ts";
 import type { KernelTime } from "./profiler.ts";
-import type { Precision } from "./tensor.ts";
+import type { GpuTensor, Precision } from "./tensor.ts";
 
 /** The most chunks a GEMM epilogue's per-tile statistics are merged into for the normalising pass. */
 const STATISTICS_CHUNKS = 32;
@@ -128,7 +137,10 @@ export class WebGpuBackend extends GpuRuntime implements Backend {
     sumSlices(this, partial, chunks, k * k * C, this.gpu(dWeight), null, false);
   }
 
-  /** The forward conv, or (transposed) the input gradient: the kernel flipped, added into out. */
+  /**
+   * The forward conv, or (transposed) the input gradient: the kernel flipped, added into out. Held
+   * back for the unit that reads out (one tile per image).
+   */
   private depthwiseConv(
     { B, H, W, C, k }: ReturnType<typeof shapes.depthwiseDims>,
     x: Tensor,
@@ -136,14 +148,16 @@ export class WebGpuBackend extends GpuRuntime implements Backend {
     out: Tensor,
     backward: boolean,
   ): void {
-    const threads = B * Math.ceil(H / WG.DEPTHWISE_ROWS) * W * C; // each thread computes a few rows
-    this.launch(
-      "depthwise_conv.wgsl",
-      { FLIP: backward, ACCUMULATE: backward },
-      [this.gpu(x), this.gpu(weight), this.gpu(out)],
-      { u32: [threads, H, W, C, k] },
-      this.grid1D(threads),
-    );
+    const [xT, weightT, outT] = [this.gpu(x), this.gpu(weight), this.gpu(out)];
+    const launch = (epilogue: UnitEpilogue | null) =>
+      this.launch(
+        "depthwise_conv.wgsl",
+        { FLIP: backward, ACCUMULATE: backward, ...epilogueConstants(epilogue) },
+        [xT, weightT, outT, ...epilogueBindings(this, epilogue)],
+        { u32: [B, H, W, C, k] },
+        [Math.ceil(C / WG.CHANNELS), B, 1],
+      );
+    this.holdProducer({ out: outT, tiles: B, rowsPerTile: H * W, launch });
   }
 
   // ---- linear ---------------------------------------------------------------------------------
@@ -161,7 +175,7 @@ export class WebGpuBackend extends GpuRuntime implements Backend {
       return;
     }
     // A pointwise conv: the unit after it may take this GEMM with its statistics as the epilogue.
-    this.holdProducer(outT, (epilogue) => gemm(this, xT, weightT, null, outT, M, N, K, transpose, epilogue));
+    this.holdGemm(outT, M, (epilogue) => gemm(this, xT, weightT, null, outT, M, N, K, transpose, epilogue));
   }
 
   linearBackwardInput(dOut: Tensor, weight: Tensor, dx: Tensor): void {
@@ -175,7 +189,12 @@ export class WebGpuBackend extends GpuRuntime implements Backend {
       return;
     }
     // dx may be the dOut of the unit before: its backward may take this GEMM with its sums.
-    this.holdProducer(dxT, (epilogue) => gemm(this, dOutT, weightT, null, dxT, M, K, N, transpose, epilogue));
+    this.holdGemm(dxT, M, (epilogue) => gemm(this, dOutT, weightT, null, dxT, M, K, N, transpose, epilogue));
+  }
+
+  /** Holds a GEMM writing out [R, ·] back for the unit after it (tiles of GEMM_TILE rows). */
+  private holdGemm(out: GpuTensor, R: number, launch: HeldProducer["launch"]): void {
+    this.holdProducer({ out, tiles: Math.ceil(R / WG.GEMM_TILE), rowsPerTile: WG.GEMM_TILE, launch });
   }
 
   linearBackwardWeight(x: Tensor, dOut: Tensor, dWeight: Tensor, dBias: Tensor | null): void {
@@ -211,11 +230,11 @@ export class WebGpuBackend extends GpuRuntime implements Backend {
     const cBlocks = Math.ceil(C / WG.CHANNELS);
     const { rowsPerChunk, chunks } = chunking(R, cBlocks);
     const producer = this.takeProducer(this.gpu(z));
-    if (!training) producer?.(null);
+    if (!training) producer?.launch(null);
     const stats = !training
       ? { partial: this.placeholder, rowsPerChunk, chunks: 0 }
       : producer
-      ? this.statisticsFromGemm(producer, bias, R, C)
+      ? this.statisticsFromProducer(producer, bias, R, C)
       : this.statisticsPass(z, bias, R, C, rowsPerChunk, chunks);
     this.launch(
       "bias_gelu_batchnorm_normalize.wgsl",
@@ -258,22 +277,22 @@ export class WebGpuBackend extends GpuRuntime implements Backend {
   }
 
   /**
-   * The statistics of GELU(z + bias) from the GEMM that writes z, in its epilogue (one partial per
-   * row tile), merged into at most STATISTICS_CHUNKS chunks for the normalising pass.
+   * The statistics of GELU(z + bias) from the GEMM or conv that writes z, in its epilogue (one
+   * partial per tile of rows), merged into at most STATISTICS_CHUNKS chunks for the normalising pass.
    */
-  private statisticsFromGemm(producer: (epilogue: GemmEpilogue) => void, bias: Tensor, R: number, C: number) {
-    const tiles = Math.ceil(R / WG.GEMM_TILE), tilePartial = this.scratch("tilePartial", tiles * 2 * C);
-    producer({ kind: "statistics", bias: this.gpu(bias), partial: tilePartial });
+  private statisticsFromProducer(producer: HeldProducer, bias: Tensor, R: number, C: number) {
+    const { tiles, rowsPerTile } = producer, tilePartial = this.scratch("tilePartial", tiles * 2 * C);
+    producer.launch({ kind: "statistics", bias: this.gpu(bias), partial: tilePartial });
     const tilesPerChunk = Math.ceil(tiles / STATISTICS_CHUNKS), chunks = Math.ceil(tiles / tilesPerChunk);
     const partial = this.scratch("partial", chunks * 2 * C);
     this.launch(
       "merge_statistics.wgsl",
       {},
       [tilePartial, partial],
-      { u32: [R, C, tiles, tilesPerChunk] },
+      { u32: [R, C, tiles, tilesPerChunk, rowsPerTile] },
       [Math.ceil(C / WG.CHANNELS), 1, chunks],
     );
-    return { partial, rowsPerChunk: tilesPerChunk * WG.GEMM_TILE, chunks };
+    return { partial, rowsPerChunk: tilesPerChunk * rowsPerTile, chunks };
   }
 
   biasGeluBatchNormBackward(
@@ -296,10 +315,10 @@ export class WebGpuBackend extends GpuRuntime implements Backend {
       chunks: producer ? 1 : chunks,
     };
     if (producer) {
-      // The GEMM that writes dOut sums per row tile in its epilogue; one sum_slices adds the tiles.
-      const tiles = Math.ceil(R / WG.GEMM_TILE), tilePartial = this.scratch("tilePartial", tiles * 2 * C);
-      producer({ kind: "backwardSums", bias: biasT, z: zT, saved: savedT, partial: tilePartial });
-      sumSlices(this, tilePartial, tiles, 2 * C, sums.partial, null, false);
+      // The GEMM or conv that writes dOut sums per tile in its epilogue; one sum_slices adds the tiles.
+      const tilePartial = this.scratch("tilePartial", producer.tiles * 2 * C);
+      producer.launch({ kind: "backwardSums", bias: biasT, z: zT, saved: savedT, partial: tilePartial });
+      sumSlices(this, tilePartial, producer.tiles, 2 * C, sums.partial, null, false);
     } else {
       this.launch(
         "batchnorm_backward_sums.wgsl",

@@ -17,13 +17,29 @@ export function chunking(rows: number, otherWorkgroups: number, target = 1024) {
 }
 
 /**
- * What gemm.wgsl's epilogue reduces for the bias-GELU-BatchNorm unit that reads the GEMM's output:
- * per row tile of 128, `partial` [tiles, 2, S] = (mean, M2) of GELU(out + bias) ("statistics", out
- * being the unit's z) or (Σ out, Σ out·x̂) ("backwardSums", out being the unit's dOut).
+ * What a producer's epilogue (gemm.wgsl, depthwise_conv.wgsl) reduces for the bias-GELU-BatchNorm
+ * unit that reads its output, one partial per tile of rows: `partial` [tiles, 2, C] = (mean, M2)
+ * of GELU(out + bias) ("statistics", out being the unit's z) or (Σ out, Σ out·x̂) ("backwardSums",
+ * out being the unit's dOut).
  */
-export type GemmEpilogue =
+export type UnitEpilogue =
   | { kind: "statistics"; bias: GpuTensor; partial: GpuTensor }
   | { kind: "backwardSums"; bias: GpuTensor; z: GpuTensor; saved: GpuTensor; partial: GpuTensor };
+
+/** The bindings an epilogue adds after its producer's own (unitBias, z, saved, tilePartial). */
+export function epilogueBindings(run: Launcher, e: UnitEpilogue | null): GpuTensor[] {
+  return [
+    e?.bias ?? run.placeholder,
+    e?.kind === "backwardSums" ? e.z : run.placeholder,
+    e?.kind === "backwardSums" ? e.saved : run.placeholder,
+    e?.partial ?? run.placeholderOutput,
+  ];
+}
+
+/** The constants that switch an epilogue on. */
+export function epilogueConstants(e: UnitEpilogue | null) {
+  return { STATISTICS: e?.kind === "statistics", BACKWARD_SUMS: e?.kind === "backwardSums" };
+}
 
 /** The split-K slices of an out[R, S] GEMM contracting over T: few output tiles, long contraction. */
 function gemmSlices(R: number, S: number, T: number) {
@@ -53,18 +69,12 @@ export function gemm(
   S: number,
   T: number,
   transpose: { TRANS_A: boolean; TRANS_B: boolean },
-  epilogue: GemmEpilogue | null = null,
+  epilogue: UnitEpilogue | null = null,
 ): void {
   if (out.size === 0) return;
   const { tPerSlice, slices } = gemmSlices(R, S, T);
   const grid: [number, number, number] = [Math.ceil(S / WG.GEMM_TILE), Math.ceil(R / WG.GEMM_TILE), slices];
   const FULL_TILES = R % WG.GEMM_TILE === 0 && S % WG.GEMM_TILE === 0 && T % WG.GEMM_TILE_T === 0;
-  const tail = (e: GemmEpilogue | null) => [
-    e?.bias ?? run.placeholder,
-    e?.kind === "backwardSums" ? e.z : run.placeholder,
-    e?.kind === "backwardSums" ? e.saved : run.placeholder,
-    e?.partial ?? run.placeholderOutput,
-  ];
   if (slices === 1) {
     run.launch(
       "gemm.wgsl",
@@ -73,10 +83,9 @@ export function gemm(
         HAS_BIAS: bias !== null,
         SPLIT_K: false,
         FULL_TILES,
-        STATISTICS: epilogue?.kind === "statistics",
-        BACKWARD_SUMS: epilogue?.kind === "backwardSums",
+        ...epilogueConstants(epilogue),
       },
-      [a, b, bias ?? run.placeholder, out, ...tail(epilogue)],
+      [a, b, bias ?? run.placeholder, out, ...epilogueBindings(run, epilogue)],
       { u32: [R, S, T, Math.max(T, 1)] },
       grid,
     );
@@ -87,7 +96,7 @@ export function gemm(
   run.launch(
     "gemm.wgsl",
     { ...transpose, HAS_BIAS: false, SPLIT_K: true, FULL_TILES },
-    [a, b, run.placeholder, partial, ...tail(null)],
+    [a, b, run.placeholder, partial, ...epilogueBindings(run, null)],
     { u32: [R, S, T, tPerSlice] },
     grid,
   );

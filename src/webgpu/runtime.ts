@@ -22,7 +22,7 @@ import {
   type Uniforms,
 } from "./kernels.ts";
 import { type Constants, type KernelTime, Profiler } from "./profiler.ts";
-import { type GemmEpilogue, launchSliceSums, sumSlices } from "./reductions.ts";
+import { launchSliceSums, sumSlices, type UnitEpilogue } from "./reductions.ts";
 import { WG } from "./shader_constants.ts";
 import {
   describeShape,
@@ -54,9 +54,12 @@ export interface Traffic {
   writeBytes: number;
 }
 
-interface HeldProducer {
+/** A launch held back (holdProducer): it writes `out`, in `tiles` tiles of `rowsPerTile` rows. */
+export interface HeldProducer {
   out: GpuTensor;
-  launch: (epilogue: GemmEpilogue | null) => void;
+  tiles: number;
+  rowsPerTile: number;
+  launch: (epilogue: UnitEpilogue | null) => void;
 }
 
 export class GpuRuntime implements Launcher {
@@ -356,20 +359,21 @@ export class GpuRuntime implements Launcher {
   }
 
   /**
-   * Holds a GEMM's launch back until the next op: a bias-GELU-BatchNorm unit reading exactly `out`
-   * takes it (takeProducer) to launch it with the unit's reduction as its epilogue; any other
-   * launch, read, upload or flush launches it plainly first, so the work's order never changes.
+   * Holds a producer's launch (a GEMM, a depthwise conv) back until the next op: a
+   * bias-GELU-BatchNorm unit reading exactly its output takes it (takeProducer) to launch it with
+   * the unit's reduction as its epilogue; any other launch, read, upload or flush launches it
+   * plainly first, so the work's order never changes.
    */
-  holdProducer(out: GpuTensor, launch: (epilogue: GemmEpilogue | null) => void): void {
+  holdProducer(producer: HeldProducer): void {
     this.launchHeldProducer();
-    this.heldProducer = { out, launch };
+    this.heldProducer = producer;
   }
 
   /** The held launch if it writes exactly `out` (the caller launches it), else null (it is launched). */
-  takeProducer(out: GpuTensor): ((epilogue: GemmEpilogue | null) => void) | null {
+  takeProducer(out: GpuTensor): HeldProducer | null {
     const held = this.heldProducer;
     this.heldProducer = null;
-    if (held && sameView(held.out, out)) return held.launch;
+    if (held && sameView(held.out, out)) return held;
     held?.launch(null);
     return null;
   }
