@@ -405,6 +405,60 @@ Deno.test({
   },
 });
 
+// A GEMM or depthwise conv is held back until the next op, for a unit reading exactly its output to
+// take it with its reduction as the epilogue (src/webgpu/runtime.ts, holdProducer): anything else
+// that comes first must find it done, and a unit on other elements must not take it.
+Deno.test({
+  name: "webgpu: a conv held back for the unit after it runs first where anything else comes between",
+  ignore: noAdapter,
+  sanitizeResources: false,
+  async fn() {
+    const backend = await WebGpuBackend.create();
+    const h = new Harness(backend, WEBGPU_ARITHMETIC, 29);
+    try {
+      const [B, H, C] = [2, 6, 20], map = [B, H, H, C], t = (shape: number[]) => h.random(shape).t;
+      const x = t(map), weight = t([C, C]), dwWeight = t([5, 5, C]), zeros = () => backend.tensor(map);
+      const unit = { bias: t([C]), gamma: t([C]), beta: t([C]), runningMean: t([C]), runningVar: t([C]) };
+      const convs = {
+        linear: (out: Tensor) => backend.linearForward(x, weight, null, out),
+        depthwise: (out: Tensor) => backend.depthwiseConvForward(x, dwWeight, out),
+      };
+      for (const [name, conv] of Object.entries(convs)) {
+        const alone = zeros();
+        conv(alone);
+        const want = await backend.read(alone);
+        // A write to the conv's input: the conv ran on the old values.
+        const beforeWrite = zeros(), xBackup = await backend.read(x);
+        conv(beforeWrite);
+        backend.write(x, new Float32Array(x.size));
+        assert.deepEqual(await backend.read(beforeWrite), want, `${name}: the conv ran before the write`);
+        backend.write(x, xBackup);
+        // A unit on a prefix view of the conv's output (a partial batch) does not take the conv.
+        const z = zeros(), part = backend.view(z, [1, H, H, C]), outPart = backend.tensor([1, H, H, C]);
+        const viewAlone = backend.tensor([1, H, H, C]), savedA = backend.tensor([2, C]);
+        const savedB = backend.tensor([2, C]), outAlone = backend.tensor([1, H, H, C]);
+        conv(z);
+        backend.biasGeluBatchNormForward(part, unit, savedA, null, outPart, true);
+        backend.write(viewAlone, (await backend.read(z)).subarray(0, part.size));
+        backend.biasGeluBatchNormForward(viewAlone, unit, savedB, null, outAlone, true);
+        assert.deepEqual(await backend.read(z), want, `${name}: the conv's output`);
+        assert.deepEqual(
+          await backend.read(savedA),
+          await backend.read(savedB),
+          `${name}: the view's statistics`,
+        );
+        assert.deepEqual(
+          await backend.read(outPart),
+          await backend.read(outAlone),
+          `${name}: the unit on the view`,
+        );
+      }
+    } finally {
+      backend.dispose();
+    }
+  },
+});
+
 // readMany packs tensors into one staging buffer: odd sizes (unaligned ends), a view, a tensor
 // twice and, with f16, an activation stored in half precision beside f32 state.
 for (const precision of ["f32", "f16"] as const) {
