@@ -1,10 +1,10 @@
 //!include gelu.wgsl
 //!include row_lanes.wgsl
 // Second pass of biasGeluBatchNormBackward, on the row-lanes skeleton. Every workgroup first adds
-// the chunks of batchnorm_backward_sums.wgsl for its channels (or the one chunk that sum_slices.wgsl
-// made of the per-tile sums of gemm.wgsl's BACKWARD_SUMS epilogue) (its lanes take every
-// WG_ROW_LANES-th chunk; the partials are a few KB, read from cache), so no separate pass adds
-// them: sums = (Σ dOut, Σ dOut·x̂), which the workgroups of chunk 0 write out as dBeta and dGamma.
+// the chunks of batchnorm_backward_sums.wgsl for its channels, or the one chunk sum_slices.wgsl made
+// of the per-tile sums of a conv's BACKWARD_SUMS epilogue (gemm.wgsl, depthwise_conv.wgsl); its
+// lanes take every WG_ROW_LANES-th chunk; the partials are a few KB, read from cache, so no
+// separate pass adds them: sums = (Σ dOut, Σ dOut·x̂), which the workgroups of chunk 0 write out as dBeta and dGamma.
 // Then, for its chunk of rows,
 //   du = gamma·invStd·(dOut − Σ dOut/N − x̂·Σ dOut·x̂/N),  dz = du·GELU'(z + bias),
 // and the first level of dBias = Σ dz: dzPartial[chunk, c]; sum_slices.wgsl adds those chunks.

@@ -3,11 +3,11 @@
 // Second and last pass of biasGeluBatchNormForward, on the row-lanes skeleton:
 //   out = gamma·(GELU(z + bias) − mean)·invStd + beta (+ residual, the ConvMixer block's skip).
 // TRAINING: every workgroup first merges the chunks' (mean, M2) of bias_gelu_statistics.wgsl (or of
-// merge_statistics.wgsl, after a GEMM's epilogue) for its channels with Chan's formula (its lanes
+// merge_statistics.wgsl, after a conv's epilogue) for its channels with Chan's formula (its lanes
 // take every WG_ROW_LANES-th chunk; the partials are a few KB, read from cache), so no separate
-// finalize pass is dispatched; the workgroups of chunk 0
-// write saved = (mean, 1/√(var + eps)) and update the running statistics (BATCHNORM_MOMENTUM,
-// unbiased variance) as torch.nn.BatchNorm2d does. Eval: mean and var are the running statistics.
+// finalize pass is dispatched; the workgroups of chunk 0 write saved = (mean, 1/√(var + eps))
+// and update the running statistics (BATCHNORM_MOMENTUM, unbiased variance) as torch.nn.BatchNorm2d
+// does. Eval: mean and var are the running statistics.
 // GELU is recomputed rather than stored: one more erf is cheaper than a round trip to memory.
 
 struct Params {

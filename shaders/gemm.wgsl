@@ -192,9 +192,12 @@ fn sumColumns(lo: vec4<f32>, hi: vec4<f32>, tid: u32) -> array<vec4<f32>, 2> {
 fn columnValues(part: u32, col: u32) -> vec4<f32> {
   var v = vec4<f32>();
   for (var j = 0u; j < 4u; j++) {
-    if (col + j < params.S && part == 0u) {
+    if (col + j >= params.S) {
+      continue;
+    }
+    if (part == 0u) {
       v[j] = unitBias[col + j];
-    } else if (col + j < params.S) {
+    } else {
       v[j] = saved[(part - 1u) * params.S + col + j];
     }
   }
@@ -246,6 +249,14 @@ fn statisticsEpilogue(acc: ptr<function, array<vec4<f32>, 16>>, rowBase: u32, ro
 
 /** BACKWARD_SUMS: the tile's Σ dOut and Σ dOut·x̂ per column, dOut as stored. */
 fn backwardSumsEpilogue(acc: ptr<function, array<vec4<f32>, 16>>, rowBase: u32, row0: u32, col0: u32, tid: u32) {
+  var biases: array<vec4<f32>, 2>;
+  var means: array<vec4<f32>, 2>;
+  var invStds: array<vec4<f32>, 2>;
+  for (var h = 0u; h < 2u; h++) {
+    biases[h] = columnValues(0u, col0 + 64u * h);
+    means[h] = columnValues(1u, col0 + 64u * h);
+    invStds[h] = columnValues(2u, col0 + 64u * h);
+  }
   var sums = array<vec4<f32>, 2>();
   var products = array<vec4<f32>, 2>();
   for (var k = 0u; k < 16u; k++) {
@@ -259,8 +270,7 @@ fn backwardSumsEpilogue(acc: ptr<function, array<vec4<f32>, 16>>, rowBase: u32, 
           zs[j] = f32(z[row * params.S + col + j]);
         }
       }
-      let x = zs + columnValues(0u, col);
-      let xHat = (geluVec(x) - columnValues(1u, col)) * columnValues(2u, col);
+      let xHat = (geluVec(zs + biases[k % 2u]) - means[k % 2u]) * invStds[k % 2u];
       sums[k % 2u] += g;
       products[k % 2u] += g * xHat;
     }

@@ -29,7 +29,7 @@ import { GpuRuntime, type HeldProducer, type Traffic } from "./runtime.ts";
 import type { KernelTime } from "./profiler.ts";
 import type { GpuTensor, Precision } from "./tensor.ts";
 
-/** The most chunks a GEMM epilogue's per-tile statistics are merged into for the normalising pass. */
+/** The most chunks a conv epilogue's per-tile statistics are merged into for the normalising pass. */
 const STATISTICS_CHUNKS = 32;
 
 export type { KernelTime, Precision, Traffic };
@@ -225,8 +225,8 @@ export class WebGpuBackend extends GpuRuntime implements Backend {
     if (residual && this.gpu(residual).storage === this.gpu(out).storage) {
       throw new Error(`webgpu ${op}: residual may not alias out`);
     }
-    // Training: the statistics per chunk of rows (in the epilogue of the GEMM that has just written
-    // z, where one has), then one pass that merges them and normalises.
+    // Training: the statistics per chunk of rows (in the epilogue of the GEMM or depthwise conv that
+    // has just written z, where one has), then one pass that merges them and normalises.
     const cBlocks = Math.ceil(C / WG.CHANNELS);
     const { rowsPerChunk, chunks } = chunking(R, cBlocks);
     const producer = this.takeProducer(this.gpu(z));
@@ -310,20 +310,17 @@ export class WebGpuBackend extends GpuRuntime implements Backend {
     const { rowsPerChunk, chunks } = chunking(R, cBlocks);
     const [zT, biasT, savedT] = [this.gpu(z), this.gpu(bias), this.gpu(saved)];
     const producer = this.takeProducer(this.gpu(dOut));
-    const sums = {
-      partial: this.scratch("partial", (producer ? 1 : chunks) * 2 * C),
-      chunks: producer ? 1 : chunks,
-    };
+    const sumChunks = producer ? 1 : chunks, sums = this.scratch("partial", sumChunks * 2 * C);
     if (producer) {
       // The GEMM or conv that writes dOut sums per tile in its epilogue; one sum_slices adds the tiles.
       const tilePartial = this.scratch("tilePartial", producer.tiles * 2 * C);
       producer.launch({ kind: "backwardSums", bias: biasT, z: zT, saved: savedT, partial: tilePartial });
-      sumSlices(this, tilePartial, producer.tiles, 2 * C, sums.partial, null, false);
+      sumSlices(this, tilePartial, producer.tiles, 2 * C, sums, null, false);
     } else {
       this.launch(
         "batchnorm_backward_sums.wgsl",
         {},
-        [zT, biasT, savedT, this.gpu(dOut), sums.partial],
+        [zT, biasT, savedT, this.gpu(dOut), sums],
         { u32: [R, C, rowsPerChunk] },
         [cBlocks, 1, chunks],
       );
@@ -337,14 +334,14 @@ export class WebGpuBackend extends GpuRuntime implements Backend {
         biasT,
         this.gpu(gamma),
         savedT,
-        sums.partial,
+        sums,
         this.gpu(dOut),
         this.gpu(dz),
         dzPartial,
         this.gpu(dGamma),
         this.gpu(dBeta),
       ],
-      { u32: [R, C, rowsPerChunk, sums.chunks] },
+      { u32: [R, C, rowsPerChunk, sumChunks] },
       [cBlocks, 1, chunks],
     );
     this.deferSum({ partial: dzPartial, slices: chunks, len: C, out: this.gpu(dBias) });
