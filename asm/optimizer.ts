@@ -22,6 +22,8 @@ export function accumulateSquares(g: usize, size: i32, sumSquares: usize, thread
  *   adamw (kind 0): p −= lr·wd·p; m = β1·m + (1−β1)g; v = β2·v + (1−β2)g²;
  *                   p −= lr/(1−β1^t) · m / (√v/√(1−β2^t) + eps)
  *   sgd (kind 1):   p −= lr·(g + wd·p)
+ *   nesterov (kind 2, torch SGD with momentum β1, nesterov): d = g + wd·p; m = β1·m + d;
+ *                   p −= lr·(d + β1·m)
  */
 export function optimizerStep(
   param: usize, grad: usize, m: usize, v: usize, sumSquares: usize, size: i32, kind: i32,
@@ -49,8 +51,12 @@ export function optimizerStep(
       p = f32x4.sub(f32x4.mul(p, decay), f32x4.div(f32x4.mul(stepSize, mi), denominator));
       storeLanes(m + at, mi, lanes);
       storeLanes(v + at, vi, lanes);
-    } else {
+    } else if (kind == 1) {
       p = f32x4.sub(p, f32x4.mul(lrv, f32x4.relaxed_madd(wd, p, g)));
+    } else {
+      const d = f32x4.relaxed_madd(wd, p, g), mi = f32x4.relaxed_madd(b1, loadLanes(m + at, lanes), d);
+      p = f32x4.sub(p, f32x4.mul(lrv, f32x4.relaxed_madd(b1, mi, d)));
+      storeLanes(m + at, mi, lanes);
     }
     storeLanes(param + at, p, lanes);
   }

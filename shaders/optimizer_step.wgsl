@@ -3,10 +3,12 @@
 // sum_squares.wgsl) so the global norm never leaves the GPU.
 //   AdamW (torch.optim.AdamW): p −= lr·wd·p; m, v moments; p −= lr·m̂/(√v̂ + eps)
 //   SGD (no momentum):         p −= lr·(g + wd·p)
+//   Nesterov SGD (torch.optim.SGD(momentum=β1, nesterov=True)): d = g + wd·p; m = β1·m + d;
+//                              p −= lr·(d + β1·m)
 
 struct Params {
   n: u32,
-  kind: u32, // OPTIMIZER_ADAMW or OPTIMIZER_SGD
+  kind: u32, // OPTIMIZER_ADAMW, OPTIMIZER_SGD or OPTIMIZER_NESTEROV
   lr: f32,
   weightDecay: f32,
   beta1: f32,
@@ -43,8 +45,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: 
     m[i] = mi;
     v[i] = vi;
     p -= params.lr * (mi / params.biasCorrection1) / (sqrt(vi / params.biasCorrection2) + params.eps);
-  } else {
+  } else if (params.kind == OPTIMIZER_SGD) {
     p -= params.lr * (g + params.weightDecay * p);
+  } else {
+    let d = g + params.weightDecay * p;
+    let mi = params.beta1 * m[i] + d;
+    m[i] = mi;
+    p -= params.lr * (d + params.beta1 * mi);
   }
   param[i] = p;
 }

@@ -19,13 +19,13 @@ export interface Tensor {
   readonly size: number;
 }
 
-export type OptimizerKind = "adamw" | "sgd";
+export type OptimizerKind = "adamw" | "sgd" | "nesterov";
 
 export interface OptimizerHyper {
   kind: OptimizerKind;
   lr: number;
   weightDecay: number;
-  /** AdamW only. */
+  /** AdamW's first-moment decay; Nesterov SGD's momentum. */
   beta1: number;
   beta2: number;
   eps: number;
@@ -194,6 +194,8 @@ export interface Backend {
    *  adamw (torch.optim.AdamW): p −= lr·wd·p; m = β1·m + (1−β1)g; v = β2·v + (1−β2)g²;
    *         p −= lr·(m/(1−β1^t)) / (√(v/(1−β2^t)) + eps)
    *  sgd (torch.optim.SGD, no momentum): p −= lr·(g + wd·p)   (m, v unused)
+   *  nesterov (torch.optim.SGD(momentum=β1, nesterov=True)): d = g + wd·p; m = β1·m + d;
+   *         p −= lr·(d + β1·m)   (v unused)
    */
   optimizerStep(
     param: Tensor,

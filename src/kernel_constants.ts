@@ -7,4 +7,4 @@ export const BATCHNORM_EPS = 1e-5;
 export const BATCHNORM_MOMENTUM = 0.1;
 
 /** The optimizer as a kernel argument (the code both backends' optimizer kernels read). */
-export const OPTIMIZER_CODE = { adamw: 0, sgd: 1 } as const;
+export const OPTIMIZER_CODE = { adamw: 0, sgd: 1, nesterov: 2 } as const;

@@ -93,7 +93,7 @@ export const TRAIN_USAGE = `Usage: deno task train [flags]
                          (totalSteps, peakStep): these replay it anywhere, byte for byte, unless it was cut
   --val N                hold out the last N training images for validation (evaluated every epoch)
   --batch N --hdim N --depth N --kernel K --patch P
-  --lr X (lr_max) --wd X --optimizer adamw|sgd --schedule onecycle|constant --clip-norm X (0 = off)
+  --lr X (lr_max) --wd X --optimizer adamw|sgd|nesterov --schedule onecycle|constant --clip-norm X (0 = off)
   --scale S --ra-n N --ra-m M --jitter X --reprob P --augment none
   --translate PX --flip random|alternate
   --label-smoothing E --ema DECAY (0 = off) --tta none|flip|flip-translate (the CPU default: six views,
@@ -198,7 +198,7 @@ export function parseTrainArgs(args: string[]): TrainOptions {
     time: epochs !== undefined || totalSteps !== undefined ? 0 : time,
     lr: real("lr", { min: 0, minExclusive: true, max: 100 }),
     wd: real("wd", { min: 0, max: 10 }),
-    optimizer: choice("optimizer", v.optimizer, ["adamw", "sgd"] as const),
+    optimizer: choice("optimizer", v.optimizer, ["adamw", "sgd", "nesterov"] as const),
     schedule: choice("schedule", v.schedule, ["onecycle", "constant"] as const),
     clipNorm: real("clip-norm", { min: 0 }),
     scale: real("scale", { min: 0, minExclusive: true, max: 1 }),

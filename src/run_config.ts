@@ -58,7 +58,7 @@ export function parseRunConfig(path: string, text: string): RunConfig {
       checkNumber(`recipe.${key}`, value, INTEGERS.has(key), POSITIVE.has(key), fail);
     }
   }
-  if (!["adamw", "sgd"].includes(recipe.optimizer as string)) {
+  if (!["adamw", "sgd", "nesterov"].includes(recipe.optimizer as string)) {
     fail(`recipe.optimizer ${recipe.optimizer} is unknown`);
   }
   if (!["onecycle", "constant"].includes(recipe.schedule as string)) {

@@ -409,8 +409,9 @@ export interface OptimizerArgs {
  * optimizerStep, element by element: the clip factor (½·ΔS/S relative, when it acts), g·clip, then
  * AdamW's moments (a rounded β makes 1 − β off by u·β: u·(|m| + |g|) whichever β), the bias
  * corrections 1 − β^t (from a rounded β: relative t·u·β^t/(1 − β^t), large for β2 near 1), and the
- * step lr·m̂/(√v̂ + eps); or SGD's lr·(g + wd·p). The new p is stored: u·|p|. A step whose bound
- * would pass its largest possible size (g lost in its own rounding) is bounded by that size instead.
+ * step lr·m̂/(√v̂ + eps); or SGD's lr·(g + wd·p); or Nesterov's (nesterovBound). The new p is
+ * stored: u·|p|. A step whose bound would pass its largest possible size (g lost in its own
+ * rounding) is bounded by that size instead.
  */
 export function optimizerBound(a: Arithmetic, x: OptimizerArgs, hyper: OptimizerHyper): void {
   const u = a.unit, sumSquares = x.sumSquares.r.data[0], norm = Math.sqrt(sumSquares);
@@ -429,6 +430,10 @@ export function optimizerBound(a: Arithmetic, x: OptimizerArgs, hyper: Optimizer
       const update = hyper.lr * (g + hyper.weightDecay * p);
       x.param.e[i] = x.param.e[i] * (1 + hyper.lr * hyper.weightDecay) + hyper.lr * gBound +
         4 * u * hyper.lr * (Math.abs(g) + hyper.weightDecay * Math.abs(p)) + u * Math.abs(p - update);
+      continue;
+    }
+    if (hyper.kind === "nesterov") {
+      nesterovBound(a, x, hyper, i, g, gBound);
       continue;
     }
     const [m0, v0] = [x.m.r.data[i], x.v.r.data[i]];
@@ -451,4 +456,28 @@ export function optimizerBound(a: Arithmetic, x: OptimizerArgs, hyper: Optimizer
     x.m.e[i] = mBound;
     x.v.e[i] = vBound;
   }
+}
+
+/**
+ * Nesterov SGD for element i from g = the clipped gradient (error gBound): d = g + wd·p and
+ * m = β1·m + d, each product and sum rounded (β1 and wd as float32: u each), then
+ * p −= lr·(d + β1·m). p's own error reaches the new p through d twice (d, β1·m): ×(1 + lr·wd·(1 + β1)).
+ */
+function nesterovBound(
+  a: Arithmetic,
+  x: OptimizerArgs,
+  hyper: OptimizerHyper,
+  i: number,
+  g: number,
+  gBound: number,
+) {
+  const u = a.unit, p = x.param.r.data[i], m0 = x.m.r.data[i], beta = hyper.beta1, wd = hyper.weightDecay;
+  const d = g + wd * p, m = beta * m0 + d;
+  const dRounding = gBound + 3 * u * (Math.abs(g) + wd * Math.abs(p));
+  const mRounding = beta * x.m.e[i] + dRounding + 3 * u * (beta * Math.abs(m0) + Math.abs(d));
+  const step = hyper.lr * (d + beta * m);
+  const stepBound = hyper.lr * (dRounding + beta * mRounding) +
+    4 * u * hyper.lr * (Math.abs(d) + beta * Math.abs(m));
+  x.m.e[i] = mRounding + wd * x.param.e[i];
+  x.param.e[i] = x.param.e[i] * (1 + hyper.lr * wd * (1 + beta)) + stepBound + u * Math.abs(p - step);
 }

@@ -354,7 +354,7 @@ export function accumulateSquares(g: RefTensor, sumSquares: RefTensor): void {
   for (const value of g.data) sumSquares.data[0] += value * value;
 }
 
-/** One AdamW or SGD step after optional global-norm clipping (torch semantics, see Backend). */
+/** One AdamW, SGD or Nesterov SGD step after optional global-norm clipping (torch semantics, see Backend). */
 export function optimizerStep(
   param: RefTensor,
   grad: RefTensor,
@@ -368,6 +368,12 @@ export function optimizerStep(
     const g = grad.data[i] * scale;
     if (hyper.kind === "sgd") {
       param.data[i] -= hyper.lr * (g + hyper.weightDecay * param.data[i]);
+      continue;
+    }
+    if (hyper.kind === "nesterov") {
+      const d = g + hyper.weightDecay * param.data[i];
+      m.data[i] = hyper.beta1 * m.data[i] + d;
+      param.data[i] -= hyper.lr * (d + hyper.beta1 * m.data[i]);
       continue;
     }
     param.data[i] -= hyper.lr * hyper.weightDecay * param.data[i];

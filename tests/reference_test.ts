@@ -283,3 +283,30 @@ Deno.test("optimizer: AdamW's first step is lr·sign(g) after decay; clipping sc
     }
   }
 });
+
+Deno.test("optimizer: Nesterov SGD follows torch.optim.SGD(momentum=0.9, nesterov=True, weight_decay)", () => {
+  // torch 1.13, float64: SGD([p], lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01), three steps.
+  const grads = [[0.3, -0.2, 0.1], [-0.4, 0.5, 0.25], [0.05, 0.6, -0.7]];
+  const torchParams = [
+    [0.44205, -1.209625, 1.9772],
+    [0.492505105, -1.2851142125, 1.91622332],
+    [0.4918767848005, -1.42070144924625, 2.0149829636920003],
+  ];
+  const p = ref.refTensor([3], [0.5, -1.25, 2.0]), m = ref.refTensor([3]), v = ref.refTensor([3]);
+  const hyper = {
+    kind: "nesterov" as const,
+    lr: 0.1,
+    weightDecay: 0.01,
+    beta1: 0.9,
+    beta2: 0.999,
+    eps: 1e-8,
+    step: 1,
+    clipNorm: 0,
+  };
+  for (const [t, g] of grads.entries()) {
+    ref.optimizerStep(p, ref.refTensor([3], g), m, v, ref.refTensor([1]), { ...hyper, step: t + 1 });
+    for (let i = 0; i < 3; i++) {
+      assert.ok(Math.abs(p.data[i] - torchParams[t][i]) < 1e-14, `step ${t + 1} [${i}]`);
+    }
+  }
+});

@@ -197,7 +197,7 @@ Deno.test("bad flags: one clear line and exit code 2", async () => {
       [["--kernel", "4"], "--kernel 4: must be odd"],
       [["--patch", "33"], "--patch 33: must be ≤ 32"],
       [["--lr", "abc"], "--lr abc: not a number"],
-      [["--optimizer", "adam"], "--optimizer adam: must be one of adamw, sgd"],
+      [["--optimizer", "adam"], "--optimizer adam: must be one of adamw, sgd, nesterov"],
       [["--augment", "heavy"], "--augment heavy"],
       [["--resume", `${dir}/nothing-here`], "not a run directory"],
       [["--out", `${dir}/existing-run`], "already holds a run"],

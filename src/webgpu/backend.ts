@@ -428,7 +428,7 @@ export class WebGpuBackend extends GpuRuntime implements Backend {
     sumSquares: Tensor,
     hyper: OptimizerHyper,
   ): void {
-    if (hyper.kind !== "adamw" && hyper.kind !== "sgd") {
+    if (!(hyper.kind in OPTIMIZER_CODE)) {
       throw new Error(`webgpu optimizerStep: unknown optimizer "${hyper.kind}"`);
     }
     shapes.optimizerDims(param, grad, m, v, sumSquares);
