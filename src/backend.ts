@@ -19,7 +19,9 @@ export interface Tensor {
   readonly size: number;
 }
 
-export type OptimizerKind = "adamw" | "sgd" | "nesterov";
+/** The optimizers both backends implement (the --optimizer choices). */
+export const OPTIMIZER_KINDS = ["adamw", "sgd", "nesterov"] as const;
+export type OptimizerKind = typeof OPTIMIZER_KINDS[number];
 
 export interface OptimizerHyper {
   kind: OptimizerKind;

@@ -3,6 +3,7 @@
 import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
 import type { PRESETS, Recipe } from "./recipe.ts";
 import type { TestTimeAugmentation } from "./evaluate.ts";
+import { OPTIMIZER_KINDS } from "./backend.ts";
 
 export type BackendChoice = "auto" | "wasm" | "webgpu";
 
@@ -198,7 +199,7 @@ export function parseTrainArgs(args: string[]): TrainOptions {
     time: epochs !== undefined || totalSteps !== undefined ? 0 : time,
     lr: real("lr", { min: 0, minExclusive: true, max: 100 }),
     wd: real("wd", { min: 0, max: 10 }),
-    optimizer: choice("optimizer", v.optimizer, ["adamw", "sgd", "nesterov"] as const),
+    optimizer: choice("optimizer", v.optimizer, OPTIMIZER_KINDS),
     schedule: choice("schedule", v.schedule, ["onecycle", "constant"] as const),
     clipNorm: real("clip-norm", { min: 0 }),
     scale: real("scale", { min: 0, minExclusive: true, max: 1 }),

@@ -3,6 +3,7 @@
 // trains with is the original one with every change applied in order.
 import { type TrainOptions, UsageError } from "./options.ts";
 import { PAPER_METHODS, PRESETS, type Recipe } from "./recipe.ts";
+import { OPTIMIZER_KINDS } from "./backend.ts";
 
 export interface RunChange {
   /** The first optimizer step trained with the change. */
@@ -58,7 +59,7 @@ export function parseRunConfig(path: string, text: string): RunConfig {
       checkNumber(`recipe.${key}`, value, INTEGERS.has(key), POSITIVE.has(key), fail);
     }
   }
-  if (!["adamw", "sgd", "nesterov"].includes(recipe.optimizer as string)) {
+  if (!(OPTIMIZER_KINDS as readonly string[]).includes(recipe.optimizer as string)) {
     fail(`recipe.optimizer ${recipe.optimizer} is unknown`);
   }
   if (!["onecycle", "constant"].includes(recipe.schedule as string)) {

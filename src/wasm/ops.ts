@@ -310,7 +310,7 @@ export abstract class WasmOps {
   ): void {
     const op = "optimizerStep";
     shapes.optimizerDims(param, grad, m, v, sumSquares);
-    shapes.check(hyper.kind in OPTIMIZER_CODE, op, () => `unknown optimizer ${hyper.kind}`);
+    shapes.check(Object.hasOwn(OPTIMIZER_CODE, hyper.kind), op, () => `unknown optimizer ${hyper.kind}`);
     const { lr, weightDecay, beta1, beta2, eps, step, clipNorm } = hyper;
     const kind = OPTIMIZER_CODE[hyper.kind];
     this.run(op, [

@@ -428,7 +428,7 @@ export class WebGpuBackend extends GpuRuntime implements Backend {
     sumSquares: Tensor,
     hyper: OptimizerHyper,
   ): void {
-    if (!(hyper.kind in OPTIMIZER_CODE)) {
+    if (!(Object.hasOwn(OPTIMIZER_CODE, hyper.kind))) {
       throw new Error(`webgpu optimizerStep: unknown optimizer "${hyper.kind}"`);
     }
     shapes.optimizerDims(param, grad, m, v, sumSquares);
