@@ -68,7 +68,10 @@ export interface ActivationMemory {
   keepGeluOutput?: boolean;
 }
 
-/** Activations of one batch size: views of the full-batch buffers (eval's last batch is partial). */
+/**
+ * Activations of one batch size and image size: views of the full-size buffers (eval's last batch
+ * is partial; the low-resolution phase's crops are smaller images, src/low_resolution.ts).
+ */
 interface Activations {
   images: Tensor; // [B, H, W, 3]
   labels: Tensor; // [B]
@@ -122,7 +125,7 @@ export class ConvMixer {
   /** Each unit's tensors as the fused BatchNorm op takes them (records built once). */
   private readonly batchNorm: ByUnit<BatchNormParams>;
   private readonly full: Activations;
-  private readonly byBatch = new Map<number, Activations>();
+  private readonly views = new Map<string, Activations>();
   /** AdamW's first and second moments, allocated on first use (eval never needs them). */
   #moments: { m: PackedParameters; v: PackedParameters } | null = null;
   private readonly sumSquares: Tensor;
@@ -211,34 +214,49 @@ export class ConvMixer {
   /** Each unit's tensor for its GELU output (unitsOf order); empty where they are not kept. */
   private keptGeluOutputs(a: Activations): Tensor[] {
     if (!this.keepsGeluOutput) return [];
-    const full = this.full, batch = a.images.shape[0];
+    const full = this.full;
     full.geluOut ??= Array.from(
       { length: 2 * this.config.depth + 1 },
       () => this.backend.tensor(full.stemPre.shape, "activation"),
     );
-    a.geluOut ??= full.geluOut.map((t) => this.backend.view(t, [batch, ...t.shape.slice(1)]));
+    a.geluOut ??= full.geluOut.map((t) => this.backend.view(t, a.stemPre.shape));
     return a.geluOut;
   }
 
-  /** Views of the full-batch buffers for a smaller batch (allocated once per size). */
-  activations(batch: number): Activations {
-    if (batch === this.maxBatch) return this.full;
+  /**
+   * Views of the full-size buffers for a smaller batch or smaller images (allocated once per pair):
+   * the spatial maps of `imageSize`-pixel images are ⌊imageSize / p⌋ tokens a side.
+   */
+  activations(batch: number, imageSize = this.imageSize): Activations {
+    if (batch === this.maxBatch && imageSize === this.imageSize) return this.full;
     if (batch < 1 || batch > this.maxBatch) throw new Error(`batch ${batch} outside 1..${this.maxBatch}`);
-    let views = this.byBatch.get(batch);
+    const { patch: p } = this.config;
+    if (!Number.isInteger(imageSize) || imageSize < p || imageSize > this.imageSize) {
+      throw new Error(`images of ${imageSize} pixels outside ${p}..${this.imageSize}`);
+    }
+    const key = `${batch}×${imageSize}`;
+    let views = this.views.get(key);
     if (!views) {
-      const v = (t: Tensor) => this.backend.view(t, [batch, ...t.shape.slice(1)]);
-      const entries = Object.entries(this.full).map((
-        [name, x],
-      ) => [name, Array.isArray(x) ? x.map(v) : v(x)]);
+      const tokens = Math.floor(imageSize / p);
+      const perImage = (t: Tensor) => t.shape.length === 4 ? [tokens, tokens, t.shape[3]] : t.shape.slice(1);
+      const view = (t: Tensor) => this.backend.view(t, [batch, ...perImage(t)]);
+      const entries = Object.entries(this.full).map(([name, x]) => [
+        name,
+        name === "images"
+          ? this.backend.view(x, [batch, imageSize, imageSize, 3])
+          : Array.isArray(x)
+          ? x.map(view)
+          : view(x),
+      ]);
       views = Object.fromEntries(entries) as Activations;
-      this.byBatch.set(batch, views);
+      this.views.set(key, views);
     }
     return views;
   }
 
-  /** Uploads one batch: images [B, H, W, 3] normalised NHWC, labels [B]. */
+  /** Uploads one batch: images [B, S, S, 3] normalised NHWC (S ≤ the model's image size), labels [B]. */
   setBatch(images: Float32Array, labels: Float32Array): Activations {
-    const a = this.activations(labels.length);
+    const a = this.activations(labels.length, Math.sqrt(images.length / (3 * labels.length)));
     this.backend.write(a.images, images);
     this.backend.write(a.labels, labels);
     return a;

@@ -4,6 +4,7 @@ import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
 import type { PRESETS, Recipe } from "./recipe.ts";
 import type { TestTimeAugmentation } from "./evaluate.ts";
 import { OPTIMIZER_KINDS } from "./backend.ts";
+import { lowResolutionProblem, MIN_CROP_FRACTION } from "./low_resolution.ts";
 
 export type BackendChoice = "auto" | "wasm" | "webgpu";
 
@@ -68,6 +69,8 @@ const TRAIN_FLAGS = {
   tta: { type: "string" },
   flip: { type: "string" },
   "stem-init": { type: "string" },
+  "crop-size": { type: "string" },
+  "crop-fraction": { type: "string" },
   "no-shuffle": { type: "boolean" },
   seed: { type: "string" },
   init: { type: "string" },
@@ -100,6 +103,9 @@ export const TRAIN_USAGE = `Usage: deno task train [flags]
   --label-smoothing E --ema DECAY (0 = off) --tta none|flip|flip-translate (the CPU default: six views,
                          flip's two for a --time under 10m)
   --stem-init default|whiten
+  --crop-size S --crop-fraction F
+                         train the first F of the steps (0.4 to 1, default 0.5; never ending before the lr
+                         peak) on random S×S crops (0 = off), the rest on whole images
   --no-shuffle --seed N --precision f32|f16 (f16: WebGPU with shader-f16)
   --workers N            compute threads of the WASM backend (default: every core)
   --init CKPT            start from these weights (timm-named safetensors)
@@ -214,8 +220,14 @@ export function parseTrainArgs(args: string[]): TrainOptions {
     tta: choice("tta", v.tta, ["none", "flip", "flip-translate"] as const),
     flip: choice("flip", v.flip, ["random", "alternate"] as const),
     stemInit: choice("stem-init", v["stem-init"], ["default", "whiten"] as const),
+    cropSize: int("crop-size", 0, 31),
+    cropFraction: real("crop-fraction", { min: MIN_CROP_FRACTION, max: 1 }),
   };
   if (recipe.ema === 1) throw new UsageError("--ema 1: the average would never move (use a decay below 1)");
+  // Against --patch here, so that the line comes first; against a preset's patch in src/train.ts.
+  const { cropSize = 0, cropFraction = 1, patch: givenPatch = 1 } = recipe;
+  const cropProblem = lowResolutionProblem({ cropSize, cropFraction, patch: givenPatch });
+  if (cropProblem) throw new UsageError(`--${cropProblem}`);
   for (const key of Object.keys(recipe) as (keyof Recipe)[]) {
     if (recipe[key] === undefined) delete recipe[key];
   }

@@ -39,6 +39,10 @@ export interface Recipe {
   flip: AugmentConfig["flip"];
   /** The stem's initialisation: PyTorch's default, or patch whitening (src/stem_whitening.ts). */
   stemInit: "default" | "whiten";
+  /** Side of the random crops the low-resolution phase trains on (0: off; src/low_resolution.ts). */
+  cropSize: number;
+  /** The share of the run's steps in that phase, from the start. */
+  cropFraction: number;
 }
 
 /** The data workers' augmentation for a recipe (null: none). */
@@ -72,6 +76,8 @@ export const PAPER_METHODS = {
   tta: "none",
   flip: "random",
   stemInit: "default",
+  cropSize: 0,
+  cropFraction: 0.5,
 } as const;
 
 export const PRESETS: Record<"official" | "cpu", Recipe> = {

@@ -4,6 +4,7 @@
 import { type TrainOptions, UsageError } from "./options.ts";
 import { PAPER_METHODS, PRESETS, type Recipe } from "./recipe.ts";
 import { OPTIMIZER_KINDS } from "./backend.ts";
+import { lowResolutionProblem } from "./low_resolution.ts";
 
 export interface RunChange {
   /** The first optimizer step trained with the change. */
@@ -31,8 +32,8 @@ export interface RunConfig {
 
 /** What --resume may change; every other recipe flag is fixed by config.json. */
 const CHANGEABLE = ["lr", "clipNorm", "epochs"] as const;
-const INTEGERS = new Set(["hdim", "depth", "kernel", "patch", "batch", "epochs", "raN", "raM"]);
-const POSITIVE = new Set(["hdim", "kernel", "patch", "batch", "epochs", "lr", "scale"]);
+const INTEGERS = new Set(["hdim", "depth", "kernel", "patch", "batch", "epochs", "raN", "raM", "cropSize"]);
+const POSITIVE = new Set(["hdim", "kernel", "patch", "batch", "epochs", "lr", "scale", "cropFraction"]);
 
 /** Parses and checks config.json's text; every problem throws one line naming the file. */
 export function parseRunConfig(path: string, text: string): RunConfig {
@@ -67,6 +68,8 @@ export function parseRunConfig(path: string, text: string): RunConfig {
   }
   if ((recipe.kernel as number) % 2 === 0) fail(`recipe.kernel ${recipe.kernel} is not odd`);
   if ((recipe.patch as number) > 32) fail(`recipe.patch ${recipe.patch} is larger than the 32-pixel images`);
+  const cropProblem = lowResolutionProblem(recipe as unknown as Recipe);
+  if (cropProblem) fail(`recipe.${cropProblem}`);
   if (typeof seed !== "number") fail(`seed is ${JSON.stringify(seed)}, not a number`);
   checkNumber("seed", seed as number, true, false, fail);
   if (typeof shuffle !== "boolean") fail(`shuffle is ${JSON.stringify(shuffle)}, not true or false`);

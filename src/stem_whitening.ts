@@ -5,9 +5,7 @@
 // both halves of each direction). The first layer then starts decorrelated instead of random, which
 // is worth most in short runs. Channels beyond 2·3p² keep their default initialisation.
 import { CIFAR_MEAN, CIFAR_STD } from "./data/augment.ts";
-import { IMAGE_BYTES } from "./data/cifar.ts";
-
-const SIDE = 32;
+import { IMAGE_BYTES, IMAGE_SIDE } from "./data/cifar.ts";
 
 /** Second moment E[x xᵀ] of every (stride-1) p×p patch of the sampled images, normalised as in training. */
 export function patchSecondMoment(
@@ -23,16 +21,16 @@ export function patchSecondMoment(
   for (const index of sample) {
     const image = images.subarray(index * IMAGE_BYTES, (index + 1) * IMAGE_BYTES); // CHW planes
     for (let i = 0; i < IMAGE_BYTES; i++) {
-      const c = Math.floor(i / (SIDE * SIDE));
+      const c = Math.floor(i / (IMAGE_SIDE * IMAGE_SIDE));
       normalised[i] = (image[i] / 255 - CIFAR_MEAN[c]) / CIFAR_STD[c];
     }
-    for (let top = 0; top + patch <= SIDE; top++) {
-      for (let left = 0; left + patch <= SIDE; left++) {
+    for (let top = 0; top + patch <= IMAGE_SIDE; top++) {
+      for (let left = 0; left + patch <= IMAGE_SIDE; left++) {
         // x in the stem weight's [3, p, p] order.
         for (let c = 0, k = 0; c < 3; c++) {
           for (let i = 0; i < patch; i++) {
             for (let j = 0; j < patch; j++) {
-              x[k++] = normalised[c * SIDE * SIDE + (top + i) * SIDE + left + j];
+              x[k++] = normalised[c * IMAGE_SIDE * IMAGE_SIDE + (top + i) * IMAGE_SIDE + left + j];
             }
           }
         }

@@ -22,6 +22,11 @@
 // flattens from there). One window's pace alone swings ±15% on these machines (161–227 ms per
 // step within minutes), and lengthening on it undid and redid cuts every minute. Such a run
 // prints each change, and --total-steps N --peak-step P replays it only up to the first.
+//
+// Steps need not cost the same: the low-resolution phase's crop steps (src/low_resolution.ts) do a
+// fraction of a whole-image step's work. The budget counts steps in whole-image steps (`stepCost`,
+// from the model's arithmetic) and times that unit, so a window of crop steps sizes the whole-image
+// steps after it; where the ratio is off on some machine, the watch corrects it after the switch.
 import type { RunConfig } from "./run_config.ts";
 
 /**
@@ -53,13 +58,25 @@ export interface EvaluationLoad {
   atEnd: number;
 }
 
+/** A step's work in whole-image steps, for step `step` (0-based) of a run of `totalSteps` (undefined: not yet sized). */
+export type StepCost = (step: number, totalSteps: number | undefined) => number;
+
+/** The clock at a step: the steps done, their cost in whole-image steps, performance.now(). */
+interface Clock {
+  step: number;
+  units: number;
+  at: number;
+}
+
 export class TimeBudget {
-  #clock: { step: number; at: number } | null = null;
+  #clock: Clock | null = null;
+  /** Whole-image steps done since the budget started counting. */
+  #units = 0;
   #forwardMsPerImage = NaN;
   #firstStepMs = NaN; // the first estimate's step time: evaluations are scaled by the pace against it
   #secondAt: number | null = null; // the step of the second estimate, once the first is made
   /** The clock from the first estimate on: the run's pace over minutes, for the watch. */
-  #sinceFirst: { step: number; at: number } | null = null;
+  #sinceFirst: Clock | null = null;
   /** performance.now() at which the run should end (NaN until the first estimate). */
   projectedEnd = NaN;
 
@@ -69,6 +86,7 @@ export class TimeBudget {
     readonly evaluation: EvaluationLoad,
     readonly config: RunConfig,
     readonly now: () => number = () => performance.now(),
+    readonly stepCost: StepCost = () => 1,
   ) {}
 
   /**
@@ -81,10 +99,11 @@ export class TimeBudget {
     flush: () => Promise<void>,
     timeForward: () => Promise<number>,
   ): Promise<string | null> {
+    this.#units += this.stepCost(step - 1, this.config.totalSteps);
     if (this.#clock === null) { // from WARM_STEPS on (or from the first step after a resume)
       if (step < WARM_STEPS) return null;
       await flush();
-      this.#clock = { step, at: this.now() };
+      this.#clock = this.#now(step);
       return null;
     }
     if (this.config.totalSteps !== undefined && this.#secondAt === null) {
@@ -95,7 +114,7 @@ export class TimeBudget {
       return null;
     }
     await flush();
-    const from = this.#clock.step, stepMs = (this.now() - this.#clock.at) / (step - from);
+    const from = this.#clock.step, stepMs = this.#paceSince(this.#clock);
     if (first) {
       this.#forwardMsPerImage = await timeForward();
       this.#firstStepMs = stepMs;
@@ -109,11 +128,11 @@ export class TimeBudget {
     } else {
       this.#secondAt = null;
     }
-    this.#clock = { step, at: this.now() };
+    this.#clock = this.#now(step);
     if (first) this.#sinceFirst = { ...this.#clock };
     const epochs = (totalSteps / this.stepsPerEpoch).toFixed(2);
     const perImageUs = (this.#forwardMsPerImage * 1000).toFixed(0);
-    return `--time ${this.seconds} s: ${stepMs.toFixed(1)} ms per step (steps ${from}–${step})` +
+    return `--time ${this.seconds} s: ${stepMs.toFixed(1)} ms per ${this.#unit} (steps ${from}–${step})` +
       (first ? `, ${perImageUs} µs per evaluated image` : "") +
       ` → ${totalSteps} steps (${epochs} epochs), lr peak at step ${this.config.peakStep}` +
       (this.#secondAt === null ? "" : `; measured again at step ${this.#secondAt}`);
@@ -124,12 +143,12 @@ export class TimeBudget {
     const clock = this.#clock!;
     if (this.now() - clock.at < WATCH_MS) return null;
     await flush();
-    const stepMs = (this.now() - clock.at) / (step - clock.step);
-    this.#clock = { step, at: this.now() };
+    const stepMs = this.#paceSince(clock);
+    this.#clock = this.#now(step);
     const planned = this.config.totalSteps!;
     this.#size(step, stepMs, planned);
     const lateMs = this.projectedEnd - this.seconds * 1000;
-    const since = this.#sinceFirst!, sinceMs = (this.now() - since.at) / (step - since.step);
+    const sinceMs = this.#paceSince(this.#sinceFirst!);
     if (lateMs <= 0) return this.#lengthen(clock.step, step, Math.max(stepMs, sinceMs), -lateMs);
     // Sized at the mean of the window's pace and the pace since the first estimate, where that is
     // faster: a slow window alone overshoots when the steps speed up again, and if they do not, the
@@ -139,7 +158,7 @@ export class TimeBudget {
     this.#size(step, stepMs, this.config.totalSteps);
     const epochs = (this.config.totalSteps / this.stepsPerEpoch).toFixed(2);
     return `--time ${this.seconds} s would end ${(lateMs / 1000).toFixed(0)} s late at ` +
-      `${stepMs.toFixed(1)} ms per step (steps ${clock.step}–${step}): cut from ${planned} to ` +
+      `${stepMs.toFixed(1)} ms per ${this.#unit} (steps ${clock.step}–${step}): cut from ${planned} to ` +
       `${this.config.totalSteps} steps (${epochs} epochs), the decay steepened from step ${step}`;
   }
 
@@ -156,8 +175,9 @@ export class TimeBudget {
     }
     this.config.totalSteps = fitting; // #size above projected the end for exactly this length
     const epochs = (fitting / this.stepsPerEpoch).toFixed(2), early = (earlyMs / 1000).toFixed(0);
+    const pace = `${paceMs.toFixed(1)} ms per ${this.#unit}`;
     return `--time ${this.seconds} s would end ${early} s early (steps ${from}–${step}), ` +
-      `and at ${paceMs.toFixed(1)} ms per step (the slower of that window and the pace since the first ` +
+      `and at ${pace} (the slower of that window and the pace since the first ` +
       `estimate) fits ${fitting - planned} more steps: lengthened from ${planned} to ${fitting} steps ` +
       `(${epochs} epochs), the decay flattened from step ${step}`;
   }
@@ -168,9 +188,30 @@ export class TimeBudget {
     if (this.#sinceFirst) this.#sinceFirst.at += ms;
   }
 
+  #now(step: number): Clock {
+    return { step, units: this.#units, at: this.now() };
+  }
+
+  /** Milliseconds per whole-image step since `clock`. */
+  #paceSince(clock: Clock): number {
+    return (this.now() - clock.at) / (this.#units - clock.units);
+  }
+
+  /** What the printed paces are per: a step, or a whole-image step where steps differ. */
+  get #unit(): string {
+    return this.stepCost(0, undefined) === 1 ? "step" : "whole-image step";
+  }
+
+  /** Whole-image steps that steps from..to − 1 of a run of `to` steps cost. */
+  #unitsUpTo(from: number, to: number): number {
+    let units = 0;
+    for (let s = from; s < to; s++) units += this.stepCost(s, to);
+    return units;
+  }
+
   /**
-   * The run's length at `stepMs` per step: the steps done plus those that fit in what is left of
-   * the budget. Sets projectedEnd for a run of `totalSteps` (default: that length).
+   * The run's length at `stepMs` per whole-image step: the steps done plus those that fit in what
+   * is left of the budget. Sets projectedEnd for a run of `totalSteps` (default: that length).
    */
   #size(step: number, stepMs: number, totalSteps?: number): number {
     // Evaluations are forward passes: they slow down with the steps.
@@ -178,11 +219,20 @@ export class TimeBudget {
     const evaluatedMs = (images: number) => images * this.#forwardMsPerImage * pace;
     const budgetMs = this.seconds * 1000 * (1 - MARGIN_FRACTION);
     // Each epoch costs its steps, one validation pass and one save.
-    const perStepMs = stepMs + (evaluatedMs(this.evaluation.perEpoch) + SAVE_RESERVE_MS) / this.stepsPerEpoch;
+    const epochEndPerStepMs = (evaluatedMs(this.evaluation.perEpoch) + SAVE_RESERVE_MS) / this.stepsPerEpoch;
+    const remainingMs = (total: number) =>
+      this.#unitsUpTo(step, total) * stepMs + (total - step) * epochEndPerStepMs;
     const testMs = evaluatedMs(this.evaluation.atEnd);
     const left = budgetMs - this.now() - testMs - SAVE_RESERVE_MS;
-    const fitting = step + Math.max(0, Math.floor(left / perStepMs));
-    this.projectedEnd = this.now() + ((totalSteps ?? fitting) - step) * perStepMs + testMs;
-    return fitting;
+    // The longest run whose remaining steps fit (remainingMs grows with the length): doubling, then bisection.
+    let fits = step, over = step + 1;
+    while (remainingMs(over) <= left) [fits, over] = [over, step + 2 * (over - step)];
+    while (over - fits > 1) {
+      const middle = Math.floor((fits + over) / 2);
+      if (remainingMs(middle) <= left) fits = middle;
+      else over = middle;
+    }
+    this.projectedEnd = this.now() + remainingMs(totalSteps ?? fits) + testMs;
+    return fits;
   }
 }

@@ -21,6 +21,7 @@ import { type CifarSplit, holdOut, openCifar } from "./data/cifar.ts";
 import { BatchLoader } from "./data/loader.ts";
 import { WeightAverage } from "./weight_average.ts";
 import { patchWhiteningFilters } from "./stem_whitening.ts";
+import { lowResolutionProblem } from "./low_resolution.ts";
 import { machineFacts } from "./report/report.ts";
 import { StepLog } from "./step_log.ts";
 
@@ -171,6 +172,8 @@ function resolveRunConfig(
       recipe[key] = initial[key];
     }
   }
+  const cropProblem = lowResolutionProblem(recipe);
+  if (cropProblem) throw new UsageError(`--${cropProblem}`);
   return {
     recipe,
     seed: options.seed,

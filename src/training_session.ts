@@ -5,7 +5,8 @@
 import type { Recipe } from "./recipe.ts";
 import type { ConvMixer } from "./model.ts";
 import { epochKnots, learningRate, stepKnots } from "./schedule.ts";
-import { CALIBRATION_STEPS, TimeBudget } from "./time_budget.ts";
+import { CALIBRATION_STEPS, type StepCost, TimeBudget } from "./time_budget.ts";
+import { cropStepCost, lowResolutionSteps, randomCrops } from "./low_resolution.ts";
 import {
   loadOptimizerStateDict,
   loadStateDict,
@@ -58,7 +59,7 @@ export class TrainingSession {
     const views = ttaViews(recipe.tta).length;
     const evaluation = { perEpoch: (loaders.val?.records ?? 0) * views, atEnd: loaders.test.records * views };
     this.#budget = recipe.time && config.totalSteps === undefined
-      ? new TimeBudget(recipe.time, this.#perEpoch, evaluation, config)
+      ? new TimeBudget(recipe.time, this.#perEpoch, evaluation, config, undefined, this.#stepCost(recipe))
       : null;
   }
 
@@ -122,10 +123,10 @@ export class TrainingSession {
     const readEvery = Math.max(1, Math.floor(this.#perEpoch / METRIC_READS_PER_EPOCH));
     let lr = 0, images = 0;
     for await (const batch of this.loaders.train.epoch(epoch, first)) {
-      const a = this.model.setBatch(batch.images, batch.labels);
+      const a = this.#upload(batch);
       lr = this.#trainStep(a, batch.index);
       images += batch.count;
-      if (this.#budget) await this.#measure(this.#budget, a);
+      if (this.#budget) await this.#measure(this.#budget, batch);
       if ((batch.index + 1) % readEvery === 0) await progress.request(images, lr, this.position);
       const atEnd = this.#finished(), stop = this.#signals.received !== null;
       if (atEnd || stop || Date.now() - this.#lastSave > SAVE_INTERVAL_MS) {
@@ -148,6 +149,27 @@ export class TrainingSession {
       seconds,
       partial: this.position.batchInEpoch < this.#perEpoch || undefined,
     };
+  }
+
+  /** Uploads a training batch: in the low-resolution phase, as random crops (src/low_resolution.ts). */
+  #upload({ images, labels }: { images: Float32Array; labels: Float32Array }) {
+    const step = this.position.step, { cropSize } = this.recipe;
+    const crops = this.#onCrops(step, this.config.totalSteps);
+    return this.model.setBatch(
+      crops ? randomCrops(images, labels.length, cropSize, this.config.seed, step) : images,
+      labels,
+    );
+  }
+
+  /** Whether step `step` of a run of `totalSteps` trains on crops (not yet sized: a --time run's first steps, all crops). */
+  #onCrops(step: number, totalSteps: number | undefined): boolean {
+    return step < lowResolutionSteps(this.recipe, totalSteps ?? Infinity, this.config.peakStep);
+  }
+
+  /** The budget's cost of a step: a crop step's share of a whole-image step in the low-resolution phase. */
+  #stepCost(recipe: Recipe): StepCost {
+    const cropCost = cropStepCost(recipe);
+    return (step, totalSteps) => this.#onCrops(step, totalSteps) ? cropCost : 1;
   }
 
   /** The epoch's metric sums start at zero, or where the save being resumed left them. */
@@ -180,12 +202,14 @@ export class TrainingSession {
     return lr;
   }
 
-  /** A --time run's sizing and watch of its pace (src/time_budget.ts), after each step. */
-  async #measure(budget: TimeBudget, a: ReturnType<ConvMixer["activations"]>) {
+  /** A --time run's sizing and watch of its pace (src/time_budget.ts), after each step on `batch`. */
+  async #measure(budget: TimeBudget, batch: { images: Float32Array; labels: Float32Array }) {
     const { backend } = this.model;
     const timeForward = async () => {
       const started = performance.now();
       const metrics = await backend.read(this.model.metrics);
+      // Evaluation sees whole images, also while the steps train on crops.
+      const a = this.model.setBatch(batch.images, batch.labels);
       await backend.read(this.model.forward(a, false));
       backend.write(this.model.metrics, metrics); // the timing forward leaves the epoch's metrics alone
       return (performance.now() - started) / a.labels.size;

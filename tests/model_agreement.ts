@@ -1,7 +1,7 @@
 // A backend runs a small ConvMixer for several AdamW steps (with clipping) beside the float64
 // reference and perturbed copies of it (tests/model_fixtures.ts's twins); its losses, parameters,
 // BN statistics and eval logits must stay within each element's bound estimated from the twins'
-// spread. (Over 5 steps the run is not chaotic element by element: perturbed at 2⁻²⁴, no parameter
+// spread; every other step on smaller images. (Over 5 steps the run is not chaotic element by element: perturbed at 2⁻²⁴, no parameter
 // moved by more than 1e-4, a hundredth of lr = 0.01; the median by 3e-6 relative.)
 import type { Backend, Tensor } from "../src/backend.ts";
 import { loadStateDict, namedParameters, namedStatistics, stateDict } from "../src/checkpoint.ts";
@@ -36,7 +36,10 @@ export async function checkTrainingAgreement(
   };
   const random = seededRandom(9);
   for (let step = 1; step <= steps; step++) {
-    const images = randomValues(batch * size * size * 3, random, 2);
+    // Every other step on smaller images (views of the full-size activations), as the
+    // low-resolution phase trains on crops: 8 pixels, 4×4 tokens against 6×6.
+    const side = step % 2 === 0 ? 8 : size;
+    const images = randomValues(batch * side * side * 3, random, 2);
     const labels = Float32Array.from({ length: batch }, () => Math.floor(random() * 10));
     for (const model of models) {
       const x = model.setBatch(images, labels);

@@ -1,6 +1,7 @@
 // The training recipe's parts outside the kernels: the learning-rate schedule against the official
 // script's formula, the duration and run-length flags, the weight average against its definition,
-// the patch-whitening initialisation, and flip test-time augmentation.
+// the patch-whitening initialisation, flip test-time augmentation and the low-resolution phase's
+// crops.
 import assert from "node:assert";
 import { epochKnots, learningRate, stepKnots } from "../src/schedule.ts";
 import { parseTrainArgs, UsageError } from "../src/options.ts";
@@ -10,6 +11,7 @@ import { namedParameters, namedStatistics } from "../src/checkpoint.ts";
 import { WeightAverage } from "../src/weight_average.ts";
 import { patchSecondMoment, patchWhiteningFilters, symmetricEigen } from "../src/stem_whitening.ts";
 import { crossEntropyMetrics, mirror, shiftReflect, ttaViews } from "../src/evaluate.ts";
+import { cropStepCost, lowResolutionSteps, randomCrops } from "../src/low_resolution.ts";
 import { ReferenceBackend } from "./reference_backend.ts";
 import { randomValues, seededRandom } from "./reference.ts";
 
@@ -90,6 +92,8 @@ Deno.test("options: --time takes durations; one run length at a time; bad values
       [["--tta", "crop"], /--tta crop: must be one of none, flip, flip-translate/],
       [["--val", "50000"], /--val 50000: must be ≤ 49999/],
       [["--translate", "1.5"], /--translate 1.5: must be an integer/],
+      [["--crop-size", "32"], /--crop-size 32: must be ≤ 31/],
+      [["--crop-fraction", "0.3"], /--crop-fraction 0.3: must be ≥ 0.4/],
     ] as const
   ) {
     assert.throws(
@@ -226,4 +230,40 @@ Deno.test("flip TTA: mirror reverses each row's pixels (channels kept); host met
     Math.log(row.reduce((s, z) => s + Math.exp(z), 0)) - row[label];
   assert.ok(Math.abs(loss - (ce([2, 1, 0], 0) + ce([0, 3, 3], 2) + ce([1, 1, 1], 1)) / 3) < 1e-12);
   assert.equal(accuracy, 1 / 3, "ties go to the first maximum: rows 2 and 3 are wrong");
+});
+
+Deno.test("low-resolution phase: crops are blocks of the images at offsets drawn per (seed, step); its length and cost", () => {
+  const count = 400, size = 24;
+  // Each pixel's value encodes its image, row, column and channel.
+  const images = Float32Array.from({ length: count * 32 * 32 * 3 }, (_, i) => i);
+  const crops = randomCrops(images, count, size, 7, 11);
+  const offsets = new Set<string>();
+  for (let i = 0; i < count; i++) {
+    const first = crops[i * size * size * 3] - i * 32 * 32 * 3;
+    const top = Math.floor(first / (32 * 3)), left = (first % (32 * 3)) / 3;
+    assert(top >= 0 && top <= 32 - size && left >= 0 && left <= 32 - size, `offset ${top}, ${left}`);
+    offsets.add(`${top},${left}`);
+    for (let y = 0; y < size; y++) {
+      for (let x = 0; x < size; x++) {
+        for (let c = 0; c < 3; c++) {
+          const want = ((i * 32 + top + y) * 32 + left + x) * 3 + c;
+          assert.equal(crops[((i * size + y) * size + x) * 3 + c], want);
+        }
+      }
+    }
+  }
+  assert(offsets.size > 60, `${offsets.size} of the 81 offsets drawn over ${count} images`);
+  assert(offsets.has("0,0") && offsets.has("8,8"), "both extreme offsets occur");
+  assert.deepEqual(randomCrops(images, count, size, 7, 11), crops, "the same crops for (seed, step)");
+  assert.notDeepEqual(randomCrops(images, count, size, 7, 12), crops);
+  assert.notDeepEqual(randomCrops(images, count, size, 8, 11), crops);
+  const recipe = { ...PRESETS.cpu, cropSize: 24, cropFraction: 0.5 };
+  assert.equal(lowResolutionSteps(recipe, 3351), 1676);
+  assert.equal(lowResolutionSteps(recipe, 3351, 1800), 1800, "not before the lr peak");
+  assert.equal(lowResolutionSteps({ ...recipe, cropFraction: 0.4 }, 3351), 1340);
+  assert.equal(lowResolutionSteps({ ...recipe, cropSize: 0 }, 3351), 0);
+  // ConvMixer-160/4 p4: 6×6 tokens against 8×8; the head's 160×10 does not shrink.
+  const perToken = 160 * 3 * 16 + 4 * 160 * (25 + 160);
+  assert.equal(cropStepCost(recipe), (36 * perToken + 1600) / (64 * perToken + 1600));
+  assert.equal(cropStepCost({ ...recipe, cropSize: 0 }), 1);
 });

@@ -1,18 +1,18 @@
 // The --time budget's sizing and its watch of the pace, on a simulated clock: steps of a known
 // duration, the test set's evaluation at the end at the same pace, no real training.
 import assert from "node:assert/strict";
-import { TimeBudget } from "../src/time_budget.ts";
+import { type StepCost, TimeBudget } from "../src/time_budget.ts";
 import { PRESETS } from "../src/recipe.ts";
 import type { RunConfig } from "../src/run_config.ts";
 
 const SECONDS = 600, STEPS_PER_EPOCH = 390, TEST_IMAGES = 10_000, FORWARD_MS = 0.5, STARTUP_MS = 2000;
 
 /** A --time run whose step `s` takes stepMs(s): when it ends (ms from the start) and what it printed. */
-async function simulate(stepMs: (step: number) => number) {
+async function simulate(stepMs: (step: number) => number, stepCost?: StepCost) {
   let now = STARTUP_MS;
   const config: RunConfig = { recipe: PRESETS.cpu, seed: 0, shuffle: true };
   const evaluation = { perEpoch: 0, atEnd: TEST_IMAGES };
-  const budget = new TimeBudget(SECONDS, STEPS_PER_EPOCH, evaluation, config, () => now);
+  const budget = new TimeBudget(SECONDS, STEPS_PER_EPOCH, evaluation, config, () => now, stepCost);
   const lines: string[] = [];
   let step = 0;
   while (config.totalSteps === undefined || step < config.totalSteps) {
@@ -95,4 +95,25 @@ Deno.test("--time: one fast window right after the second estimate lengthens not
   );
   assert.equal(run.lines.length, 2, run.lines.join("\n"));
   assert(run.endMs <= SECONDS * 1000, `ended at ${run.endMs} ms`);
+});
+
+Deno.test("--time with the first half of the steps at 0.56 of a whole step's cost: sized in whole steps, on time", async () => {
+  // The low-resolution phase: steps before half the run's length cost 0.56 (undefined length: all).
+  const COST = 0.56, WHOLE_MS = 100;
+  const crop = (step: number, total: number | undefined) => step < Math.round(0.5 * (total ?? Infinity));
+  let total: number | undefined;
+  const stepCost: StepCost = (step, totalSteps) => {
+    total = totalSteps;
+    return crop(step, totalSteps) ? COST : 1;
+  };
+  // A step's real duration follows the same phases, with ±3% noise (step is 1-based, as afterStep's).
+  const run = await simulate((step) => (crop(step - 1, total) ? COST : 1) * steady(WHOLE_MS)(step), stepCost);
+  assert.equal(run.lines.length, 2, run.lines.join("\n"));
+  assert.match(run.lines[0], /^--time 600 s: [\d.]+ ms per whole-image step/);
+  const first = Number(run.lines[0].match(/: ([\d.]+) ms per/)![1]);
+  assert(Math.abs(first - WHOLE_MS) < 5, `the first estimate, ${first} ms per whole-image step`);
+  assert(run.endMs <= SECONDS * 1000, `ended at ${run.endMs} ms`);
+  assert(run.endMs > 0.95 * SECONDS * 1000, `ended at ${run.endMs} ms: the budget is used`);
+  // All whole steps would fit (600 s less the test set and margins) / 100 ms ≈ 5,650; half at 0.56: ~7,240.
+  assert(run.steps > 7000, `${run.steps} steps`);
 });

@@ -198,6 +198,7 @@ Deno.test("bad flags: one clear line and exit code 2", async () => {
       [["--patch", "33"], "--patch 33: must be ≤ 32"],
       [["--lr", "abc"], "--lr abc: not a number"],
       [["--optimizer", "adam"], "--optimizer adam: must be one of adamw, sgd, nesterov"],
+      [["--crop-size", "2", "--patch", "4"], "--crop-size 2: a crop holds at least one 4-pixel patch"],
       [["--augment", "heavy"], "--augment heavy"],
       [["--resume", `${dir}/nothing-here`], "not a run directory"],
       [["--out", `${dir}/existing-run`], "already holds a run"],

@@ -3,6 +3,7 @@
 // encoding into the words asm/augment.ts reads. The plan of sample i in epoch e depends on
 // (seed, e, i) only. src/data/augment.ts runs the plans.
 import { Random } from "./random.ts";
+import { IMAGE_SIDE } from "./cifar.ts";
 
 export interface AugmentConfig {
   enabled: boolean;
@@ -24,8 +25,6 @@ export interface AugmentConfig {
   /** RandomCrop(32, padding=translate) with zero fill: a shift of up to this many pixels (0: off). */
   translate: number;
 }
-
-const SIDE = 32;
 
 // Layout of one plan, PLAN_WORDS 32-bit words (keep in step with asm/augment.ts).
 export const PLAN_WORDS = 128;
@@ -105,7 +104,7 @@ export function randAugmentMagnitude(op: RandAugmentOp, m: number): { magnitude:
       return { magnitude: linspace(0, 0.3, m), signed: true };
     case "TranslateX":
     case "TranslateY":
-      return { magnitude: linspace(0, (150 / 331) * SIDE, m), signed: true };
+      return { magnitude: linspace(0, (150 / 331) * IMAGE_SIDE, m), signed: true };
     case "Rotate":
       return { magnitude: linspace(0, 30, m), signed: true };
     case "Brightness":
@@ -153,7 +152,7 @@ function blendOp(code: number, factor: number): PlanOp {
 /** The pixel op torchvision's _apply_op performs for a RandAugment op with a signed magnitude. */
 export function randAugmentOp(op: RandAugmentOp, magnitude: number): PlanOp | null {
   const degrees = (x: number) => (Math.atan(x) * 180) / Math.PI;
-  const topLeft: [number, number] = [-SIDE / 2, -SIDE / 2]; // shears are about the corner (center=[0, 0])
+  const topLeft: [number, number] = [-IMAGE_SIDE / 2, -IMAGE_SIDE / 2]; // shears are about the corner (center=[0, 0])
   switch (op) {
     case "Identity":
       return null;
@@ -209,15 +208,15 @@ function translateOp(random: Random, pixels: number): PlanOp {
  */
 export function drawPlan(config: AugmentConfig, seed: number, epoch: number, index: number): Plan {
   const random = new Random(seed, epoch, index);
-  const area = SIDE * SIDE;
+  const area = IMAGE_SIDE * IMAGE_SIDE;
 
   // RandomResizedCrop.get_params with ratio 1: a square of side round(√(area·U(s, 1))).
-  let crop = { top: 0, left: 0, height: SIDE, width: SIDE };
+  let crop = { top: 0, left: 0, height: IMAGE_SIDE, width: IMAGE_SIDE };
   for (let attempt = 0; attempt < 10; attempt++) {
     const side = Math.round(Math.sqrt(area * random.between(config.scale, 1)));
-    if (side > 0 && side <= SIDE) {
-      const top = random.below(SIDE - side + 1);
-      crop = { top, left: random.below(SIDE - side + 1), height: side, width: side };
+    if (side > 0 && side <= IMAGE_SIDE) {
+      const top = random.below(IMAGE_SIDE - side + 1);
+      crop = { top, left: random.below(IMAGE_SIDE - side + 1), height: side, width: side };
       break;
     }
   }
@@ -255,9 +254,9 @@ export function drawPlan(config: AugmentConfig, seed: number, epoch: number, ind
       const aspect = Math.exp(random.between(Math.log(0.3), Math.log(3.3)));
       const height = Math.round(Math.sqrt(eraseArea * aspect));
       const width = Math.round(Math.sqrt(eraseArea / aspect));
-      if (height < SIDE && width < SIDE) {
-        const top = random.below(SIDE - height + 1);
-        erase = { top, left: random.below(SIDE - width + 1), height, width };
+      if (height < IMAGE_SIDE && width < IMAGE_SIDE) {
+        const top = random.below(IMAGE_SIDE - height + 1);
+        erase = { top, left: random.below(IMAGE_SIDE - width + 1), height, width };
         break;
       }
     }

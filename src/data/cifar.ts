@@ -16,7 +16,9 @@ export interface CifarSplit {
 }
 
 export const DEFAULT_CIFAR_PATH = "data/cifar-10-binary.tar.gz";
-export const IMAGE_BYTES = 3072;
+/** CIFAR-10 images are 32×32 pixels, 3 channels. */
+export const IMAGE_SIDE = 32;
+export const IMAGE_BYTES = 3 * IMAGE_SIDE * IMAGE_SIDE;
 export const RECORD_BYTES = 1 + IMAGE_BYTES;
 export const CLASSES = 10;
 /** The class names of batches.meta.txt, by label. */
