@@ -13,6 +13,14 @@ import { IMAGE_SIDE } from "./data/cifar.ts";
 /** The stream of the crops' draws: the augmentation's streams are image indices, all below it. */
 const CROP_STREAM = 0xfffffffe;
 
+/**
+ * The phase ends after the learning rate's peak (at 2/5 of the steps): a --time run fixes its length
+ * only there, and where that length is shorter than the first estimate's, F of it may lie before
+ * the peak, in steps already trained on crops; ending no earlier than the peak keeps the run equal
+ * to its replay with --total-steps N --peak-step P.
+ */
+export const MIN_CROP_FRACTION = 0.4;
+
 /** What is wrong with a recipe's crops, as "flag value: why" (kebab-case for the flags), or null. */
 export function lowResolutionProblem(
   { cropSize, cropFraction, patch }: Pick<Recipe, "cropSize" | "cropFraction" | "patch">,
@@ -25,14 +33,6 @@ export function lowResolutionProblem(
   }
   return null;
 }
-
-/**
- * The phase ends after the learning rate's peak (at 2/5 of the steps): a --time run fixes its length
- * only there, and where that length is shorter than the first estimate's, F of it may lie before
- * the peak, in steps already trained on crops; ending no earlier than the peak keeps the run equal
- * to its replay with --total-steps N --peak-step P.
- */
-export const MIN_CROP_FRACTION = 0.4;
 
 /**
  * The low-resolution phase's length: the first steps of a run of `totalSteps` that train on crops,
