@@ -52,17 +52,25 @@ export function cropStepCost(recipe: Recipe): number {
 
 /**
  * Random size×size crops of `count` normalised NHWC 32×32 images, each at a uniform offset drawn
- * for (seed, step): the same crops whatever the worker count, and again after --resume.
+ * for (seed, step): the same crops whatever the worker count, and again after --resume. Written
+ * into the start of `out` (a buffer kept across batches), whose used part is returned.
  */
-export function randomCrops(images: Float32Array, count: number, size: number, seed: number, step: number) {
+export function randomCrops(
+  images: Float32Array,
+  count: number,
+  size: number,
+  seed: number,
+  step: number,
+  out: Float32Array = new Float32Array(count * size * size * 3),
+): Float32Array {
   const random = new Random(seed, step, CROP_STREAM), rowFloats = size * 3;
-  const out = new Float32Array(count * size * rowFloats);
+  const crops = out.subarray(0, count * size * rowFloats);
   for (let i = 0; i < count; i++) {
     const top = random.below(IMAGE_SIDE - size + 1), left = random.below(IMAGE_SIDE - size + 1);
     for (let y = 0; y < size; y++) {
       const from = ((i * IMAGE_SIDE + top + y) * IMAGE_SIDE + left) * 3;
-      out.set(images.subarray(from, from + rowFloats), (i * size + y) * rowFloats);
+      crops.set(images.subarray(from, from + rowFloats), (i * size + y) * rowFloats);
     }
   }
-  return out;
+  return crops;
 }

@@ -43,6 +43,7 @@ export class TrainingSession {
   #epochSums: Float32Array = new Float32Array(3); // the last epoch's (loss, correct, count) sums
   #lastSave = Date.now();
   readonly #budget: TimeBudget | null;
+  #cropBuffer: Float32Array | null = null;
 
   constructor(
     readonly model: ConvMixer,
@@ -59,7 +60,7 @@ export class TrainingSession {
     const views = ttaViews(recipe.tta).length;
     const evaluation = { perEpoch: (loaders.val?.records ?? 0) * views, atEnd: loaders.test.records * views };
     this.#budget = recipe.time && config.totalSteps === undefined
-      ? new TimeBudget(recipe.time, this.#perEpoch, evaluation, config, undefined, this.#stepCost(recipe))
+      ? new TimeBudget(recipe.time, this.#perEpoch, evaluation, config, undefined, this.#stepCost())
       : null;
   }
 
@@ -151,14 +152,16 @@ export class TrainingSession {
     };
   }
 
-  /** Uploads a training batch: in the low-resolution phase, as random crops (src/low_resolution.ts). */
+  /**
+   * Uploads a training batch: in the low-resolution phase, as random crops (src/low_resolution.ts),
+   * cut into one buffer of the largest batch (setBatch copies them out before the next batch).
+   */
   #upload({ images, labels }: { images: Float32Array; labels: Float32Array }) {
-    const step = this.position.step, { cropSize } = this.recipe;
-    const crops = this.#onCrops(step, this.config.totalSteps);
-    return this.model.setBatch(
-      crops ? randomCrops(images, labels.length, cropSize, this.config.seed, step) : images,
-      labels,
-    );
+    const step = this.position.step, { cropSize, batch } = this.recipe;
+    if (!this.#onCrops(step, this.config.totalSteps)) return this.model.setBatch(images, labels);
+    this.#cropBuffer ??= new Float32Array(batch * cropSize * cropSize * 3);
+    const crops = randomCrops(images, labels.length, cropSize, this.config.seed, step, this.#cropBuffer);
+    return this.model.setBatch(crops, labels);
   }
 
   /** Whether step `step` of a run of `totalSteps` trains on crops (not yet sized: a --time run's first steps, all crops). */
@@ -167,8 +170,8 @@ export class TrainingSession {
   }
 
   /** The budget's cost of a step: a crop step's share of a whole-image step in the low-resolution phase. */
-  #stepCost(recipe: Recipe): StepCost {
-    const cropCost = cropStepCost(recipe);
+  #stepCost(): StepCost {
+    const cropCost = cropStepCost(this.recipe);
     return (step, totalSteps) => this.#onCrops(step, totalSteps) ? cropCost : 1;
   }
 
