@@ -22,22 +22,13 @@
   if (lanes > 2) store<f32>(p, f32x4.extract_lane(v, 2), 8);
 }
 
-// Per-thread partial sums in float64, kept in registers over a block of rows: lanes 0, 1 of a
-// f32x4 go into one f64x2 accumulator and lanes 2, 3 into another.
+// Per-thread partial sums in float64: a block of rows is summed in float32 registers, and each
+// block's f32x4 sum is widened and added into four doubles in memory.
 
-/** Lanes 0, 1 of v widened to float64. */
-@inline export function lowToFloat64(v: v128): v128 {
-  return f64x2.promote_low_f32x4(v);
-}
-
-/** Lanes 2, 3 of v widened to float64. */
-@inline export function highToFloat64(v: v128): v128 {
-  return f64x2.promote_low_f32x4(v128.shuffle<f32>(v, v, 2, 3, 0, 1));
-}
-
-/** Adds the accumulators low (lanes 0, 1) and high (lanes 2, 3) into the 4 doubles at p. */
-@inline export function addToFloat64(p: usize, low: v128, high: v128): void {
-  v128.store(p, f64x2.add(v128.load(p), low));
+/** Adds the 4 floats of v, widened to float64, into the 4 doubles at p. */
+@inline export function addToFloat64(p: usize, v: v128): void {
+  v128.store(p, f64x2.add(v128.load(p), f64x2.promote_low_f32x4(v)));
+  const high = f64x2.promote_low_f32x4(v128.shuffle<f32>(v, v, 2, 3, 0, 1));
   v128.store(p + 16, f64x2.add(v128.load(p + 16), high));
 }
 
