@@ -18,7 +18,7 @@ export const WG = {
   /** depthwise_conv.wgsl: output rows per thread. */
   DEPTHWISE_ROWS: 4,
   /** depthwise_conv_backward_weight.wgsl: adjacent taps per workgroup. */
-  DEPTHWISE_TAPS: 4,
+  DEPTHWISE_TAPS: 8,
   /** gemm.wgsl: output tile (square) and contraction step. */
   GEMM_TILE: 128,
   GEMM_TILE_T: 16,
