@@ -3,7 +3,7 @@
 // achieved GFLOP/s against the device's peak, memory held, and the step time when batches come from
 // the real data pipeline (CPU workers decoding and augmenting while the step runs) next to the same
 // steps on a fixed batch — equal times mean the data preparation is hidden; and per model, where the
-// WASM step's time goes op by op (bench/step_profile.ts). Writes JSON and an SVG (drawn by ECharts, as
+// WASM step's time goes op by op (bench/step_profile.ts). Writes JSON and an SVG (drawn as
 // the run report's charts: src/report/charts.ts).
 //
 //   deno task bench [--models 256/8,cpu] [--backends wasm,webgpu] [--batch 128] [--steps 5]
