@@ -35,6 +35,22 @@ export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<
   await syncDirectory(dirname(path));
 }
 
+/**
+ * A file rebuilt from others at every epoch (the run report): renamed from a finished temporary, so
+ * a reader never sees half of it, but not fsynced (a crash loses nothing the next epoch cannot
+ * rebuild) and not a kill test's write step. A failed write removes its temporary.
+ */
+export async function writeTextAtomic(path: string, text: string): Promise<void> {
+  const temporary = `${path}${TEMPORARY_MARK}${Deno.pid}`;
+  try {
+    await Deno.writeTextFile(temporary, text);
+    await Deno.rename(temporary, path);
+  } catch (e) {
+    await Deno.remove(temporary).catch(() => {});
+    throw e;
+  }
+}
+
 export async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
   let written = 0;
   while (written < bytes.length) written += await file.write(bytes.subarray(written));

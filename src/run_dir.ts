@@ -12,7 +12,14 @@
 import { exists } from "./fs.ts";
 import { loadCheckpoint, saveCheckpoint, type StateDict } from "./checkpoint.ts";
 import { readSafetensors, type SafeTensor, writeSafetensors } from "./safetensors.ts";
-import { syncDirectory, TEMPORARY_MARK, writeAll, writeFileAtomic, writeStep } from "./atomic_file.ts";
+import {
+  syncDirectory,
+  TEMPORARY_MARK,
+  writeAll,
+  writeFileAtomic,
+  writeStep,
+  writeTextAtomic,
+} from "./atomic_file.ts";
 import { parseRunConfig, type RunConfig } from "./run_config.ts";
 import { UsageError } from "./options.ts";
 
@@ -100,6 +107,11 @@ export class RunDir {
       throw new Error(`${path}: cannot write (${(e as Error).message}); free space, then run again`);
     }
     this.#wroteConfig = true;
+  }
+
+  /** Rewrites report.html (src/report/report.ts renders it); a full disk fails as every write here. */
+  async writeReport(html: string): Promise<void> {
+    await this.#writing(() => writeTextAtomic(`${this.path}/report.html`, html));
   }
 
   /** Appends one epoch's line, fsynced, so the save that follows can count it. */

@@ -22,7 +22,7 @@ import type { BatchLoader } from "./data/loader.ts";
 import { evaluate, ttaViews } from "./evaluate.ts";
 import { formatDuration, Progress } from "./progress.ts";
 import type { WeightAverage } from "./weight_average.ts";
-import { writeRunReport } from "./report/report.ts";
+import { renderRunReport } from "./report/report.ts";
 import type { StepLog } from "./step_log.ts";
 
 const SAVE_INTERVAL_MS = 5 * 60 * 1000;
@@ -246,10 +246,12 @@ export class TrainingSession {
     }
     await this.folder.appendMetrics(line);
     const { machine, testSplit } = this.reporting;
-    await writeRunReport(this.folder.path, {
-      machine,
-      test: testLogits && { split: testSplit, logits: testLogits },
-    });
+    await this.folder.writeReport(
+      await renderRunReport(this.folder.path, {
+        machine,
+        test: testLogits && { split: testSplit, logits: testLogits },
+      }),
+    );
     console.error(epochSummary(line));
     if (this.position.batchInEpoch === this.#perEpoch) {
       this.position = { ...this.position, epoch: this.position.epoch + 1, batchInEpoch: 0 };

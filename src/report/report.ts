@@ -8,6 +8,7 @@ import { recordToRgb, rgbToPng } from "../image.ts";
 import type { ConvMixerConfig } from "../model.ts";
 import { analyseLogits, type TestAnalysis } from "./analysis.ts";
 import { barChart, heatmap, lineChart, type Series } from "./charts.ts";
+import { writeTextAtomic } from "../atomic_file.ts";
 
 /** One line of metrics.jsonl: numbers keyed by name (train_loss, test_acc, val_loss, lr, …). */
 export type EpochLine = Record<string, number | boolean | undefined>;
@@ -38,17 +39,17 @@ export function machineFacts(backend: string, reason: string): Record<string, st
 }
 
 /**
- * Writes RUNDIR/report.html from the run's files and, when there is one, the latest test
- * evaluation's logits (without it the report has no test sections yet).
+ * RUNDIR/report.html's page, from the run's files and, when there is one, the latest test
+ * evaluation's logits (without it the report has no test sections yet); RunDir.writeReport writes it.
  */
-export async function writeRunReport(
+export async function renderRunReport(
   runDir: string,
   latest: { machine: Record<string, string>; test?: { split: CifarSplit; logits: Float32Array } },
-): Promise<void> {
+): Promise<string> {
   const config = JSON.parse(await Deno.readTextFile(`${runDir}/config.json`));
   const epochs = await readJsonLines(`${runDir}/metrics.jsonl`) as EpochLine[];
   const steps = await readJsonLines(`${runDir}/steps.jsonl`) as StepLine[];
-  const html = renderReport({
+  return renderReport({
     title: `ConvMixer run ${runDir}`,
     recipe: { ...config.recipe, seed: config.seed, shuffle: config.shuffle, init: config.init },
     machine: latest.machine,
@@ -60,7 +61,6 @@ export async function writeRunReport(
       images: latest.test.split.images,
     },
   });
-  await writeTextAtomic(`${runDir}/report.html`, html);
 }
 
 /** Writes the report of one checkpoint's test evaluation (`task eval --report FILE`). */
@@ -85,13 +85,6 @@ export async function writeCheckpointReport(
     test: { heading: "Test set", analysis: evaluated.analysis, images: evaluated.test.images },
   });
   await writeTextAtomic(path, html);
-}
-
-/** Writes a file by renaming a finished temporary one, so a reader never sees half of it. */
-export async function writeTextAtomic(path: string, text: string): Promise<void> {
-  const temporary = `${path}.tmp-${Deno.pid}`;
-  await Deno.writeTextFile(temporary, text);
-  await Deno.rename(temporary, path);
 }
 
 /** The lines of a JSON-lines file; none if it does not exist. */
