@@ -15,40 +15,34 @@ export function writeStep(): void {
   if (++writeSteps === killAtWrite) Deno.kill(Deno.pid, "SIGKILL");
 }
 
-export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<void> {
+/**
+ * Writes PATH whole or not at all. `durable: false` is for a file rebuilt from others at every epoch
+ * (the run report): still renamed from a finished temporary, so a reader never sees half of it, but
+ * not fsynced (a crash loses nothing the next epoch cannot rebuild) and not a kill test's write step.
+ */
+export async function writeFileAtomic(
+  path: string,
+  bytes: Uint8Array,
+  { durable = true } = {},
+): Promise<void> {
   const temporary = `${path}${TEMPORARY_MARK}${Deno.pid}`;
   try {
     const file = await Deno.open(temporary, { write: true, create: true, truncate: true });
     try {
       await writeAll(file, bytes);
-      await file.sync();
+      if (durable) await file.sync();
     } finally {
       file.close();
     }
-    writeStep();
+    if (durable) writeStep();
     await Deno.rename(temporary, path);
   } catch (e) {
     await Deno.remove(temporary).catch(() => {});
     throw e;
   }
+  if (!durable) return;
   writeStep();
   await syncDirectory(dirname(path));
-}
-
-/**
- * A file rebuilt from others at every epoch (the run report): renamed from a finished temporary, so
- * a reader never sees half of it, but not fsynced (a crash loses nothing the next epoch cannot
- * rebuild) and not a kill test's write step. A failed write removes its temporary.
- */
-export async function writeTextAtomic(path: string, text: string): Promise<void> {
-  const temporary = `${path}${TEMPORARY_MARK}${Deno.pid}`;
-  try {
-    await Deno.writeTextFile(temporary, text);
-    await Deno.rename(temporary, path);
-  } catch (e) {
-    await Deno.remove(temporary).catch(() => {});
-    throw e;
-  }
 }
 
 export async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {

@@ -12,14 +12,7 @@
 import { exists } from "./fs.ts";
 import { loadCheckpoint, saveCheckpoint, type StateDict } from "./checkpoint.ts";
 import { readSafetensors, type SafeTensor, writeSafetensors } from "./safetensors.ts";
-import {
-  syncDirectory,
-  TEMPORARY_MARK,
-  writeAll,
-  writeFileAtomic,
-  writeStep,
-  writeTextAtomic,
-} from "./atomic_file.ts";
+import { syncDirectory, TEMPORARY_MARK, writeAll, writeFileAtomic, writeStep } from "./atomic_file.ts";
 import { parseRunConfig, type RunConfig } from "./run_config.ts";
 import { UsageError } from "./options.ts";
 
@@ -111,7 +104,8 @@ export class RunDir {
 
   /** Rewrites report.html (src/report/report.ts renders it); a full disk fails as every write here. */
   async writeReport(html: string): Promise<void> {
-    await this.#writing(() => writeTextAtomic(`${this.path}/report.html`, html));
+    const bytes = new TextEncoder().encode(html);
+    await this.#writing(() => writeFileAtomic(`${this.path}/report.html`, bytes, { durable: false }));
   }
 
   /** Appends one epoch's line, fsynced, so the save that follows can count it. */

@@ -25,6 +25,11 @@ function label(x: number, y: number, content: string, attributes = ""): string {
   return `<text x="${num(x)}" y="${num(y)}" ${attributes}>${escapeXml(content)}</text>`;
 }
 
+/** An axis name written bottom to top, centred on (x, y). */
+function verticalLabel(x: number, y: number, content: string): string {
+  return label(x, y, content, `text-anchor="middle" transform="rotate(-90 ${num(x)} ${num(y)})"`);
+}
+
 /** A path through the points (M, then L). */
 function polyline(points: [number, number][], attributes: string): string {
   const d = points.map(([x, y], i) => `${i === 0 ? "M" : "L"}${num(x)},${num(y)}`).join("");
@@ -59,18 +64,19 @@ export function lineChart(
   const x = scaleLinear().domain(extent(points.map((p) => p[0]))).range([left, width - right]).nice();
   const y = scaleLinear().domain(extent(points.map((p) => p[1]))).range([height - bottom, top]).nice();
   const yLabel = options.percent ? (v: number) => `${(100 * v).toFixed(1)}%` : y.tickFormat(5);
+  const xLabel = x.tickFormat(6);
   const body: string[] = [];
   for (const t of y.ticks(5)) {
     body.push(polyline([[left, y(t)], [width - right, y(t)]], GRID));
     body.push(label(left - 6, y(t) + 4, yLabel(t), 'text-anchor="end"'));
   }
   for (const t of x.ticks(6)) {
-    body.push(label(x(t), height - bottom + 16, x.tickFormat(6)(t), 'text-anchor="middle"'));
+    body.push(label(x(t), height - bottom + 16, xLabel(t), 'text-anchor="middle"'));
   }
   body.push(polyline([[left, top], [left, height - bottom], [width - right, height - bottom]], AXIS));
   body.push(label((left + width - right) / 2, height - 10, options.xName, 'text-anchor="middle"'));
   const middle = (top + height - bottom) / 2;
-  body.push(label(16, middle, options.yName, `text-anchor="middle" transform="rotate(-90 16 ${middle})"`));
+  body.push(verticalLabel(16, middle, options.yName));
   options.series.forEach((s, i) => {
     const color = PALETTE[i % PALETTE.length],
       at = s.points.map(([a, b]) => [x(a), y(b)] as [number, number]);
@@ -144,6 +150,6 @@ export function heatmap(
   }
   body.push(label((left + width - right) / 2, height - 12, options.columnName, 'text-anchor="middle"'));
   const middle = (top + height - bottom) / 2;
-  body.push(label(14, middle, options.rowName, `text-anchor="middle" transform="rotate(-90 14 ${middle})"`));
+  body.push(verticalLabel(14, middle, options.rowName));
   return svg(width, height, options.title, body);
 }

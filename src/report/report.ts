@@ -8,7 +8,7 @@ import { recordToRgb, rgbToPng } from "../image.ts";
 import type { ConvMixerConfig } from "../model.ts";
 import { analyseLogits, type TestAnalysis } from "./analysis.ts";
 import { barChart, heatmap, lineChart, type Series } from "./charts.ts";
-import { writeTextAtomic } from "../atomic_file.ts";
+import { writeFileAtomic } from "../atomic_file.ts";
 
 /** One line of metrics.jsonl: numbers keyed by name (train_loss, test_acc, val_loss, lr, …). */
 export type EpochLine = Record<string, number | boolean | undefined>;
@@ -84,7 +84,7 @@ export async function writeCheckpointReport(
     steps: [],
     test: { heading: "Test set", analysis: evaluated.analysis, images: evaluated.test.images },
   });
-  await writeTextAtomic(path, html);
+  await writeFileAtomic(path, new TextEncoder().encode(html), { durable: false });
 }
 
 /** The lines of a JSON-lines file; none if it does not exist. */
